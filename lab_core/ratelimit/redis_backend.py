@@ -1,0 +1,132 @@
+"""Redis versions of the six algorithms: each decision is one atomic Lua script (EVALSHA).
+
+The whole read-modify-write runs inside Redis, so any number of API servers and threads
+sharing one Redis admit exactly what a single in-memory limiter would. Time is Redis server
+time unless a clock is injected (simulations and tests), in which case the caller's time is
+sent as an argument and the same arithmetic runs on it.
+"""
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import redis
+
+from lab_core.ratelimit.params import check_cost, check_limits
+from lab_core.ratelimit.protocol import Decision
+from lab_core.sim.clock import Clock
+from lab_core.store import redis_client
+
+
+@cache
+def lua_source(algorithm: str) -> str:
+    """The full Lua script (shared prelude + algorithm body) for ``algorithm``."""
+    folder = resources.files("lab_core.ratelimit") / "lua"
+    return (folder / "_prelude.lua").read_text() + "\n" + (folder / f"{algorithm}.lua").read_text()
+
+
+class RedisLimiter:
+    """Base for the Redis algorithms: key naming, argument packing and reply decoding."""
+
+    algorithm = ""
+    uses_burst = False
+    extra_keys: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        limit: int,
+        period: float,
+        *,
+        clock: Clock | None = None,
+        burst: int | None = None,
+        client: redis.Redis | None = None,
+        prefix: str = "rl",
+    ) -> None:
+        check_limits(limit, period, burst)
+        if burst is not None and not self.uses_burst:
+            raise ValueError(f"burst does not apply to {type(self).__name__}; leave it None")
+        self.limit = limit
+        self.period = float(period)
+        self.burst = burst
+        self.clock = clock
+        self.prefix = prefix
+        self.client = client if client is not None else redis_client()
+        self._script = self.client.register_script(lua_source(self.algorithm))
+
+    @property
+    def capacity(self) -> int:
+        """The most units one key can hold or spend at once."""
+        return self.burst or self.limit
+
+    def keys_for(self, key: str) -> list[str]:
+        """Redis keys holding ``key``'s state; the hash tag keeps them in one Cluster slot."""
+        base = f"{self.prefix}:{self.algorithm}:{{{key}}}"
+        return [base] + [f"{base}:{suffix}" for suffix in self.extra_keys]
+
+    def acquire(self, key: str, cost: int = 1) -> Decision:
+        """Decide on ``cost`` units for ``key`` in one round trip."""
+        check_cost(cost, self.capacity)
+        now = "" if self.clock is None else repr(float(self.clock.now()))
+        args = [now, self.limit, repr(self.period), self.capacity, cost]
+        allowed, remaining, reset, retry, delay = self._script(keys=self.keys_for(key), args=args)
+        return Decision(
+            allowed=bool(int(allowed)),
+            limit=self.capacity,
+            remaining=int(remaining),
+            reset_after=float(reset),
+            retry_after=float(retry),
+            delay=float(delay),
+        )
+
+
+class RedisTokenBucket(RedisLimiter):
+    """Token bucket; state is a hash {tokens, ts}."""
+
+    algorithm = "token_bucket"
+    uses_burst = True
+
+
+class RedisLeakyBucket(RedisLimiter):
+    """Leaky bucket as a queue meter; state is a hash {level, ts}."""
+
+    algorithm = "leaky_bucket"
+    uses_burst = True
+
+
+class RedisFixedWindow(RedisLimiter):
+    """Fixed window; state is a hash {w, count} (one key, not one per window, so Cluster sees it)."""
+
+    algorithm = "fixed_window"
+
+
+class RedisSlidingWindowLog(RedisLimiter):
+    """Sliding window log; a sorted set of admitted requests plus a hash with their running sum."""
+
+    algorithm = "sliding_window_log"
+    extra_keys = ("meta",)
+
+
+class RedisSlidingWindowCounter(RedisLimiter):
+    """Sliding window counter; state is a hash {w, prev, curr}."""
+
+    algorithm = "sliding_window_counter"
+
+
+class RedisGCRA(RedisLimiter):
+    """GCRA; state is one string, the theoretical arrival time."""
+
+    algorithm = "gcra"
+    uses_burst = True
+
+
+REDIS_ALGORITHMS: dict[str, type[RedisLimiter]] = {
+    cls.algorithm: cls
+    for cls in (
+        RedisTokenBucket,
+        RedisLeakyBucket,
+        RedisFixedWindow,
+        RedisSlidingWindowLog,
+        RedisSlidingWindowCounter,
+        RedisGCRA,
+    )
+}

@@ -1,0 +1,33 @@
+"""One place that decides which Redis the labs talk to."""
+from __future__ import annotations
+
+import os
+
+import fakeredis
+import redis
+
+# One in-process fake server per Python process, so that every client made without a URL
+# (dashboard, middleware, threads of a test) sees the same keys, as they would on a real server.
+_DEFAULT_FAKE_SERVER = fakeredis.FakeServer()
+
+
+def redis_url() -> str | None:
+    """The ``REDIS_URL`` environment variable, or None when unset or empty."""
+    return os.environ.get("REDIS_URL") or None
+
+
+def redis_client(
+    url: str | None = None,
+    *,
+    fresh: bool = False,
+    decode_responses: bool = True,
+) -> redis.Redis:
+    """A Redis client: a real one for ``url`` (or ``REDIS_URL``), otherwise fakeredis.
+
+    ``fresh=True`` gives a fakeredis client on a new, empty server (isolated tests).
+    """
+    url = url or redis_url()
+    if url:
+        return redis.Redis.from_url(url, decode_responses=decode_responses)
+    server = fakeredis.FakeServer() if fresh else _DEFAULT_FAKE_SERVER
+    return fakeredis.FakeRedis(server=server, decode_responses=decode_responses)
