@@ -189,7 +189,8 @@ def trace(
     duration: float | None = None,
 ) -> np.ndarray:
     """Replay recorded arrival times from a sequence or a CSV file's ``column``, sorted, unshifted."""
-    if isinstance(source, (str, os.PathLike)):
+    from_csv = isinstance(source, (str, os.PathLike))
+    if from_csv:
         frame = pd.read_csv(source)
         if column not in frame.columns:
             raise ValueError(
@@ -198,14 +199,18 @@ def trace(
         raw = frame[column].to_numpy(dtype=object)
     else:
         raw = np.asarray(list(source), dtype=object)
+
+    def where(i: int) -> str:
+        return f"line {i + 2} of {os.fspath(source)!r}" if from_csv else f"index {i}"
+
     numeric = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(np.float64)
     bad = ~np.isfinite(numeric)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"trace: non-numeric or non-finite time {raw[i]!r} at row {i}")
+        raise ValueError(f"trace: non-numeric or non-finite time {raw[i]!r} at {where(i)}")
     if (numeric < 0).any():
         i = int(np.argmax(numeric < 0))
-        raise ValueError(f"trace: negative time {numeric[i]!r} at row {i}")
+        raise ValueError(f"trace: negative time {float(numeric[i])!r} at {where(i)}")
     times = np.sort(numeric)
     if duration is not None:
         times = times[times < _positive("duration", duration)]

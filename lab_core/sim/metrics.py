@@ -42,6 +42,19 @@ def sliding_max_count(times: Iterable[float], window: float) -> int:
     return int((ends - np.arange(t.size)).max())
 
 
+def _label_column(values: list[Any]) -> pd.Series:
+    # An object column keeps None (not NaN) for a missing label; complete columns get their
+    # natural dtype so numeric labels stay numeric.
+    if any(v is None for v in values):
+        return pd.Series(values, dtype=object)
+    return pd.Series(values)
+
+
+def _with_groups(frame: pd.DataFrame, cols: list[str], keys: list[tuple[Any, ...]], reps: int) -> None:
+    for i, c in enumerate(cols):
+        frame[c] = _label_column([k[i] for k in keys for _ in range(reps)])
+
+
 def _columns(by: By) -> list[str]:
     if by is None:
         return []
@@ -81,13 +94,7 @@ class Recorder:
             "latency": np.asarray(latency, dtype=np.float64),
         }
         for name in names:
-            values = [row.get(name) for row in labels]
-            # An object column keeps None (not NaN) for a missing label; complete columns get
-            # their natural dtype so numeric labels stay numeric.
-            if any(v is None for v in values):
-                data[name] = pd.Series(values, dtype=object)
-            else:
-                data[name] = pd.Series(values)
+            data[name] = _label_column([row.get(name) for row in labels])
         return pd.DataFrame(data)
 
     def _frame_by(self, by: By) -> tuple[pd.DataFrame, list[str]]:
@@ -105,24 +112,28 @@ class Recorder:
             yield (), df
             return
         for key, part in df.groupby(cols, dropna=False, sort=True):
-            yield (key if isinstance(key, tuple) else (key,)), part
+            key = key if isinstance(key, tuple) else (key,)
+            # groupby turns a missing label into NaN; give it back as None, as in frame().
+            yield tuple(None if pd.isna(k) else k for k in key), part
 
     def latency_table(self, by: By = None) -> pd.DataFrame:
         """Per group: count of latencies, mean, p50, p90, p99, p99.9 (group columns first)."""
         df, cols = self._frame_by(by)
-        rows = []
+        keys, rows = [], []
         for key, part in self._groups(df, cols):
             lat = part["latency"].dropna().to_numpy()
+            keys.append(key)
             rows.append(
                 {
-                    **dict(zip(cols, key)),
                     "count": int(lat.size),
                     "mean": float(lat.mean()) if lat.size else math.nan,
                     **percentiles(lat),
                 }
             )
-        columns = [*cols, "count", "mean", *(_pname(q) for q in PERCENTILES)]
-        return pd.DataFrame(rows, columns=columns)
+        stat_cols = ["count", "mean", *(_pname(q) for q in PERCENTILES)]
+        stats = pd.DataFrame(rows, columns=stat_cols)
+        _with_groups(stats, cols, keys, 1)
+        return stats[[*cols, *stat_cols]]
 
     def throughput(
         self,
@@ -158,8 +169,8 @@ class Recorder:
         for key, part in self._groups(df, cols):
             times = np.sort(part["t"].to_numpy())
             counts = np.searchsorted(times, ends, "left") - np.searchsorted(times, ends - window, "left")
-            frame = pd.DataFrame({"t": ends, **{c: [k] * n for c, k in zip(cols, key)}})
-            frame["rate"] = counts / window
+            frame = pd.DataFrame({"t": ends, "rate": counts / window})
+            _with_groups(frame, cols, [key], n)
             frames.append(frame)
         if not frames:
             return pd.DataFrame(columns=columns)
@@ -194,7 +205,6 @@ class Recorder:
         for key, part in self._groups(df, cols):
             counts, _ = np.histogram(part[column].to_numpy(), bins=edges)
             frame = pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "count": counts})
-            for c, k in zip(cols, key):
-                frame[c] = k
+            _with_groups(frame, cols, [key], len(counts))
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)[out_cols]

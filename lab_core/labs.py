@@ -1,0 +1,58 @@
+"""The course catalogue: one entry per lab, the single place that maps names to folders and modules."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Lab:
+    """Where a lab's pieces live; ``name`` is its ``lab_core`` package name."""
+
+    name: str
+    folder: str
+    notebook: str
+    title: str
+
+    @property
+    def solution(self) -> Path:
+        """The instructor notebook (nbgrader source)."""
+        return ROOT / "solutions" / self.folder / self.notebook
+
+    @property
+    def release(self) -> Path:
+        """The committed student notebook (nbgrader release)."""
+        return ROOT / "labs" / self.folder / self.notebook
+
+    @property
+    def mutants(self) -> Path:
+        """Folder of plausible wrong answers the grader must fail."""
+        return ROOT / "tests" / self.name / "mutants"
+
+    @property
+    def widget_module(self) -> str:
+        """Module with ``dashboard()`` and ``app()``."""
+        return f"widgets.{self.name}"
+
+    @property
+    def benchmark(self) -> Path:
+        """The lab's benchmark script."""
+        return ROOT / "benchmarks" / f"{self.name}.py"
+
+
+LABS: dict[str, Lab] = {
+    lab.name: lab
+    for lab in (
+        Lab("ratelimit", "01_rate_limiter", "rate_limiter.ipynb", "Rate limiter"),
+    )
+}
+
+
+def get_lab(name: str) -> Lab:
+    """The lab called ``name``, or a ValueError listing the known ones."""
+    try:
+        return LABS[name]
+    except KeyError:
+        raise ValueError(f"unknown lab {name!r}; known labs: {', '.join(LABS)}") from None

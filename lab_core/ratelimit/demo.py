@@ -1,0 +1,177 @@
+"""The demo API behind the rate limiter: a small item catalogue in SQLite, served by uvicorn.
+
+``syslab demo ratelimit`` runs it. Identify as a user with the ``X-User`` header.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from importlib import resources
+from pathlib import Path
+import argparse
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from lab_core.ratelimit.middleware import RateLimitMiddleware
+from lab_core.ratelimit.rules import Rule, RulesEngine, load_rules
+from lab_core.store import redis_client, sqlite
+
+DEFAULT_RULES = "default_rules.yaml"
+
+
+def default_rules() -> list[Rule]:
+    """The documented default rule set shipped with the package."""
+    return load_rules((resources.files("lab_core.ratelimit") / DEFAULT_RULES).read_text())
+
+
+class Catalogue:
+    """Items stored in SQLite; one lock serialises writers because the connection is shared."""
+
+    def __init__(self, db: str | Path = ":memory:") -> None:
+        self.conn = sqlite(db)
+        self.lock = threading.Lock()
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL NOT NULL)"
+        )
+
+    def add(self, name: str, price: float) -> dict:
+        """Store an item and return it with its id."""
+        with self.lock:
+            cur = self.conn.execute("INSERT INTO items (name, price) VALUES (?, ?)", (name, price))
+            return {"id": cur.lastrowid, "name": name, "price": price}
+
+    def get(self, item_id: int) -> dict | None:
+        """One item, or None."""
+        with self.lock:
+            return self.conn.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+
+    def all(self) -> list[dict]:
+        """Every item in id order."""
+        with self.lock:
+            return self.conn.execute("SELECT * FROM items ORDER BY id").fetchall()
+
+
+def _error(status: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+def validate_item(body: Any) -> tuple[str, float]:
+    """Check a new item's JSON body; raise ValueError naming the bad field."""
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object with fields 'name' and 'price'")
+    unknown = set(body) - {"name", "price"}
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    name, price = body.get("name"), body.get("price")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ValueError("field 'name' must be a non-empty string of at most 200 characters")
+    if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0:
+        raise ValueError("field 'price' must be a non-negative number")
+    return name.strip(), float(price)
+
+
+def build_api(catalogue: Catalogue, rules: list[Rule]) -> Starlette:
+    """The bare demo API (no limiter): the baseline the middleware is measured against."""
+
+    async def index(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "service": "sysdesign-lab rate limiter demo",
+                "identify": "send X-User: <name> to be limited per user; otherwise per IP only",
+                "endpoints": ["GET /api/items", "POST /api/items", "GET /api/items/{id}", "GET /api/report", "GET /healthz"],
+                "rules": [
+                    {"name": r.name, "scope": r.scope, "algorithm": r.algorithm, "limit": r.limit,
+                     "period": r.period, "burst": r.burst, "cost": r.cost, "fail": r.fail}
+                    for r in rules
+                ],
+            }
+        )
+
+    async def list_items(request: Request) -> JSONResponse:
+        return JSONResponse({"items": catalogue.all()})
+
+    async def create_item(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "bad_request", "body is not valid JSON")
+        try:
+            name, price = validate_item(body)
+        except ValueError as exc:
+            return _error(422, "invalid_item", str(exc))
+        return JSONResponse(catalogue.add(name, price), status_code=201)
+
+    async def get_item(request: Request) -> JSONResponse:
+        raw = request.path_params["item_id"]
+        if not raw.isdigit():
+            return _error(400, "bad_request", f"item id must be a positive integer, got {raw!r}")
+        item = catalogue.get(int(raw))
+        return JSONResponse(item) if item else _error(404, "not_found", f"no item with id {raw}")
+
+    async def report(request: Request) -> JSONResponse:
+        items = catalogue.all()
+        total = sum(i["price"] for i in items)
+        return JSONResponse({"items": len(items), "total_price": total})
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", "the server failed; nothing you sent was stored")
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/items", list_items, methods=["GET"]),
+            Route("/api/items", create_item, methods=["POST"]),
+            Route("/api/items/{item_id}", get_item, methods=["GET"]),
+            Route("/api/report", report, methods=["GET"]),
+            Route("/healthz", healthz),
+        ],
+        exception_handlers={HTTPException: http_error, 500: server_error},
+    )
+
+
+def create_app(
+    rules: str | Path | list[Rule] | None = None,
+    *,
+    redis_url: str | None = None,
+    db: str | Path = ":memory:",
+    trust_forwarded: bool = False,
+) -> RateLimitMiddleware:
+    """The demo API wrapped in the rate-limit middleware; counters in Redis (fakeredis unless a URL is given)."""
+    rule_list = default_rules() if rules is None else (rules if isinstance(rules, list) else load_rules(rules))
+    store = redis_client(redis_url, fresh=redis_url is None)
+    engine = RulesEngine(rule_list, store=store)
+    return RateLimitMiddleware(build_api(Catalogue(db), rule_list), engine, trust_forwarded=trust_forwarded)
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``syslab demo ratelimit``."""
+    parser.add_argument("--rules", help="YAML rules file (default: the documented default set)")
+    parser.add_argument("--redis-url", help="real Redis for the counters (default: REDIS_URL, else fakeredis)")
+    parser.add_argument("--db", default=":memory:", help="SQLite file for the demo items (default: in memory)")
+    parser.add_argument("--trust-forwarded", action="store_true",
+                        help="take the client IP from X-Forwarded-For (only behind a trusted proxy)")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Serve the limited demo API with uvicorn until interrupted."""
+    import os
+
+    import uvicorn
+
+    app = create_app(args.rules, redis_url=args.redis_url or os.environ.get("REDIS_URL"), db=args.db,
+                     trust_forwarded=args.trust_forwarded)
+    print(f"rate-limited demo API on http://{args.host}:{args.port}/  (try: curl -H 'X-User: alice' .../api/items)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
