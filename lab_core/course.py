@@ -1,0 +1,212 @@
+"""``syslab check``: the course's integrity, proved with real nbgrader runs.
+
+For each lab, in a throwaway nbgrader course folder:
+
+1. the committed student notebook (``labs/``) equals what ``nbgrader generate_assignment``
+   makes from the instructor notebook (``solutions/``);
+2. the reference answers score full marks under ``nbgrader autograde``;
+3. the blank student notebook scores less;
+4. every mutant in ``tests/<lab>/mutants/`` scores less.
+
+Submissions are built from the student notebook, as a student would hand it in: "reference"
+has every exercise cell answered with the solution; a mutant is that, with the cells it names
+replaced by its wrong answer.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from lab_core.labs import Lab, get_lab
+
+MUTANT_MARK = re.compile(r"^# %% grade_id: (\S+)\s*$", re.MULTILINE)
+_SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A plausible wrong answer: replacement sources keyed by the solution cells' grade_id."""
+
+    name: str
+    description: str
+    cells: dict[str, str]
+
+
+def parse_mutant(path: Path) -> Mutant:
+    """Read a mutant file: a docstring, then sections opened by ``# %% grade_id: ID``."""
+    text = path.read_text()
+    parts = MUTANT_MARK.split(text)
+    if len(parts) < 3:
+        raise ValueError(f"mutant {path.name}: no '# %% grade_id: <id>' section found")
+    head = parts[0].strip().strip('"').strip()
+    cells = {parts[i]: parts[i + 1].strip("\n") + "\n" for i in range(1, len(parts), 2)}
+    return Mutant(path.stem, head.splitlines()[0] if head else "", cells)
+
+
+def load_mutants(lab: Lab) -> list[Mutant]:
+    """Every mutant of ``lab``, sorted by name."""
+    return [parse_mutant(p) for p in sorted(lab.mutants.glob("*.py"))] if lab.mutants.is_dir() else []
+
+
+def _grade_id(cell: nbformat.NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def _is_solution(cell: nbformat.NotebookNode) -> bool:
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
+
+
+def reference_answers(solution: nbformat.NotebookNode) -> dict[str, str]:
+    """The solution cells' sources without the BEGIN/END SOLUTION marker lines, by grade_id."""
+    return {
+        _grade_id(c): _SOLUTION_MARKERS.sub("", c.source)
+        for c in solution.cells
+        if _is_solution(c) and _grade_id(c)
+    }
+
+
+def fill(release: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.NotebookNode:
+    """A copy of the student notebook with the given cells answered; unknown grade_ids are an error."""
+    nb = nbformat.from_dict(release)
+    known = {_grade_id(c) for c in nb.cells if _is_solution(c)}
+    unknown = set(answers) - known
+    if unknown:
+        raise ValueError(f"no solution cell with grade_id {', '.join(sorted(unknown))}")
+    for cell in nb.cells:
+        if _is_solution(cell) and _grade_id(cell) in answers:
+            cell.source = answers[_grade_id(cell)]
+    return nb
+
+
+def _comparable(nb: nbformat.NotebookNode) -> list[tuple]:
+    return [(c.cell_type, c.source.strip(), c.get("metadata", {}).get("nbgrader")) for c in nb.cells]
+
+
+def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("nbgrader")
+    cmd = [str(exe) if exe.exists() else "nbgrader", *args]
+    env = {**os.environ, "SYSLAB_FAST": "1"}
+    return subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True)
+
+
+@dataclass
+class LabReport:
+    """Every check of one lab: (what, score, max_score, ok, detail) rows."""
+
+    lab: str
+    rows: list[tuple[str, float | None, float | None, bool, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every row holds."""
+        return bool(self.rows) and all(row[3] for row in self.rows)
+
+
+def check_lab(lab: Lab, workdir: Path) -> LabReport:
+    """Run the four checks for ``lab`` inside ``workdir`` (an empty folder)."""
+    report = LabReport(lab.name)
+    course = workdir / lab.name
+    (course / "source" / lab.folder).mkdir(parents=True)
+    shutil.copy(lab.solution, course / "source" / lab.folder / lab.notebook)
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        "c.CourseDirectory.root = '.'\n"
+        f"c.CourseDirectory.db_assignments = [{{'name': {lab.folder!r}}}]\n"
+        "c.Execute.timeout = 300\n"
+    )
+    gen = _nbgrader(course, "generate_assignment", lab.folder, "--force")
+    generated = course / "release" / lab.folder / lab.notebook
+    if gen.returncode != 0 or not generated.exists():
+        report.rows.append(("generate student version", None, None, False, gen.stderr.strip()[-800:]))
+        return report
+    fresh = nbformat.read(generated, as_version=4)
+    committed = nbformat.read(lab.release, as_version=4) if lab.release.exists() else None
+    current = committed is not None and _comparable(committed) == _comparable(fresh)
+    report.rows.append(
+        ("student notebook current", None, None, current,
+         "" if current else f"regenerate: nbgrader generate_assignment {lab.folder} --force")
+    )
+
+    answers = reference_answers(nbformat.read(lab.solution, as_version=4))
+    submissions = {"reference": fill(fresh, answers), "blank": fresh}
+    mutants = load_mutants(lab)
+    for m in mutants:
+        submissions[f"mutant-{m.name}"] = fill(fresh, {**answers, **m.cells})
+    for student, nb in submissions.items():
+        folder = course / "submitted" / student / lab.folder
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / lab.notebook)
+
+    graded = _nbgrader(course, "autograde", lab.folder, "--force")
+    if graded.returncode != 0:
+        report.rows.append(("autograde", None, None, False, graded.stderr.strip()[-800:]))
+        return report
+    scores = _scores(course, lab)
+    descriptions = {f"mutant-{m.name}": m.description for m in mutants}
+    for student in submissions:
+        score, max_score, lost = scores.get(student, (None, None, []))
+        if score is None:
+            report.rows.append((student, None, None, False, "not graded"))
+            continue
+        full = score >= max_score
+        ok = full if student == "reference" else not full
+        detail = descriptions.get(student, "")
+        if lost:
+            detail = (detail + "; " if detail else "") + "lost: " + ", ".join(lost)
+        report.rows.append((student, score, max_score, ok, detail))
+    return report
+
+
+def _scores(course: Path, lab: Lab) -> dict[str, tuple[float, float, list[str]]]:
+    from nbgrader.api import Gradebook
+
+    out: dict[str, tuple[float, float, list[str]]] = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for student in gb.students:
+            try:
+                sub = gb.find_submission(lab.folder, student.id)
+            except Exception:  # nbgrader raises MissingEntry for students without this assignment
+                continue
+            lost = [
+                g.name
+                for nb in sub.notebooks
+                for g in nb.grades
+                if g.max_score and (g.score or 0) < g.max_score
+            ]
+            out[student.id] = (float(sub.score), float(sub.max_score), sorted(lost))
+    return out
+
+
+def format_report(reports: list[LabReport]) -> str:
+    """The check results as an aligned text table."""
+    lines = [f"{'lab':<10} {'check':<34} {'score':>11}  {'ok':<4} detail"]
+    for rep in reports:
+        for what, score, max_score, ok, detail in rep.rows:
+            s = "" if score is None else f"{score:g}/{max_score:g}"
+            lines.append(f"{rep.lab:<10} {what:<34} {s:>11}  {'yes' if ok else 'NO':<4} {detail}")
+    return "\n".join(lines)
+
+
+def check_labs(names: list[str], *, keep: bool = False) -> int:
+    """Check each lab, print the table; 0 only if every check of every lab holds."""
+    labs = [get_lab(n) for n in names]
+    workdir = Path(tempfile.mkdtemp(prefix="syslab-check-"))
+    try:
+        reports = [check_lab(lab, workdir) for lab in labs]
+    finally:
+        if keep:
+            print(f"course folders kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(format_report(reports))
+    ok = all(r.ok for r in reports)
+    print("all checks hold" if ok else "SOME CHECKS FAILED")
+    return 0 if ok else 1
