@@ -1,0 +1,78 @@
+"""The pieces of `syslab check` that need no nbgrader run: mutant files, splicing, staleness."""
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from lab_core.course import LabReport, _comparable, fill, format_report, parse_mutant, reference_answers
+
+
+def _cell(source: str, grade_id: str | None = None, solution: bool = False, grade: bool = False):
+    cell = nbformat.v4.new_code_cell(source)
+    if grade_id:
+        cell.metadata["nbgrader"] = {
+            "grade_id": grade_id, "solution": solution, "grade": grade, "locked": not solution,
+            "schema_version": 3, **({"points": 1} if grade else {}),
+        }
+    return cell
+
+
+def _notebook(*cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = list(cells)
+    return nb
+
+
+def test_parse_mutant_reads_description_and_sections(tmp_path):
+    path = tmp_path / "uncapped.py"
+    path.write_text('"""Bucket never capped."""\n# %% grade_id: a\nx = 1\n\n# %% grade_id: b\ny = 2\n')
+    m = parse_mutant(path)
+    assert m.name == "uncapped"
+    assert m.description == "Bucket never capped."
+    assert m.cells == {"a": "x = 1\n", "b": "y = 2\n"}
+
+
+def test_parse_mutant_without_sections_is_an_error(tmp_path):
+    path = tmp_path / "empty.py"
+    path.write_text('"""Nothing here."""\nx = 1\n')
+    with pytest.raises(ValueError, match="empty.py"):
+        parse_mutant(path)
+
+
+def test_reference_answers_strip_solution_markers_and_fill_splices_by_grade_id():
+    solution = _notebook(
+        _cell("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION", "ex1", solution=True),
+        _cell("assert answer == 42", "test1", grade=True),
+    )
+    release = _notebook(
+        _cell("# YOUR CODE HERE\nraise NotImplementedError()", "ex1", solution=True),
+        _cell("assert answer == 42", "test1", grade=True),
+    )
+    answers = reference_answers(solution)
+    assert answers == {"ex1": "answer = 42\n"}
+    filled = fill(release, answers)
+    assert filled.cells[0].source == "answer = 42\n"
+    assert release.cells[0].source.startswith("# YOUR CODE HERE"), "fill must not modify its input"
+    with pytest.raises(ValueError, match="nope"):
+        fill(release, {"nope": "x"})
+    with pytest.raises(ValueError, match="test1"):
+        fill(release, {"test1": "assert True"})
+
+
+def test_comparison_sees_changed_source_and_metadata_but_not_outputs():
+    a = _notebook(_cell("x = 1", "c", solution=True))
+    b = nbformat.from_dict(a)
+    b.cells[0].outputs = [nbformat.v4.new_output("stream", text="noise")]
+    assert _comparable(a) == _comparable(b)
+    b.cells[0].source = "x = 2"
+    assert _comparable(a) != _comparable(b)
+
+
+def test_report_ok_only_when_every_row_holds():
+    rep = LabReport("demo", [("reference", 10, 10, True, ""), ("mutant-x", 7, 10, True, "lost: t1")])
+    assert rep.ok
+    rep.rows.append(("mutant-y", 10, 10, False, "not caught"))
+    assert not rep.ok
+    assert not LabReport("empty").ok
+    table = format_report([rep])
+    assert "mutant-y" in table and "NO" in table and "7/10" in table

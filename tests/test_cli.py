@@ -1,0 +1,47 @@
+"""The `syslab` command's contract: subcommands exist, bad arguments exit 2 with a clear message."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab_core.cli import build_parser, main
+
+SYSLAB = str(Path(sys.executable).with_name("syslab"))
+
+
+def test_every_documented_subcommand_exists():
+    out = subprocess.run([SYSLAB, "--help"], capture_output=True, text=True, check=True).stdout
+    for sub in ("serve", "demo", "check", "bench"):
+        assert sub in out
+
+
+def test_demo_lists_the_rate_limiter_with_its_options():
+    out = subprocess.run([SYSLAB, "demo", "ratelimit", "--help"], capture_output=True, text=True, check=True).stdout
+    for option in ("--rules", "--redis-url", "--port"):
+        assert option in out
+
+
+@pytest.mark.parametrize("argv", [["check", "nosuchlab"], ["bench", "nosuchlab"]])
+def test_unknown_lab_is_a_clear_error(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unknown lab 'nosuchlab'" in err and "ratelimit" in err
+
+
+def test_serve_rejects_unknown_lab():
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["serve", "--lab", "nosuchlab"])
+    assert exc.value.code == 2
+
+
+def test_demo_with_bad_rules_file_exits_2_naming_the_rule(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {name: broken, scope: user, limit: -5, period: 60}\n")
+    proc = subprocess.run([SYSLAB, "demo", "ratelimit", "--rules", str(rules), "--port", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "broken" in proc.stderr and "limit" in proc.stderr
+    assert "Traceback" not in proc.stderr
