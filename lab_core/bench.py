@@ -37,12 +37,16 @@ from lab_core.labs import Lab
 
 __all__ = [
     "Figure",
+    "format_table",
     "interleaved",
     "machine_info",
     "machine_note",
+    "median",
     "ops_per_second",
     "parse_target",
     "redis_server",
+    "redis_server_binary",
+    "results_path",
     "run_benchmark",
 ]
 
@@ -155,6 +159,13 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _load_avg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def machine_info() -> dict[str, Any]:
@@ -375,28 +386,42 @@ def _load(lab: Lab) -> Any:
     spec = importlib.util.spec_from_file_location(f"syslab_benchmark_{lab.name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(spec.name, None)
+        raise
     if not callable(getattr(module, "run", None)):
         raise TypeError(f"{path} must define run(quick: bool) -> list[Figure]")
     return module
 
 
+RESULTS_ENV = "SYSLAB_BENCH_RESULTS"
+
+
 def results_path(lab: Lab) -> Path:
-    """Where ``syslab bench`` writes the lab's JSON."""
-    return lab.benchmark.parent / "results" / f"{lab.name}.json"
+    """Where ``syslab bench`` writes the lab's JSON: ``benchmarks/results/<lab>.json``.
+
+    The environment variable ``SYSLAB_BENCH_RESULTS`` names another folder (tests use it so a
+    smoke run never overwrites the committed results).
+    """
+    folder = os.environ.get(RESULTS_ENV)
+    return (Path(folder) if folder else lab.benchmark.parent / "results") / f"{lab.name}.json"
 
 
 def run_benchmark(lab: Lab, quick: bool = False) -> int:
     """Run ``benchmarks/<lab>.py``, print its table, write its JSON; 0 unless the benchmark failed.
 
     A missed target is a result, not a failure: the table and the JSON say so and the status is
-    still 0. An exception in the benchmark prints its traceback, writes nothing and returns 1.
+    still 0. The JSON goes to :func:`results_path`. An exception in the benchmark prints its traceback, writes nothing and returns 1.
     A lab without a benchmark file is a usage error (ValueError).
     """
     path = lab.benchmark
     if not path.is_file():
         raise ValueError(f"lab {lab.name!r} has no benchmark: {path} does not exist")
     _NOTES.clear()
+    load_start = _load_avg()
     started = time.perf_counter()
     print(f"syslab bench {lab.name}{' --quick' if quick else ''}: running {path.name} ...", flush=True)
     try:
@@ -411,6 +436,8 @@ def run_benchmark(lab: Lab, quick: bool = False) -> int:
         print(f"syslab bench {lab.name}: the benchmark failed; no results written", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - started
+    if load_start is not None:  # a busy shared machine explains noisy figures
+        machine_note("load_avg_1m", [load_start, _load_avg()])
     record = {"lab": lab.name, "machine": machine_info(), "figures": [f.to_dict() for f in figures]}
     out = results_path(lab)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -425,6 +452,7 @@ def run_benchmark(lab: Lab, quick: bool = False) -> int:
     print()
     print(f"{met} of {len(targeted)} targets met; {len(figures)} figures in {elapsed:.1f} s "
           f"on {m['cpus']} x {m['cpu_model']}, Python {m['python']}"
-          + (f", redis-server {m['redis_server']}" if "redis_server" in m else ""))
+          + (f", redis-server {m['redis_server']}" if "redis_server" in m else "")
+          + (f"; load average {m['load_avg_1m'][0]} -> {m['load_avg_1m'][1]}" if "load_avg_1m" in m else ""))
     print(f"wrote {out}")
     return 0

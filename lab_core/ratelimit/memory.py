@@ -186,7 +186,7 @@ class SlidingWindowCounter(_Base):
 
 
 class GCRA(_Base):
-    """Generic cell rate algorithm: one stored time (the theoretical arrival time) per key.
+    """Generic cell rate algorithm: one stored time (the theoretical arrival time, TAT) per key.
 
     Same admissions as a token bucket of capacity ``burst`` refilled at ``limit/period``.
     """
@@ -195,20 +195,24 @@ class GCRA(_Base):
 
     def _decide(self, key: str, cost: int, now: float) -> Decision:
         interval = self.period / self.limit
-        tolerance = interval * self.capacity
-        tat = max(self._state.get(key, now), now)
-        new_tat = tat + cost * interval
-        allow_at = new_tat - tolerance
-        allowed = now >= allow_at
+        # Time is counted in emission intervals, so each request adds exactly ``cost`` to the
+        # backlog (TAT - now) and a burst is compared with ``burst`` exactly. In seconds, sums of
+        # ``period/limit`` round: bursts at one instant got burst-1 through, and an idle key could
+        # refuse a request of cost == burst. Snapping to 1e-9 interval drops leftover rounding noise.
+        now_u = now / interval
+        tat = self._state.get(key, now_u)
+        backlog = max(0.0, math.floor((tat - now_u) * 1e9 + 0.5) / 1e9)
+        new_backlog = backlog + cost
+        allowed = new_backlog <= self.capacity
         if allowed:
-            self._state[key] = new_tat
-            tat = new_tat
+            backlog = new_backlog
+            self._state[key] = now_u + backlog
         return Decision(
             allowed=allowed,
             limit=self.capacity,
-            remaining=max(0, math.floor((tolerance - (tat - now)) / interval)),
-            reset_after=tat - now,
-            retry_after=0.0 if allowed else allow_at - now,
+            remaining=max(0, math.floor(self.capacity - backlog)),
+            reset_after=backlog * interval,
+            retry_after=0.0 if allowed else (new_backlog - self.capacity) * interval,
         )
 
 

@@ -19,10 +19,16 @@ from lab_core.store import redis_client
 
 
 @cache
+def lua_prelude() -> str:
+    """The prelude every script starts with: defines ``now``, ``limit``, ``period``, ``capacity``, ``cost``, ``f``, ``expire``."""
+    return (resources.files("lab_core.ratelimit") / "lua" / "_prelude.lua").read_text()
+
+
+@cache
 def lua_source(algorithm: str) -> str:
     """The full Lua script (shared prelude + algorithm body) for ``algorithm``."""
     folder = resources.files("lab_core.ratelimit") / "lua"
-    return (folder / "_prelude.lua").read_text() + "\n" + (folder / f"{algorithm}.lua").read_text()
+    return lua_prelude() + "\n" + (folder / f"{algorithm}.lua").read_text()
 
 
 class RedisLimiter:
@@ -31,6 +37,9 @@ class RedisLimiter:
     algorithm = ""
     uses_burst = False
     extra_keys: tuple[str, ...] = ()
+    #: A subclass may give its Lua body here instead of shipping ``lua/<algorithm>.lua``
+    #: (the notebook's exercise does); the prelude is prepended either way.
+    lua_body: str | None = None
 
     def __init__(
         self,
@@ -51,7 +60,14 @@ class RedisLimiter:
         self.clock = clock
         self.prefix = prefix
         self.client = client if client is not None else redis_client()
-        self._script = self.client.register_script(lua_source(self.algorithm))
+        self._script = self.client.register_script(self.script_source())
+
+    @classmethod
+    def script_source(cls) -> str:
+        """The full script this class runs: prelude + ``lua_body`` if set, else ``lua/<algorithm>.lua``."""
+        if cls.lua_body is not None:
+            return lua_prelude() + "\n" + cls.lua_body
+        return lua_source(cls.algorithm)
 
     @property
     def capacity(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -203,7 +204,9 @@ class RulesEngine:
 
     ``store=None`` keeps counters in process memory; a Redis client puts them in Redis (the
     real deployment: every API server shares them). ``clock=None`` means wall time in memory
-    and Redis server time in Redis.
+    and Redis server time in Redis. ``algorithms`` replaces the class behind an algorithm name
+    (``{"token_bucket": MyTokenBucket}``: a student's class in the real system); it is built
+    with the same arguments as the built-in class it replaces (for Redis: ``client``, ``prefix``).
     """
 
     def __init__(
@@ -213,7 +216,12 @@ class RulesEngine:
         store: redis.Redis | None = None,
         clock: Clock | None = None,
         prefix: str = "rl",
+        algorithms: Mapping[str, Callable[..., RateLimiter]] | None = None,
     ) -> None:
+        unknown = set(algorithms or {}) - set(ALGORITHMS)
+        if unknown:
+            raise ValueError(f"algorithms: unknown name(s) {', '.join(sorted(unknown))}; known: {', '.join(ALGORITHMS)}")
+        self.algorithms: dict[str, Callable[..., RateLimiter]] = dict(algorithms or {})
         self.rules = rules if isinstance(rules, list) and all(isinstance(r, Rule) for r in rules) else load_rules(rules)
         self.store = store
         order = {scope: i for i, scope in enumerate(SCOPES)}
@@ -224,8 +232,10 @@ class RulesEngine:
     def _make(self, rule: Rule, clock: Clock | None, prefix: str) -> RateLimiter:
         kwargs: dict[str, Any] = {"burst": rule.burst} if rule.burst else {}
         if self.store is None:
-            return ALGORITHMS[rule.algorithm](rule.limit, rule.period, clock=clock or RealClock(), **kwargs)
-        return REDIS_ALGORITHMS[rule.algorithm](
+            cls = self.algorithms.get(rule.algorithm, ALGORITHMS[rule.algorithm])
+            return cls(rule.limit, rule.period, clock=clock or RealClock(), **kwargs)
+        redis_cls = self.algorithms.get(rule.algorithm, REDIS_ALGORITHMS[rule.algorithm])
+        return redis_cls(
             rule.limit, rule.period, clock=clock, client=self.store, prefix=prefix, **kwargs
         )
 

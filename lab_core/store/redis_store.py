@@ -21,13 +21,21 @@ def redis_client(
     *,
     fresh: bool = False,
     decode_responses: bool = True,
+    socket_timeout: float | None = 2.0,
 ) -> redis.Redis:
     """A Redis client: a real one for ``url`` (or ``REDIS_URL``), otherwise fakeredis.
 
     ``fresh=True`` gives a fakeredis client on a new, empty server (isolated tests).
+    Real clients give up on a dead server after ``socket_timeout`` seconds (None: wait forever,
+    for blocking reads such as XREADGROUP BLOCK) so a request path never hangs on it.
     """
     url = url or redis_url()
     if url:
-        return redis.Redis.from_url(url, decode_responses=decode_responses)
+        return redis.Redis.from_url(
+            url,
+            decode_responses=decode_responses,
+            socket_connect_timeout=min(socket_timeout or 1.0, 1.0),
+            socket_timeout=socket_timeout,
+        )
     server = fakeredis.FakeServer() if fresh else _DEFAULT_FAKE_SERVER
     return fakeredis.FakeRedis(server=server, decode_responses=decode_responses)

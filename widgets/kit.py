@@ -1,0 +1,251 @@
+"""Shared dashboard pieces: bounded controls, SLA badges, percentile, time-series and bar plots, busy indicators.
+
+Every plot takes a tidy DataFrame (as ``lab_core`` returns them), labels both axes with units,
+has a title and stretches to the width of its container.
+"""
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+import param
+
+from lab_core.sim import PERCENTILES
+
+hv.extension("bokeh", logo=False)
+pn.extension("tabulator")
+
+T = TypeVar("T")
+
+PLOT_HEIGHT = 320
+# Category10 without its red, which the badges and limit lines reserve for "over target".
+PALETTE: tuple[str, ...] = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+)
+OVER = "#d62728"
+GOOD = "#2ca02c"
+LATENCY_UNITS: dict[str, float] = {"s": 1.0, "ms": 1e3, "us": 1e6}
+
+_BASE_OPTS: dict[str, Any] = {
+    "responsive": True,
+    # Redraw axes from each frame's data: live dashboards update plots in place.
+    "framewise": True,
+    "height": PLOT_HEIGHT,
+    "show_grid": True,
+    "toolbar": "right",
+    "default_tools": ["pan", "wheel_zoom", "box_zoom", "save", "reset"],
+}
+
+
+def colors_for(keys: Iterable[str], fixed: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A stable colour per key: ``fixed`` ones first, the rest from the palette in order."""
+    out = dict(fixed or {})
+    free = [c for c in PALETTE if c not in out.values()] or list(PALETTE)
+    for key in keys:
+        if key not in out:
+            out[key] = free[sum(k not in (fixed or {}) for k in out) % len(free)]
+    return out
+
+
+def controls(
+    obj: param.Parameterized,
+    parameters: Sequence[str],
+    *,
+    widgets: Mapping[str, Any] | None = None,
+    title: str | None = None,
+) -> pn.Column:
+    """Widgets for ``parameters`` of ``obj``; numeric parameters must have bounds so no slider runs off."""
+    for name in parameters:
+        p = obj.param[name]
+        if isinstance(p, param.Number) and (p.bounds is None or None in p.bounds) and name not in (widgets or {}):
+            raise ValueError(f"parameter {name!r} of {type(obj).__name__} needs bounds (or an explicit widget)")
+    pane = pn.Param(
+        obj,
+        parameters=list(parameters),
+        widgets=dict(widgets or {}),
+        show_name=False,
+        sizing_mode="stretch_width",
+        default_layout=pn.Column,
+    )
+    header = [pn.pane.Markdown(f"### {title}", margin=(0, 10))] if title else []
+    return pn.Column(*header, pane, sizing_mode="stretch_width")
+
+
+def sla_badge(
+    label: str,
+    value: float,
+    target: float,
+    *,
+    unit: str = "",
+    higher_is_better: bool = False,
+    digits: int = 3,
+) -> pn.pane.HTML:
+    """A green (target met) or red (missed) pill reading ``label: value unit (target <= t)``."""
+    met = value >= target if higher_is_better else value <= target
+    sign = "≥" if higher_is_better else "≤"
+    number = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
+    suffix = f" {unit}" if unit else ""
+    text = f"{'✓' if met else '✗'} {label}: {number}{suffix} (target {sign} {target:.{digits}g}{suffix})"
+    style = (
+        f"background:{GOOD if met else OVER};color:white;border-radius:1em;padding:0.2em 0.8em;"
+        "font-size:0.9em;white-space:nowrap"
+    )
+    return pn.pane.HTML(
+        f'<span class="sla-badge {"met" if met else "missed"}" style="{style}">{html.escape(text)}</span>',
+        margin=(4, 6),
+    )
+
+
+def _group_labels(frame: pd.DataFrame, by: Sequence[str]) -> pd.Series:
+    if not by:
+        return pd.Series(["all"] * len(frame), index=frame.index)
+    return frame[list(by)].astype(str).agg(" / ".join, axis=1)
+
+
+def latency_plot(
+    table: pd.DataFrame,
+    *,
+    by: str | Sequence[str] | None = None,
+    unit: str = "ms",
+    title: str = "Latency percentiles",
+    logy: bool = False,
+    colors: Mapping[str, str] | None = None,
+) -> hv.NdOverlay:
+    """One line per group through p50, p90, p99, p99.9 of a ``Recorder.latency_table`` (seconds in, ``unit`` out)."""
+    if unit not in LATENCY_UNITS:
+        raise ValueError(f"unit must be one of {', '.join(LATENCY_UNITS)}, got {unit!r}")
+    stats = [f"p{q:g}" for q in PERCENTILES]
+    groups = [by] if isinstance(by, str) else list(by) if by is not None else [
+        c for c in table.columns if c not in ("count", "mean", *stats)
+    ]
+    ylabel = f"latency ({unit})"
+    long = table.assign(group=_group_labels(table, groups)).melt(
+        id_vars="group", value_vars=stats, var_name="percentile", value_name="latency"
+    )
+    long["latency"] = long["latency"] * LATENCY_UNITS[unit]
+    palette = colors_for(long["group"].unique(), colors)
+    curves = {
+        g: hv.Curve(part, "percentile", ("latency", ylabel)).opts(color=palette[g])
+        * hv.Scatter(part, "percentile", ("latency", ylabel)).opts(color=palette[g], size=7)
+        for g, part in long.groupby("group", sort=False)
+    }
+    return hv.NdOverlay(curves, kdims=[" / ".join(groups) or "group"]).opts(
+        title=title, xlabel="percentile", ylabel=ylabel, logy=logy, legend_position="top_left", **_BASE_OPTS
+    )
+
+
+def timeseries_plot(
+    frame: pd.DataFrame,
+    y: str,
+    *,
+    x: str = "t",
+    by: str | None = None,
+    title: str,
+    ylabel: str,
+    xlabel: str = "time (s)",
+    step: bool = False,
+    colors: Mapping[str, str] | None = None,
+    legend: bool = True,
+    **style: Any,
+) -> hv.NdOverlay:
+    """``y`` against ``x``, one line per value of ``by``; ``step`` draws a staircase (levels held until the next sample)."""
+    parts = list(frame.groupby(by, sort=False)) if by and not frame.empty else [("", frame)]
+    palette = colors_for([str(k) for k, _ in parts], colors)
+    interpolation = "steps-post" if step else "linear"
+    curves = {
+        str(key): hv.Curve(part, (x, xlabel), (y, ylabel)).opts(
+            interpolation=interpolation, color=palette[str(key)], show_legend=legend, **style
+        )
+        for key, part in parts
+    }
+    return hv.NdOverlay(curves, kdims=[by or "series"]).opts(
+        title=title, xlabel=xlabel, ylabel=ylabel, legend_position="top_left", **_BASE_OPTS
+    )
+
+
+def bar_plot(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    by: str | None = None,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    hover: Sequence[str] = (),
+    colors: Mapping[str, str] | None = None,
+    legend: bool = True,
+) -> hv.Bars:
+    """Bars of ``y`` per ``x``, side by side per ``by`` (coloured, with a legend), with ``hover`` columns in the tooltip."""
+    colour_key = by or x
+    palette = colors_for(frame[colour_key].astype(str).unique(), colors)
+    # Dimension values fix the bar order to the frame's; HoloViews would otherwise choose its own.
+    kdims = [hv.Dimension(c, label=lbl, values=list(frame[c].unique())) for c, lbl in ((x, xlabel), (by, by)) if c]
+    bars = hv.Bars(frame, kdims, [(y, ylabel), *hover])
+    return bars.opts(
+        hv.opts.Bars(
+            # A colour mapper, not dim().categorize(): HoloViews reorders grouped bars after applying the latter.
+            color=colour_key,
+            cmap=palette,
+            multi_level=False,
+            show_legend=legend and by is not None,
+            legend_position="top_left",
+            tools=["hover"],
+            title=title,
+            xlabel=xlabel,
+            ylabel=ylabel,
+            xrotation=0 if frame[x].astype(str).str.len().max() < 12 or frame.empty else 20,
+            **_BASE_OPTS,
+        )
+    )
+
+
+def target_line(value: float, label: str, *, at: Any) -> hv.Overlay:
+    """A dashed red horizontal line at ``value`` labelled ``label`` above ``at`` (an x value, categorical or numeric)."""
+    return hv.HLine(value).opts(color=OVER, line_dash="dashed", line_width=2) * hv.Text(
+        at, value, label, halign="center", valign="bottom"
+    ).opts(text_color=OVER, text_font_size="10pt", text_font_style="bold")
+
+
+def color_key(colors: Mapping[str, str], keys: Iterable[str] | None = None) -> pn.pane.HTML:
+    """One legend for several plots: a coloured swatch and name per key."""
+    items = "".join(
+        f'<span style="margin-right:1.2em;white-space:nowrap"><span style="display:inline-block;width:1.6em;'
+        f'height:0.35em;vertical-align:middle;background:{colors[k]};margin-right:0.4em"></span>{html.escape(k)}</span>'
+        for k in (colors if keys is None else keys)
+    )
+    return pn.pane.HTML(f'<div style="line-height:1.8">{items}</div>', sizing_mode="stretch_width", margin=(0, 10))
+
+
+@contextmanager
+def loading(*targets: pn.viewable.Viewable) -> Iterator[None]:
+    """Show Panel's loading spinner over ``targets`` while the block runs, even if it raises."""
+    for target in targets:
+        target.loading = True
+    try:
+        yield
+    finally:
+        for target in targets:
+            target.loading = False
+
+
+def progress_bar() -> pn.indicators.Progress:
+    """A hidden progress bar for :func:`track` to show while a long recompute runs."""
+    return pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width", bar_color="info")
+
+
+def track(items: Sequence[T], bar: pn.indicators.Progress) -> Iterator[T]:
+    """Yield ``items`` while ``bar`` shows how many are done; the bar hides again at the end."""
+    bar.param.update(value=0, max=max(1, len(items)), visible=True)
+    try:
+        for done, item in enumerate(items):
+            yield item
+            bar.value = done + 1
+    finally:
+        bar.visible = False
