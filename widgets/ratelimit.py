@@ -89,7 +89,9 @@ def takes_burst(factory: Callable[..., object]) -> bool:
 
 def describe(exc: BaseException) -> str:
     """``Type: message (file, line N, in func)`` pointing at the innermost frame, for a student to find."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    # simpy re-raises a copy of a process's exception; the original, with the student's frame, is its cause.
+    origin = exc.__cause__ if type(exc.__cause__) is type(exc) else exc
+    frames = traceback.extract_tb(origin.__traceback__)
     where = f" ({frames[-1].filename.rsplit('/', 1)[-1]}, line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
 

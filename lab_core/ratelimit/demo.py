@@ -56,8 +56,8 @@ class Catalogue:
             return self.conn.execute("SELECT * FROM items ORDER BY id").fetchall()
 
 
-def _error(status: int, error: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
 def validate_item(body: Any) -> tuple[str, float]:
@@ -70,9 +70,13 @@ def validate_item(body: Any) -> tuple[str, float]:
     name, price = body.get("name"), body.get("price")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise ValueError("field 'name' must be a non-empty string of at most 200 characters")
-    if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0:
+    try:  # float() of a huge JSON integer overflows: that is a bad price, not a server error
+        value = float(price) if isinstance(price, (int, float)) and not isinstance(price, bool) else math.nan
+    except OverflowError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
         raise ValueError("field 'price' must be a non-negative number")
-    return name.strip(), float(price)
+    return name.strip(), value
 
 
 def build_api(catalogue: Catalogue, rules: list[Rule]) -> Starlette:
@@ -108,9 +112,10 @@ def build_api(catalogue: Catalogue, rules: list[Rule]) -> Starlette:
 
     async def get_item(request: Request) -> JSONResponse:
         raw = request.path_params["item_id"]
-        if not raw.isdigit():
+        # isdigit() alone accepts '²', which int() refuses; ids past SQLite's 64-bit range cannot exist.
+        if not (raw.isascii() and raw.isdigit()):
             return _error(400, "bad_request", f"item id must be a positive integer, got {raw!r}")
-        item = catalogue.get(int(raw))
+        item = catalogue.get(int(raw)) if int(raw) < 2**63 else None
         return JSONResponse(item) if item else _error(404, "not_found", f"no item with id {raw}")
 
     async def report(request: Request) -> JSONResponse:
@@ -123,7 +128,7 @@ def build_api(catalogue: Catalogue, rules: list[Rule]) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        return _error(exc.status_code, "http_error", str(exc.detail), exc.headers)  # keeps 405's Allow
 
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
         return _error(500, "internal_error", "the server failed; nothing you sent was stored")
@@ -170,7 +175,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    app = create_app(args.rules, redis_url=args.redis_url or os.environ.get("REDIS_URL"), db=args.db,
+    # A Path, so any file name is read as a file (a bare str not ending in .yaml would be parsed as YAML text).
+    rules = Path(args.rules) if args.rules else None
+    app = create_app(rules, redis_url=args.redis_url or os.environ.get("REDIS_URL"), db=args.db,
                      trust_forwarded=args.trust_forwarded)
     print(f"rate-limited demo API on http://{args.host}:{args.port}/  (try: curl -H 'X-User: alice' .../api/items)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

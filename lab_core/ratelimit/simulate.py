@@ -87,6 +87,8 @@ class SimResult:
 
     def per_second(self, window: float = 1.0) -> pd.DataFrame:
         """Offered and admitted requests per second in windows of ``window`` s: t, client, offered, admitted."""
+        if len(self.recorder) == 0:  # nothing recorded: the recorder knows no labels to group by
+            return pd.DataFrame(columns=["t", "client", "offered", "admitted"])
         rates = self.recorder.throughput(window, by=["client", "outcome"], start=0.0, end=self.duration)
         if rates.empty:
             return pd.DataFrame(columns=["t", "client", "offered", "admitted"])

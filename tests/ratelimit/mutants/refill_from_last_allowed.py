@@ -1,0 +1,39 @@
+"""Token bucket refilled from the wrong timestamp: ``last`` moves only when a request is allowed.
+
+A rejected request stores the refilled token count but keeps the old ``last``, so the next request
+adds the same stretch of refill a second time. Alone, one request at a time, it looks right; after
+a rejection it admits too early. Expected to fail: the reference comparison (hidden).
+"""
+
+# %% grade_id: token_bucket
+class TokenBucket:
+    """Tokens refill at limit/period per second up to burst (default limit); a request spends cost tokens."""
+
+    uses_burst = True  # tells the rules engine and the dashboard to pass `burst`
+
+    def __init__(self, limit: int, period: float, *, clock: Clock, burst: int | None = None) -> None:
+        self.limit = limit
+        self.period = float(period)
+        self.burst = burst
+        self.clock = clock
+        self.capacity = burst or limit
+        self.rate = limit / self.period  # tokens per second
+        self.buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, time of last refill)
+
+    def acquire(self, key: str, cost: int = 1) -> Decision:
+        """Decide on one request of `cost` units for `key` at the clock's current time."""
+        now = self.clock.now()
+        tokens, last = self.buckets.get(key, (float(self.capacity), now))
+        tokens = min(float(self.capacity), tokens + max(0.0, now - last) * self.rate)
+        allowed = tokens >= cost
+        if allowed:
+            tokens -= cost
+            last = now  # only an admitted request 'uses' the bucket
+        self.buckets[key] = (tokens, last)
+        return Decision(
+            allowed=allowed,
+            limit=self.capacity,
+            remaining=math.floor(tokens),
+            reset_after=(self.capacity - tokens) / self.rate,
+            retry_after=0.0 if allowed else (cost - tokens) / self.rate,
+        )
