@@ -47,9 +47,8 @@ def colors_for(keys: Iterable[str], fixed: Mapping[str, str] | None = None) -> d
     """A stable colour per key: ``fixed`` ones first, the rest from the palette in order."""
     out = dict(fixed or {})
     free = [c for c in PALETTE if c not in out.values()] or list(PALETTE)
-    for key in keys:
-        if key not in out:
-            out[key] = free[sum(k not in (fixed or {}) for k in out) % len(free)]
+    new = [k for k in dict.fromkeys(keys) if k not in out]
+    out.update({k: free[i % len(free)] for i, k in enumerate(new)})
     return out
 
 
@@ -154,7 +153,7 @@ def timeseries_plot(
     legend: bool = True,
     **style: Any,
 ) -> hv.NdOverlay:
-    """``y`` against ``x``, one line per value of ``by``; ``step`` draws a staircase (levels held until the next sample)."""
+    """``y`` against ``x``, one line per value of ``by``; ``step`` holds each level until the next sample."""
     parts = list(frame.groupby(by, sort=False)) if by and not frame.empty else [("", frame)]
     palette = colors_for([str(k) for k, _ in parts], colors)
     interpolation = "steps-post" if step else "linear"
@@ -182,7 +181,7 @@ def bar_plot(
     colors: Mapping[str, str] | None = None,
     legend: bool = True,
 ) -> hv.Bars:
-    """Bars of ``y`` per ``x``, side by side per ``by`` (coloured, with a legend), with ``hover`` columns in the tooltip."""
+    """Bars of ``y`` per ``x``, side by side and coloured per ``by``, ``hover`` columns in the tooltip."""
     colour_key = by or x
     palette = colors_for(frame[colour_key].astype(str).unique(), colors)
     # Dimension values fix the bar order to the frame's; HoloViews would otherwise choose its own.
@@ -207,7 +206,7 @@ def bar_plot(
 
 
 def target_line(value: float, label: str, *, at: Any) -> hv.Overlay:
-    """A dashed red horizontal line at ``value`` labelled ``label`` above ``at`` (an x value, categorical or numeric)."""
+    """A dashed red horizontal line at ``value``, labelled ``label`` above the x value ``at``."""
     return hv.HLine(value).opts(color=OVER, line_dash="dashed", line_width=2) * hv.Text(
         at, value, label, halign="center", valign="bottom"
     ).opts(text_color=OVER, text_font_size="10pt", text_font_style="bold")

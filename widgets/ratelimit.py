@@ -1,8 +1,8 @@
 """Six rate-limiting algorithms (and yours) against the same simulated traffic, side by side.
 
-Lab 01's dashboard: ``dashboard(limiter=MyLimiter)`` in a notebook, ``app()`` for ``syslab serve``. Each session owns a
-:class:`RateLimitDashboard`; every setting change reruns the simulation (milliseconds per
-algorithm at the defaults) and redraws four plots and a summary table.
+Lab 01's dashboard: ``dashboard(limiter=MyLimiter)`` in a notebook, ``app()`` for ``syslab serve``.
+Each session owns a :class:`RateLimitDashboard`; every setting change reruns the simulation
+(milliseconds per algorithm at the defaults) and redraws four plots and a summary table.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import holoviews as hv
 import numpy as np
@@ -44,8 +45,10 @@ PATTERNS: dict[str, str] = {
 }
 KEYS: dict[str, str] = {"IP address": "ip", "user": "user"}
 # The client whose quota the remaining-quota plot follows until the user picks another.
-FOCUS: dict[str, str] = {"mix": "bursty", "steady": "steady", "bursty": "bursty", "boundary": "attacker", "nat": "office-0"}
 NAT_PREFIX = "office-"
+FOCUS: dict[str, str] = {
+    "mix": "bursty", "steady": "steady", "bursty": "bursty", "boundary": "attacker", "nat": f"{NAT_PREFIX}0",
+}
 # Roughly 8 s of simulation on one core; past that the dashboard says so instead of stalling the server.
 MAX_DECISIONS = 500_000
 COLORS: dict[str, str] = {YOURS: "#000000", "offered": "#7f7f7f"}
@@ -62,9 +65,9 @@ def traffic(
     nat_users: int = 5,
     seed: int = 1,
 ) -> list[Client]:
-    """The clients of a pattern: each sends ``rate`` req/s, except the attacker, who aims at the limit's window edges."""
-    if pattern not in FOCUS:
-        raise ValueError(f"pattern must be one of {', '.join(FOCUS)}, got {pattern!r}")
+    """The clients of a pattern: each sends ``rate`` req/s, but the attacker aims at the window edges."""
+    if pattern not in PATTERNS.values():
+        raise ValueError(f"pattern must be one of {', '.join(PATTERNS.values())}, got {pattern!r}")
     make = {
         "steady": lambda: [steady("steady", rate, duration, seed=seed)],
         "bursty": lambda: [bursty("bursty", rate, duration, cv=cv, seed=seed + 1)],
@@ -77,7 +80,7 @@ def traffic(
 
 
 def takes_burst(factory: Callable[..., object]) -> bool:
-    """Whether to pass ``burst``: the class's ``uses_burst`` flag when it has one, else whether its signature names it."""
+    """Whether to pass ``burst``: the class's ``uses_burst`` flag if it has one, else its signature."""
     flag = getattr(factory, "uses_burst", None)
     if flag is not None:
         return bool(flag)
@@ -92,8 +95,10 @@ def describe(exc: BaseException) -> str:
     # simpy re-raises a copy of a process's exception; the original, with the student's frame, is its cause.
     origin = exc.__cause__ if type(exc.__cause__) is type(exc) else exc
     frames = traceback.extract_tb(origin.__traceback__)
-    where = f" ({frames[-1].filename.rsplit('/', 1)[-1]}, line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    if not frames:
+        return f"{type(exc).__name__}: {exc}"
+    last = frames[-1]
+    return f"{type(exc).__name__}: {exc} ({Path(last.filename).name}, line {last.lineno}, in {last.name})"
 
 
 class _PerIP:
@@ -172,9 +177,11 @@ class RateLimitDashboard(pn.viewable.Viewer):
         self._runs = itertools.count()
         self._latest = -1
         # DynamicMaps update the drawn figures' data in place, several times faster than redrawing them.
-        panes = [pn.pane.HoloViews(hv.DynamicMap(view), sizing_mode="stretch_width")
+        panes = [pn.pane.HoloViews(hv.DynamicMap(view), sizing_mode="stretch_width", min_width=420,
+                                   styles={"flex": "1 1 45%"})
                  for view in (self.rate_plot, self.quota_plot, self.rejects_plot, self.peak_plot)]
-        self._plots = pn.Column(pn.Row(*panes[:2]), pn.Row(*panes[2:]), sizing_mode="stretch_width")
+        # Two plots a row on a wide screen, one on a narrow one.
+        self._plots = pn.FlexBox(*panes, flex_wrap="wrap", sizing_mode="stretch_width")
         self.recompute()
 
     # ---- computing -------------------------------------------------------------------------
@@ -217,7 +224,8 @@ class RateLimitDashboard(pn.viewable.Viewer):
         names = [c.name for c in clients]
         self.param.client.objects = names
         summary = summarize(results, self.limit, float(self.period), self.key_by)
-        run = Run(results, errors, self.limit, float(self.period), self.key_by, time.perf_counter() - started, summary)
+        seconds = time.perf_counter() - started
+        run = Run(results, errors, self.limit, float(self.period), self.key_by, seconds, summary)
         self.param.update(run=run, client=self.client if self.client in names else FOCUS[self.pattern])
 
     # ---- data behind the plots (tidy frames, also what the tests look at) ------------------
@@ -244,12 +252,13 @@ class RateLimitDashboard(pn.viewable.Viewer):
             columns=["t", "remaining", "allowed", "algorithm"])
 
     def rejects(self) -> pd.DataFrame:
-        """Rejected requests per client and algorithm, users behind the shared IP pooled: client, algorithm, offered, rejected, reject_pct."""
+        """Rejects per client and algorithm (users behind the shared IP pooled): client, algorithm, offered,
+        rejected, reject_pct."""
         frames = []
         for name, r in self.run.results.items():
             per = r.per_client()
             nat = per["kind"] == "nat"
-            per.loc[nat, "client"] = f"office ×{int(nat.sum())} (one IP)"
+            per.loc[nat, "client"] = f"{NAT_PREFIX.rstrip('-')} ×{int(nat.sum())} (one IP)"
             pooled = per.groupby("client", as_index=False, sort=False)[["offered", "rejected"]].sum()
             frames.append(pooled.assign(algorithm=name))
         if not frames:
@@ -259,7 +268,7 @@ class RateLimitDashboard(pn.viewable.Viewer):
         return out[["client", "algorithm", "offered", "rejected", "reject_pct"]]
 
     def summary(self) -> pd.DataFrame:
-        """Per algorithm: admitted, rejected, reject %, and the most one key got through in any period-long interval."""
+        """The latest run's :func:`summarize` table."""
         return self.run.summary.copy()
 
     # ---- views -----------------------------------------------------------------------------
@@ -268,23 +277,23 @@ class RateLimitDashboard(pn.viewable.Viewer):
     def rate_plot(self) -> hv.Element:
         """(a) admitted rate per algorithm against the offered rate."""
         rates = self.rates()
-        title = "Offered vs admitted rate, all clients (1 s windows)"
-        admitted = kit.timeseries_plot(rates, "admitted", by="algorithm", title=title, ylabel="requests/s",
+        title, ylabel = "Offered vs admitted rate, all clients", "requests/s (1 s windows)"
+        admitted = kit.timeseries_plot(rates, "admitted", by="algorithm", title=title, ylabel=ylabel,
                                        colors=self.colors, legend=False, line_width=1.5, alpha=0.8)
         # Every algorithm saw the same offered traffic: draw it once.
         first = rates["algorithm"].iloc[0] if len(rates) else None
         offered = rates[rates["algorithm"] == first].assign(algorithm="offered")
-        return kit.timeseries_plot(offered, "offered", by="algorithm", title=title, ylabel="requests/s",
+        return kit.timeseries_plot(offered, "offered", by="algorithm", title=title, ylabel=ylabel,
                                    colors=self.colors, legend=False, line_dash="dashed", line_width=2) * admitted
 
     @param.depends("run", "client")
     def quota_plot(self) -> hv.Element:
         """(b) remaining quota of one client over time, per algorithm."""
-        key = "its IP" if self.run.key_by == "ip" else "its user"
+        key = "IP" if self.run.key_by == "ip" else "user"
         return kit.timeseries_plot(
             self.remaining(), "remaining", by="algorithm", step=True, colors=self.colors, legend=False,
-            title=f"Quota left for {self.client} ({key}) after each request",
-            ylabel="remaining quota (requests)",
+            title=f"Quota left for {self.client}, after each request",
+            ylabel=f"quota left for its {key} (requests)",
         )
 
     @param.depends("run")
@@ -302,8 +311,8 @@ class RateLimitDashboard(pn.viewable.Viewer):
         run, summary = self.run, self.summary()
         bars = kit.bar_plot(
             summary, "algorithm", "peak_in_period", colors=self.colors, legend=False,
-            title=f"Boundary burst: most admitted in any {run.period:g} s (one key)",
-            xlabel="algorithm", ylabel=f"requests admitted in {run.period:g} s", hover=["peak_vs_limit"],
+            title=f"Most admitted in any {run.period:g} s, one key",
+            xlabel="algorithm", ylabel=f"admitted in {run.period:g} s (requests)", hover=["peak_vs_limit"],
         )
         # Label the line above the lowest bar, where it has room.
         lowest = summary.loc[summary["peak_in_period"].idxmin(), "algorithm"] if len(summary) else ""
@@ -321,7 +330,7 @@ class RateLimitDashboard(pn.viewable.Viewer):
                 f"{self.run.limit}. Recomputed in {self.run.seconds * 1000:.0f} ms.")
         badges = [kit.sla_badge(row.algorithm, row.peak_in_period, self.run.limit, unit=f"per {self.run.period:g} s")
                   for row in summary.itertuples()]
-        return pn.Column(pn.pane.Markdown(text, css_classes=["headline"], sizing_mode="stretch_width"),
+        return pn.Column(pn.pane.Markdown(text, sizing_mode="stretch_width"),
                          pn.FlexBox(*badges), sizing_mode="stretch_width")
 
     @param.depends("run")
@@ -348,8 +357,8 @@ class RateLimitDashboard(pn.viewable.Viewer):
     def summary_table(self) -> pn.widgets.Tabulator:
         """The numbers behind the plots, one row per algorithm."""
         titles = {"reject_pct": "rejected %", "peak_in_period": "most in one period", "peak_vs_limit": "× limit"}
-        return pn.widgets.Tabulator(pn.bind(lambda _: self.summary(), self.param.run), disabled=True, show_index=False,
-                                    titles=titles, sizing_mode="stretch_width", layout="fit_columns")
+        return pn.widgets.Tabulator(pn.bind(lambda _: self.summary(), self.param.run), disabled=True,
+                                    show_index=False, titles=titles, sizing_mode="stretch_width", layout="fit_columns")
 
     def controls(self) -> pn.Column:
         """The sidebar: limiter settings, traffic settings, plot choice."""
@@ -375,7 +384,7 @@ class RateLimitDashboard(pn.viewable.Viewer):
 
 
 def dashboard(limiter: Callable[..., object] | None = None, **params: object) -> RateLimitDashboard:
-    """The dashboard for a notebook; ``limiter`` is your class ``(limit, period, *, clock, burst=None)``, shown as "yours"."""
+    """The dashboard for a notebook; ``limiter``, shown as "yours", takes ``(limit, period, *, clock, burst=None)``."""
     return RateLimitDashboard(limiter=limiter, **params)
 
 

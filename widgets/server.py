@@ -84,7 +84,8 @@ def serve(
     websocket_origins: Sequence[str] | None = None,
     show: bool = False,
 ) -> None:
-    """Serve each lab's ``app`` at ``/<lab>`` (a fresh app per session) and the index at ``/``; blocks until interrupted."""
+    """Serve each lab's ``app`` at ``/<lab>`` (fresh per session) and the index at ``/``, until interrupted."""
+    labs = list(dict.fromkeys(labs))
     if not labs:
         raise ValueError("no labs to serve")
     apps: dict[str, Callable[[], object]] = {

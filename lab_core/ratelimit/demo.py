@@ -115,7 +115,7 @@ def build_api(catalogue: Catalogue, rules: list[Rule]) -> Starlette:
         # isdigit() alone accepts '²', which int() refuses; ids past SQLite's 64-bit range cannot exist.
         if not (raw.isascii() and raw.isdigit()):
             return _error(400, "bad_request", f"item id must be a positive integer, got {raw!r}")
-        item = catalogue.get(int(raw)) if int(raw) < 2**63 else None
+        item = catalogue.get(int(raw)) if len(raw) <= 19 and int(raw) < 2**63 else None  # int() caps digits
         return JSONResponse(item) if item else _error(404, "not_found", f"no item with id {raw}")
 
     async def report(request: Request) -> JSONResponse:

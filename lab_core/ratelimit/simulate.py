@@ -110,7 +110,7 @@ class SimResult:
 
     def max_admitted_in_window(self, window: float, client: str | None = None) -> int:
         """Most requests admitted in any ``window``-second interval (any start time, not only aligned ones)."""
-        ev = self.events[self.events["allowed"]]
+        ev = self.events[self.events["allowed"].astype(bool)]  # an empty run's column is object-typed
         if client is not None:
             ev = ev[ev["client"] == client]
         return sliding_max_count(ev["t"].to_numpy(), window)

@@ -47,18 +47,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> None:
+def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"syslab serve exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+            raise RuntimeError(f"syslab serve exited with {proc.returncode}:\n{log.read_text()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"syslab serve did not answer {url} within {timeout} s")
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"syslab serve did not answer {url} within {timeout} s:\n{log.read_text()}")
 
 
 def _headline(page) -> str:
@@ -76,16 +77,17 @@ def _pixels(canvases) -> list[str]:
 
 
 @pytest.fixture
-def served() -> Iterator[str]:
+def served(tmp_path: Path) -> Iterator[str]:
     """Base URL of ``syslab serve --lab ratelimit`` on a free loopback port; the server is stopped afterwards."""
     port = _free_port()
-    proc = subprocess.Popen(
-        [_syslab(), "serve", "--port", str(port), "--lab", "ratelimit"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    log = tmp_path / "serve.log"
+    # Output to a file, not a pipe nobody reads, which could fill and stall the server.
+    with log.open("w") as out:
+        proc = subprocess.Popen([_syslab(), "serve", "--port", str(port), "--lab", "ratelimit"],
+                                stdout=out, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_until_up(base + "/", proc, timeout=45)
+        _wait_until_up(base + "/", proc, log, timeout=45)
         yield base
     finally:
         proc.terminate()

@@ -191,3 +191,19 @@ def test_second_outage_warns_again(redis_factory, caplog: pytest.LogCaptureFixtu
         assert len(store_warnings(caplog, "unreachable")) == outage
     assert not engine.check(req()).degraded
     assert len(store_warnings(caplog, "reachable again")) == 2
+
+
+@pytest.mark.parametrize("backend", ["fakeredis", pytest.param("real", marks=pytest.mark.redis_server)])
+def test_a_corrupted_counter_key_does_not_crash_the_api(backend: str, request: pytest.FixtureRequest):
+    """A key of the wrong type makes the Lua script fail (WRONGTYPE): the rule's fail policy answers."""
+    store: redis.Redis = request.getfixturevalue("redis_fake" if backend == "fakeredis" else "redis_real")
+    app = limited_app(OPEN_ONLY, store)
+    engine = app.engine
+    key = engine.limiter("user-open").keys_for("user-open:alice")[0]
+    store.set(key, "not a hash")
+    responses = call(app, 3)
+    assert [r.status_code for r in responses] == [200] * 3  # fails open, never a 500
+    v = engine.check(req())
+    assert v.degraded and "WRONGTYPE" in v.checked[0].error.upper()
+    store.delete(key)
+    assert not engine.check(req()).degraded  # heals once the key is gone

@@ -179,6 +179,7 @@ BAD_REQUESTS = [
     ("GET", "/api/items/1.5", {}, 400, "bad_request"),
     ("GET", "/api/items/%C2%B2", {}, 400, "bad_request"),  # '²' passes str.isdigit() but not int()
     ("GET", "/api/items/" + "9" * 30, {}, 404, "not_found"),  # beyond SQLite's integers
+    ("GET", "/api/items/" + "9" * 5000, {}, 404, "not_found"),  # beyond int()'s 4300-digit limit
     ("GET", "/api/items/999", {}, 404, "not_found"),
     ("GET", "/api/items", {"headers": {"X-User": "bad user!"}}, 400, "bad_request"),
     ("GET", "/api/items", {"headers": {"X-User": ""}}, 400, "bad_request"),
@@ -285,9 +286,10 @@ def test_leaky_bucket_delays_within_its_queue_and_rejects_beyond():
     burst, overflow = run(app, scenario)
     assert [s for _, s in burst] == [200] * 5  # shaped, not refused
     times = [t for t, _ in burst]
-    assert times[-1] >= 0.35  # the last one waited its turn (0.4 s)
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) >= 0.06  # released about 1/rate = 0.1 s apart
+    # the k-th is released no earlier than k/rate = 0.1*k s (a busy machine can only make it later)
+    for k, t in enumerate(times):
+        assert t >= 0.1 * k - 0.02, f"request {k} answered after {t:.3f} s"
+    assert times[-1] < 3.0  # but it was delayed, not parked
     assert sorted(s for _, s in overflow) == [200] * 5 + [429] * 3
 
 
