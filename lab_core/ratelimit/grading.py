@@ -332,6 +332,10 @@ def check_redis_atomic(
     interleaves with other threads' and admits too much, as it would across API servers.
     """
     client = redis_client(fresh=True)
+    # fakeredis creates a server's database lazily, unlocked, when a connection opens: threads that
+    # open the first connections of a fresh server together can each get a database of their own.
+    # One command from this thread creates it first, so every connection shares it, as on a real Redis.
+    client.ping()
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
