@@ -58,13 +58,7 @@ class TokenBucket(_Base):
         if allowed:
             tokens -= cost
         self._state[key] = (tokens, now)
-        return Decision(
-            allowed=allowed,
-            limit=self.capacity,
-            remaining=math.floor(tokens),
-            reset_after=(self.capacity - tokens) / rate,
-            retry_after=0.0 if allowed else (cost - tokens) / rate,
-        )
+        return token_bucket_outcome(allowed, tokens, cost, self.capacity, rate)
 
 
 class LeakyBucket(_Base):
@@ -80,18 +74,8 @@ class LeakyBucket(_Base):
         level, last = self._state.get(key, (0.0, now))
         level = max(0.0, level - max(0.0, now - last) * rate)
         allowed = level + cost <= self.capacity
-        delay = level / rate if allowed else 0.0
-        if allowed:
-            level += cost
-        self._state[key] = (level, now)
-        return Decision(
-            allowed=allowed,
-            limit=self.capacity,
-            remaining=math.floor(self.capacity - level),
-            reset_after=level / rate,
-            retry_after=0.0 if allowed else (level + cost - self.capacity) / rate,
-            delay=delay,
-        )
+        self._state[key] = (level + cost if allowed else level, now)
+        return leaky_bucket_outcome(allowed, level, cost, self.capacity, rate)
 
 
 class FixedWindow(_Base):
@@ -106,14 +90,7 @@ class FixedWindow(_Base):
         if allowed:
             count += cost
         self._state[key] = (window, count)
-        until_next = (window + 1) * self.period - now
-        return Decision(
-            allowed=allowed,
-            limit=self.limit,
-            remaining=self.limit - count,
-            reset_after=until_next,
-            retry_after=0.0 if allowed else until_next,
-        )
+        return fixed_window_outcome(allowed, count, self.limit, (window + 1) * self.period - now)
 
 
 class SlidingWindowLog(_Base):
@@ -155,34 +132,9 @@ class SlidingWindowCounter(_Base):
             prev, curr = curr, 0
         elif window != stored_window:
             prev, curr = 0, 0
-        start = window * self.period
-        weight = (self.period - (now - start)) / self.period
-        estimate = prev * weight + curr
-        allowed = estimate + cost <= self.limit
-        if allowed:
-            curr += cost
-            estimate += cost
-        self._state[key] = (window, prev, curr)
-        retry_after = 0.0
-        if not allowed:
-            if curr + cost <= self.limit and prev > 0:
-                ready = start + self.period * (1 - (self.limit - curr - cost) / prev)
-            else:
-                ready = start + self.period + self.period * max(0.0, 1 - (self.limit - cost) / curr)
-            retry_after = max(0.0, ready - now)
-        if curr > 0:
-            reset_after = start + 2 * self.period - now
-        elif prev > 0:
-            reset_after = start + self.period - now
-        else:
-            reset_after = 0.0
-        return Decision(
-            allowed=allowed,
-            limit=self.limit,
-            remaining=max(0, math.floor(self.limit - estimate)),
-            reset_after=reset_after,
-            retry_after=retry_after,
-        )
+        allowed = sliding_counter_estimate(prev, curr, self.period, now) + cost <= self.limit
+        self._state[key] = (window, prev, curr + cost if allowed else curr)
+        return sliding_counter_outcome(allowed, prev, curr, cost, self.limit, self.period, now)
 
 
 class GCRA(_Base):
@@ -202,18 +154,97 @@ class GCRA(_Base):
         now_u = now / interval
         tat = self._state.get(key, now_u)
         backlog = max(0.0, math.floor((tat - now_u) * 1e9 + 0.5) / 1e9)
-        new_backlog = backlog + cost
-        allowed = new_backlog <= self.capacity
+        allowed = backlog + cost <= self.capacity
         if allowed:
-            backlog = new_backlog
-            self._state[key] = now_u + backlog
-        return Decision(
-            allowed=allowed,
-            limit=self.capacity,
-            remaining=max(0, math.floor(self.capacity - backlog)),
-            reset_after=backlog * interval,
-            retry_after=0.0 if allowed else (new_backlog - self.capacity) * interval,
-        )
+            self._state[key] = now_u + backlog + cost
+        return gcra_outcome(allowed, backlog, cost, self.capacity, interval)
+
+
+# Outcomes: each turns an algorithm's state at decision time into the Decision it reports. The
+# Redis twins compute the same state inside Lua and call these same functions on the reply, so
+# both backends report identical numbers by construction and Lua formats as little as possible.
+
+
+def token_bucket_outcome(allowed: bool, tokens: float, cost: int, capacity: int, rate: float) -> Decision:
+    """Decision of a token bucket holding ``tokens`` after the request (spent if allowed)."""
+    return Decision(
+        allowed=allowed,
+        limit=capacity,
+        remaining=math.floor(tokens),
+        reset_after=(capacity - tokens) / rate,
+        retry_after=0.0 if allowed else (cost - tokens) / rate,
+    )
+
+
+def leaky_bucket_outcome(allowed: bool, level: float, cost: int, capacity: int, rate: float) -> Decision:
+    """Decision of a leaky bucket whose queue held ``level`` units (after draining) when the request came."""
+    after = level + cost if allowed else level
+    return Decision(
+        allowed=allowed,
+        limit=capacity,
+        remaining=math.floor(capacity - after),
+        reset_after=after / rate,
+        retry_after=0.0 if allowed else (level + cost - capacity) / rate,
+        delay=level / rate if allowed else 0.0,
+    )
+
+
+def fixed_window_outcome(allowed: bool, count: int, limit: int, until_next: float) -> Decision:
+    """Decision of a fixed window that has counted ``count`` units (this request included if allowed)."""
+    return Decision(
+        allowed=allowed,
+        limit=limit,
+        remaining=limit - count,
+        reset_after=until_next,
+        retry_after=0.0 if allowed else until_next,
+    )
+
+
+def sliding_counter_estimate(prev: int, curr: int, period: float, now: float) -> float:
+    """Units counted in ``(now - period, now]``, assuming the previous window's were spread evenly."""
+    start = math.floor(now / period) * period
+    return prev * ((period - (now - start)) / period) + curr
+
+
+def sliding_counter_outcome(
+    allowed: bool, prev: int, curr: int, cost: int, limit: int, period: float, now: float
+) -> Decision:
+    """Decision of a sliding window counter with ``prev``/``curr`` counted before this request."""
+    start = math.floor(now / period) * period
+    estimate = sliding_counter_estimate(prev, curr, period, now)
+    retry_after = 0.0
+    if allowed:
+        curr += cost
+        estimate += cost
+    elif curr + cost <= limit and prev > 0:
+        retry_after = max(0.0, start + period * (1 - (limit - curr - cost) / prev) - now)
+    else:
+        retry_after = max(0.0, start + period + period * max(0.0, 1 - (limit - cost) / curr) - now)
+    if curr > 0:
+        reset_after = start + 2 * period - now
+    elif prev > 0:
+        reset_after = start + period - now
+    else:
+        reset_after = 0.0
+    return Decision(
+        allowed=allowed,
+        limit=limit,
+        remaining=max(0, math.floor(limit - estimate)),
+        reset_after=reset_after,
+        retry_after=retry_after,
+    )
+
+
+def gcra_outcome(allowed: bool, backlog: float, cost: int, capacity: int, interval: float) -> Decision:
+    """Decision of GCRA with ``backlog`` emission intervals queued (TAT - now) before the request."""
+    after = backlog + cost if allowed else backlog
+    return Decision(
+        allowed=allowed,
+        limit=capacity,
+        remaining=max(0, math.floor(capacity - after)),
+        reset_after=after * interval,
+        retry_after=0.0 if allowed else (backlog + cost - capacity) * interval,
+    )
 
 
 ALGORITHMS: dict[str, type[_Base]] = {

@@ -12,6 +12,13 @@ from importlib import resources
 
 import redis
 
+from lab_core.ratelimit.memory import (
+    fixed_window_outcome,
+    gcra_outcome,
+    leaky_bucket_outcome,
+    sliding_counter_outcome,
+    token_bucket_outcome,
+)
 from lab_core.ratelimit.params import check_cost, check_limits
 from lab_core.ratelimit.protocol import Decision
 from lab_core.sim.clock import Clock
@@ -84,7 +91,16 @@ class RedisLimiter:
         check_cost(cost, self.capacity)
         now = "" if self.clock is None else repr(float(self.clock.now()))
         args = [now, self.limit, repr(self.period), self.capacity, cost]
-        allowed, remaining, reset, retry, delay = self._script(keys=self.keys_for(key), args=args)
+        return self.decode(self._script(keys=self.keys_for(key), args=args), cost)
+
+    def decode(self, reply: list, cost: int) -> Decision:
+        """Turn the script's reply into a Decision.
+
+        The default reply is ``{allowed, remaining, reset_after, retry_after, delay}`` (what a
+        script written from scratch returns); the built-in scripts return only their state and
+        override this with the in-memory twin's outcome function.
+        """
+        allowed, remaining, reset, retry, delay = reply
         return Decision(
             allowed=bool(int(allowed)),
             limit=self.capacity,
@@ -101,6 +117,10 @@ class RedisTokenBucket(RedisLimiter):
     algorithm = "token_bucket"
     uses_burst = True
 
+    def decode(self, reply: list, cost: int) -> Decision:
+        """Reply ``{allowed, tokens}``."""
+        return token_bucket_outcome(bool(reply[0]), float(reply[1]), cost, self.capacity, self.limit / self.period)
+
 
 class RedisLeakyBucket(RedisLimiter):
     """Leaky bucket as a queue meter; state is a hash {level, ts}."""
@@ -108,11 +128,19 @@ class RedisLeakyBucket(RedisLimiter):
     algorithm = "leaky_bucket"
     uses_burst = True
 
+    def decode(self, reply: list, cost: int) -> Decision:
+        """Reply ``{allowed, level before the request}``."""
+        return leaky_bucket_outcome(bool(reply[0]), float(reply[1]), cost, self.capacity, self.limit / self.period)
+
 
 class RedisFixedWindow(RedisLimiter):
     """Fixed window; state is a hash {w, count} (one key, not one per window, so Cluster sees it)."""
 
     algorithm = "fixed_window"
+
+    def decode(self, reply: list, cost: int) -> Decision:
+        """Reply ``{allowed, count, seconds to the next window}``."""
+        return fixed_window_outcome(bool(reply[0]), int(reply[1]), self.limit, float(reply[2]))
 
 
 class RedisSlidingWindowLog(RedisLimiter):
@@ -127,12 +155,21 @@ class RedisSlidingWindowCounter(RedisLimiter):
 
     algorithm = "sliding_window_counter"
 
+    def decode(self, reply: list, cost: int) -> Decision:
+        """Reply ``{allowed, prev, curr before the request, now}``."""
+        allowed, prev, curr, now = reply
+        return sliding_counter_outcome(bool(allowed), int(prev), int(curr), cost, self.limit, self.period, float(now))
+
 
 class RedisGCRA(RedisLimiter):
     """GCRA; state is one string, the theoretical arrival time."""
 
     algorithm = "gcra"
     uses_burst = True
+
+    def decode(self, reply: list, cost: int) -> Decision:
+        """Reply ``{allowed, backlog before the request}``."""
+        return gcra_outcome(bool(reply[0]), float(reply[1]), cost, self.capacity, self.period / self.limit)
 
 
 REDIS_ALGORITHMS: dict[str, type[RedisLimiter]] = {

@@ -1,12 +1,18 @@
+-- Reply: {allowed, count, seconds to the next window}; Python derives the rest (memory.fixed_window_outcome).
 local window = math.floor(now / period)
 local s = redis.call('HMGET', KEYS[1], 'w', 'count')
-local count = tonumber(s[2]) or 0
-if tonumber(s[1]) ~= window then count = 0 end
-local allowed = 0
-if count + cost <= limit then count = count + cost; allowed = 1 end
-redis.call('HSET', KEYS[1], 'w', f(window), 'count', f(count))
+local count = 0
+if tonumber(s[1]) == window then count = tonumber(s[2]) end
 local until_next = (window + 1) * period - now
-expire(KEYS[1], until_next, period)
-local retry = until_next
-if allowed == 1 then retry = 0 end
-return {allowed, limit - count, f(until_next), f(retry), '0'}
+local allowed = 0
+if count + cost <= limit then
+  allowed = 1
+  if count == 0 then
+    redis.call('HSET', KEYS[1], 'w', window, 'count', cost)
+    expire(KEYS[1], until_next, period)
+  else
+    redis.call('HINCRBY', KEYS[1], 'count', cost)
+  end
+  count = count + cost
+end
+return {allowed, count, f(until_next)}

@@ -13,7 +13,8 @@ if used + cost <= limit then
   allowed = 1
 else
   local to_free, freed = used + cost - limit, 0
-  local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  -- Every entry holds at least one unit, so the oldest `to_free` entries are always enough.
+  local log = redis.call('ZRANGE', KEYS[1], 0, to_free - 1, 'WITHSCORES')
   for i = 1, #log, 2 do
     freed = freed + tonumber(string.match(log[i], ':(%d+)$'))
     if freed >= to_free then retry = tonumber(log[i + 1]) + period - now; break end
