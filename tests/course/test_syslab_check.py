@@ -1,0 +1,36 @@
+"""`syslab check ratelimit` end to end: real nbgrader generate + autograde of every submission."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab_core.course import load_mutants
+from lab_core.labs import get_lab
+
+SYSLAB = str(Path(sys.executable).with_name("syslab"))
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.timeout(480)
+def test_check_ratelimit_proves_the_grader():
+    lab = get_lab("ratelimit")
+    mutants = load_mutants(lab)
+    assert len(mutants) >= 6, "the lab promises at least six mutants"
+    proc = subprocess.run([SYSLAB, "check", "ratelimit"], capture_output=True, text=True, timeout=450)
+    table = proc.stdout
+    assert proc.returncode == 0, f"syslab check failed:\n{table}\n{proc.stderr[-2000:]}"
+    rows = {line.split()[1]: line for line in table.splitlines() if line.startswith("ratelimit ")}
+    assert " yes " in rows["student"], table  # "student notebook current"
+    ref = rows["reference"].split()
+    score, max_score = map(float, ref[2].split("/"))
+    assert score == max_score > 0, table
+    blank = rows["blank"].split()
+    assert float(blank[2].split("/")[0]) < max_score, table
+    for m in mutants:
+        line = rows[f"mutant-{m.name}"]
+        got = float(line.split()[2].split("/")[0])
+        assert got < max_score and " yes " in line, f"mutant {m.name} was not caught:\n{table}"
