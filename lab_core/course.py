@@ -90,11 +90,40 @@ def _comparable(nb: nbformat.NotebookNode) -> list[tuple]:
     return [(c.cell_type, c.source.strip(), c.get("metadata", {}).get("nbgrader")) for c in nb.cells]
 
 
+def _nbgrader_command(course: Path, *args: str) -> tuple[list[str], dict[str, str]]:
+    bindir = Path(sys.executable).parent
+    exe = bindir / "nbgrader"
+    # nbgrader runs alembic (and the kernel) as subprocesses found on PATH: put this environment first.
+    env = {**os.environ, "SYSLAB_FAST": "1", "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return [str(exe) if exe.exists() else "nbgrader", *args], env
+
+
 def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("nbgrader")
-    cmd = [str(exe) if exe.exists() else "nbgrader", *args]
-    env = {**os.environ, "SYSLAB_FAST": "1"}
+    cmd, env = _nbgrader_command(course, *args)
     return subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True)
+
+
+def _autograde_in_parallel(course: Path, lab: Lab, students: list[str], workers: int) -> tuple[dict, str]:
+    """Autograde ``students`` split over ``workers`` copies of the course (one gradebook each, since
+    nbgrader's SQLite gradebook takes one writer); returns merged scores and any error text."""
+    shards = [students[i::workers] for i in range(workers) if students[i::workers]]
+    procs = []
+    for i, shard in enumerate(shards):
+        copy = course.parent / f"{course.name}-grader{i}"
+        shutil.copytree(course, copy, ignore=shutil.ignore_patterns("submitted"))
+        for student in shard:
+            shutil.copytree(course / "submitted" / student, copy / "submitted" / student)
+        cmd, env = _nbgrader_command(copy, "autograde", lab.folder, "--force")
+        procs.append((copy, subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True)))
+    scores: dict[str, tuple[float, float, list[str]]] = {}
+    errors = []
+    for copy, proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            errors.append(err.strip()[-800:])
+        scores.update(_scores(copy, lab))
+    return scores, "\n".join(errors)
 
 
 @dataclass
@@ -145,11 +174,11 @@ def check_lab(lab: Lab, workdir: Path) -> LabReport:
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / lab.notebook)
 
-    graded = _nbgrader(course, "autograde", lab.folder, "--force")
-    if graded.returncode != 0:
-        report.rows.append(("autograde", None, None, False, graded.stderr.strip()[-800:]))
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    scores, errors = _autograde_in_parallel(course, lab, list(submissions), workers)
+    if errors:
+        report.rows.append(("autograde", None, None, False, errors))
         return report
-    scores = _scores(course, lab)
     descriptions = {f"mutant-{m.name}": m.description for m in mutants}
     for student in submissions:
         score, max_score, lost = scores.get(student, (None, None, []))

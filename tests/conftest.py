@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import fakeredis
 import pytest
 import redis
+
+from lab_core.store import redis_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,7 +164,7 @@ def redis_real(redis_server: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def redis_fake() -> redis.Redis:
     """A fakeredis client on its own empty server."""
-    return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    return redis_client(fresh=True)
 
 
 @pytest.fixture(scope="session")

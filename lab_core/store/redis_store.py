@@ -38,4 +38,8 @@ def redis_client(
             socket_timeout=socket_timeout,
         )
     server = fakeredis.FakeServer() if fresh else _DEFAULT_FAKE_SERVER
-    return fakeredis.FakeRedis(server=server, decode_responses=decode_responses)
+    client = fakeredis.FakeRedis(server=server, decode_responses=decode_responses)
+    # fakeredis creates a server's database on its first connection without a lock; threads that
+    # connect first together could each get their own. One round trip now makes it exist once.
+    client.ping()
+    return client

@@ -10,7 +10,6 @@ import math
 import uuid
 from fractions import Fraction
 
-import fakeredis
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +28,7 @@ from lab_core.ratelimit import (
     TokenBucket,
 )
 from lab_core.sim import ManualClock
+from lab_core.store import redis_client
 
 NAMES = sorted(ALGORITHMS)
 BURST_NAMES = [n for n in NAMES if ALGORITHMS[n].uses_burst]
@@ -37,7 +37,7 @@ TICK = 1 / 16  # every generated time is a multiple of this: exact in binary flo
 
 
 def fresh_fake() -> redis.Redis:
-    return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    return redis_client(fresh=True)
 
 
 def make(name: str, limit: int, period: float, clock: ManualClock, burst: int | None = None, **kw) -> RateLimiter:
