@@ -255,11 +255,15 @@ def test_quick_run_covers_every_algorithm_against_limits(quick_run):
     _, record = quick_run
     figures = record["figures"]
     throughput = [f for f in figures if f["unit"] == "decisions/s"]
+    pairs = {"fixed_window": "FixedWindow", "sliding_window_log": "MovingWindow", "sliding_window_counter": "SlidingWindowCounter"}
     for algorithm in REDIS_ALGORITHMS:
         mine = [f for f in throughput if f["name"].startswith(f"{algorithm} ")]
-        assert len(mine) == 2, (algorithm, [f["name"] for f in mine])  # one hot key, many keys
+        with_headers = [f for f in mine if "with header data" in f["name"]]
+        # one hot key and many keys; the three with a limits equivalent also against hit + get_window_stats
+        assert len(mine) == (4 if algorithm in pairs else 2), (algorithm, [f["name"] for f in mine])
+        assert len(with_headers) == (2 if algorithm in pairs else 0), (algorithm, [f["name"] for f in mine])
+        assert all(f["baseline"].endswith("get_window_stats") for f in with_headers)
         assert all(f["baseline"].startswith("limits ") and f["target"] is not None for f in mine)
-    pairs = {"fixed_window": "FixedWindow", "sliding_window_log": "MovingWindow", "sliding_window_counter": "SlidingWindowCounter"}
     for ours, theirs in pairs.items():
         assert all(theirs in f["baseline"] for f in throughput if f["name"].startswith(f"{ours} "))
     error = [f for f in figures if f["unit"] == "% of requests"]
