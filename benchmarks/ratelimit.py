@@ -10,6 +10,10 @@ in the same run:
    ``MovingWindowRateLimiter`` and ``SlidingWindowCounterRateLimiter``; limits has no token bucket,
    leaky bucket or GCRA, so those are measured against limits' fixed window, the cheapest decision
    the library offers (one ``INCRBY``): their figure asks what the richer algorithm costs over it.
+   Where limits has the same algorithm there is a second baseline, *with header data*: limits'
+   ``hit`` plus ``get_window_stats`` (a second round trip), which is what a middleware that sends
+   ``X-RateLimit-Remaining``/``-Reset`` needs; our one script returns both. The issue's target,
+   ratio >= 1.0, applies to both; the others are reported without a target.
    Two workloads: one hot key (limit 100/min, so after the first 100 nearly every decision is a
    rejection) and many keys visited in turn (each sees only a few hits: nearly all admissions).
 2. **Approximation error** of the sliding window counter against the exact sliding window log, in
@@ -121,7 +125,7 @@ def _throughput(url: str, quick: bool) -> list[Figure]:
                     unit="decisions/s",
                     baseline=f"limits {their_name}",
                     baseline_value=median(ops["limits"]),
-                    target=">= 1.0" if equivalent else ">= 0.9",
+                    target=">= 1.0" if equivalent else None,  # the issue sets >= 1.0 against an equivalent only
                 )
             )
             if equivalent:
@@ -233,7 +237,6 @@ def _approximation(quick: bool) -> list[Figure]:
             unit="% of requests",
             baseline="fixed_window, same comparison",
             baseline_value=users.pct("fixed", how, kind),
-            target="value <= 1",
         )
         for how in ("indep", "same")
         for kind in ("allowed", "rejected")
@@ -338,10 +341,7 @@ def _middleware(url: str, quick: bool) -> list[Figure]:
     lat = asyncio.run(_latencies(apps, n, warmup))
     qs = {name: percentiles(v, (50, 99)) for name, v in lat.items()}
     figures = []
-    for store, desc, targets in (
-        ("redis", "real Redis", {"p50": None, "p99": "value <= 1000"}),
-        ("fakeredis", "fakeredis", {"p50": None, "p99": None}),
-    ):
+    for store, desc in (("redis", "real Redis"), ("fakeredis", "fakeredis")):
         for p in ("p50", "p99"):
             figures.append(
                 Figure(
@@ -350,7 +350,6 @@ def _middleware(url: str, quick: bool) -> list[Figure]:
                     unit="us",
                     baseline=f"bare demo API {p}",
                     baseline_value=qs["bare"][p],
-                    target=targets[p],
                 )
             )
     return figures
