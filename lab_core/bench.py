@@ -20,12 +20,8 @@ import operator
 import os
 import platform
 import re
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -34,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lab_core.labs import Lab
+from lab_core.store.redis_server import local_redis_server
 
 __all__ = [
     "Figure",
@@ -45,7 +42,6 @@ __all__ = [
     "ops_per_second",
     "parse_target",
     "redis_server",
-    "redis_server_binary",
     "results_path",
     "run_benchmark",
 ]
@@ -264,79 +260,12 @@ def median(values: list[float]) -> float:
 
 # ----------------------------------------------------------------------------- throwaway redis-server
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def redis_server_binary() -> str | None:
-    """Path of ``redis-server`` on PATH (or Debian's ``/usr/bin/redis-server``), or None."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    return "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
-
-
 @contextlib.contextmanager
-def redis_server(*, binary: str | None = None, timeout: float = 10.0) -> Iterator[str]:
-    """Start an empty, persistence-free ``redis-server`` on a free loopback port; yield its URL.
-
-    The server's version is recorded with :func:`machine_note`. The process is stopped (and its
-    scratch folder removed) on exit, whatever happens inside the block.
-    """
-    import redis as redis_py
-
-    exe = binary or redis_server_binary()
-    if exe is None:
-        raise RuntimeError("redis-server not found on PATH; install it (Debian: apt-get install redis-server)")
-    with tempfile.TemporaryDirectory(prefix="syslab-redis-") as scratch:
-        log = Path(scratch) / "redis.log"
-        for attempt in range(3):  # the free port can be taken between probing and binding
-            port = _free_port()
-            proc = subprocess.Popen(
-                [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", scratch, "--logfile", str(log), "--daemonize", "no"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-            )
-            client = redis_py.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
-            deadline = time.monotonic() + timeout
-            try:
-                while True:
-                    if proc.poll() is not None:
-                        break
-                    try:
-                        client.ping()
-                        break
-                    except redis_py.ConnectionError:
-                        if time.monotonic() > deadline:
-                            raise RuntimeError(f"redis-server on port {port} did not answer within {timeout} s") from None
-                        time.sleep(0.02)
-                if proc.poll() is None:
-                    machine_note("redis_server", client.info("server").get("redis_version"))
-                    client.close()
-                    try:
-                        yield f"redis://127.0.0.1:{port}/0"
-                    finally:
-                        _stop(proc)
-                    return
-                client.close()
-                if attempt == 2:
-                    text = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                    raise RuntimeError(f"redis-server exited with status {proc.returncode}: {text}")
-            except BaseException:
-                _stop(proc)
-                raise
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def redis_server() -> Iterator[str]:
+    """A throwaway real ``redis-server`` for one benchmark: yields its URL, records its version."""
+    with local_redis_server() as server:
+        machine_note("redis_server", server.version())
+        yield server.url
 
 
 # ----------------------------------------------------------------------------- runner

@@ -114,14 +114,14 @@ def _autograde_in_parallel(course: Path, lab: Lab, students: list[str], workers:
         for student in shard:
             shutil.copytree(course / "submitted" / student, copy / "submitted" / student)
         cmd, env = _nbgrader_command(copy, "autograde", lab.folder, "--force")
-        procs.append((copy, subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, text=True)))
+        # A log file, not a pipe: pipes read one after another would stall a chatty second grader.
+        with (copy / "autograde.log").open("w") as log:
+            procs.append((copy, subprocess.Popen(cmd, cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT)))
     scores: dict[str, tuple[float, float, list[str]]] = {}
     errors = []
     for copy, proc in procs:
-        _, err = proc.communicate()
-        if proc.returncode != 0:
-            errors.append(err.strip()[-800:])
+        if proc.wait() != 0:
+            errors.append((copy / "autograde.log").read_text(errors="replace").strip()[-800:])
         scores.update(_scores(copy, lab))
     return scores, "\n".join(errors)
 

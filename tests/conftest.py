@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
 
 from lab_core.store import redis_client
+from lab_core.store.redis_server import RedisServer, start_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,84 +47,11 @@ def need(tool: str | os.PathLike[str], why: str) -> str:
     return found
 
 
-def free_port() -> int:
-    """A TCP port on loopback that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class RedisProcess:
-    """A redis-server child process on loopback (no persistence), which a test may stop and restart."""
-
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> "RedisProcess":
-        """Start the server (on the same port as before, if restarting) and wait until PING answers."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode} (port {self.port} taken?)")
-                try:
-                    if client.ping():
-                        return self
-                except redis.RedisError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"redis-server on port {self.port} did not answer PING in {timeout} s")
-                time.sleep(0.02)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        """Kill the server and wait for it to exit (idempotent)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
-
-
-def _start_redis(binary: str, workdir: Path) -> RedisProcess:
-    # A port found free can be taken before redis binds it: try a few.
-    last: Exception | None = None
-    for attempt in range(5):
-        server = RedisProcess(binary, workdir / f"try{attempt}")
-        try:
-            return server.start()
-        except RuntimeError as exc:
-            last = exc
-    raise RuntimeError(f"could not start redis-server: {last}")
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real redis-server started for this test session on a free loopback port."""
     binary = need("redis-server", "tests against a real Redis need Debian's redis-server on PATH")
-    server = _start_redis(binary, tmp_path_factory.mktemp("redis-server"))
+    server = start_redis_server(tmp_path_factory.mktemp("redis-server"), binary=binary)
     try:
         yield server.url
     finally:
@@ -135,13 +59,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_factory(tmp_path: Path) -> Iterator[Callable[[], RedisProcess]]:
+def redis_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
     """Start dedicated redis-servers a test may stop and restart (``.stop()``, ``.start()``); all killed at the end."""
     binary = need("redis-server", "fault-injection tests stop and restart their own redis-server")
-    started: list[RedisProcess] = []
+    started: list[RedisServer] = []
 
-    def start() -> RedisProcess:
-        server = _start_redis(binary, tmp_path / f"redis{len(started)}")
+    def start() -> RedisServer:
+        server = start_redis_server(tmp_path / f"redis{len(started)}", binary=binary)
         started.append(server)
         return server
 

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import need
+
+from lab_core.procs import free_port, stop_process, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -28,12 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 @pytest.fixture
 def chromium() -> str:
     """Debian's chromium; skipped when absent, failed under ``CI=true``."""
-    if not Path(CHROMIUM).exists():
-        reason = f"{CHROMIUM} not installed: the browser test drives Debian's chromium through Playwright"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (required when CI=true)", pytrace=False)
-        pytest.skip(reason)
-    return CHROMIUM
+    return need(CHROMIUM, "the browser test drives Debian's chromium through Playwright")
 
 
 def _syslab() -> str:
@@ -41,25 +37,9 @@ def _syslab() -> str:
     return str(beside) if beside.exists() else shutil.which("syslab") or pytest.fail("syslab command not found")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"syslab serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"syslab serve did not answer {url} within {timeout} s:\n{log.read_text()}")
+def _answers(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
 
 
 def _headline(page) -> str:
@@ -79,7 +59,7 @@ def _pixels(canvases) -> list[str]:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     """Base URL of ``syslab serve --lab ratelimit`` on a free loopback port; the server is stopped afterwards."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     # Output to a file, not a pipe nobody reads, which could fill and stall the server.
     with log.open("w") as out:
@@ -87,15 +67,10 @@ def served(tmp_path: Path) -> Iterator[str]:
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_until_up(base + "/", proc, log, timeout=45)
+        wait_until(lambda: _answers(base + "/"), proc, timeout=45, what="syslab serve", log=log)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, timeout=10)
 
 
 def test_index_links_to_the_lab_and_the_limit_slider_redraws_the_results(chromium, served):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import free_port
+from lab_core.procs import free_port
 from lab_core.ratelimit import RequestInfo, Rule, RulesEngine
 from lab_core.ratelimit.demo import Catalogue, build_api, create_app
 from lab_core.ratelimit.middleware import RateLimitMiddleware

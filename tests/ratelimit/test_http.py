@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import free_port
+from lab_core.procs import free_port, stop_process, wait_until
 from lab_core import cli
 from lab_core.ratelimit import Rule, create_app
 from lab_core.ratelimit.rules import Match
@@ -296,33 +296,21 @@ def test_leaky_bucket_delays_within_its_queue_and_rejects_beyond():
 # --- the real thing: uvicorn + real Redis, and the command line ---------------------------------
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"syslab exited early ({proc.returncode}): {err}")
-        try:
-            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"syslab demo did not answer on {url} within {timeout} s")
-
-
 @pytest.mark.redis_server
-def test_syslab_demo_serves_over_loopback_with_real_redis(redis_server: str, redis_real: redis.Redis):
+def test_syslab_demo_serves_over_loopback_with_real_redis(redis_server: str, redis_real: redis.Redis, tmp_path: Path):
     assert Path(SYSLAB).exists(), f"the syslab script should sit next to {sys.executable}"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    proc = subprocess.Popen(
-        [SYSLAB, "demo", "ratelimit", "--port", str(port), "--redis-url", redis_server],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [SYSLAB, "demo", "ratelimit", "--port", str(port), "--redis-url", redis_server],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, proc)
+        wait_until(lambda: httpx.get(url + "/healthz", timeout=0.5).status_code == 200, proc,
+                   timeout=20, what="syslab demo ratelimit", log=log)
         statuses, last = [], None
         with httpx.Client(base_url=url, timeout=5) as http:
             created = http.post("/api/items", json={"name": "pen", "price": 2}, headers={"X-User": "dora"})
@@ -346,12 +334,7 @@ def test_syslab_demo_serves_over_loopback_with_real_redis(redis_server: str, red
         keys = redis_real.keys("rl:token_bucket:*dora*")
         assert keys and all(redis_real.pttl(k) > 0 for k in keys)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
     assert proc.returncode is not None
 
 
