@@ -86,12 +86,15 @@ class RedisLimiter:
         base = f"{self.prefix}:{self.algorithm}:{{{key}}}"
         return [base] + [f"{base}:{suffix}" for suffix in self.extra_keys]
 
-    def acquire(self, key: str, cost: int = 1) -> Decision:
-        """Decide on ``cost`` units for ``key`` in one round trip."""
+    def script_args(self, cost: int) -> list:
+        """The prelude's ARGV: now ('' = Redis server time), limit, period, capacity, cost."""
         check_cost(cost, self.capacity)
         now = "" if self.clock is None else repr(float(self.clock.now()))
-        args = [now, self.limit, repr(self.period), self.capacity, cost]
-        return self.decode(self._script(keys=self.keys_for(key), args=args), cost)
+        return [now, self.limit, repr(self.period), self.capacity, cost]
+
+    def acquire(self, key: str, cost: int = 1) -> Decision:
+        """Decide on ``cost`` units for ``key`` in one round trip."""
+        return self.decode(self._script(keys=self.keys_for(key), args=self.script_args(cost)), cost)
 
     def decode(self, reply: list, cost: int) -> Decision:
         """Turn the script's reply into a Decision.
@@ -183,3 +186,40 @@ REDIS_ALGORITHMS: dict[str, type[RedisLimiter]] = {
         RedisGCRA,
     )
 }
+
+
+@cache
+def batch_source() -> str:
+    """One script holding every built-in algorithm as a function, run in turn by ``_batch.lua``.
+
+    Each algorithm's prelude and body become the body of a function whose parameters are named
+    KEYS and ARGV, so the unchanged script text reads that limiter's keys and arguments.
+    """
+    folder = resources.files("lab_core.ratelimit") / "lua"
+    runners = ",\n".join(
+        f"{name} = function(KEYS, ARGV)\n{lua_source(name)}\nend" for name in REDIS_ALGORITHMS
+    )
+    return f"local run = {{\n{runners}\n}}\n" + (folder / "_batch.lua").read_text()
+
+
+class RedisBatch:
+    """Several built-in Redis limiters decided in one round trip, in order, stopping at the first rejection."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._script = client.register_script(batch_source())
+
+    @staticmethod
+    def supports(limiter: object) -> bool:
+        """True for the built-in classes, whose scripts the batch carries (not subclasses with their own Lua)."""
+        return type(limiter) in REDIS_ALGORITHMS.values()
+
+    def acquire(self, calls: list[tuple[RedisLimiter, str, int]]) -> list[Decision]:
+        """Decisions for ``(limiter, key, cost)`` in order, up to and including the first rejection."""
+        keys: list[str] = []
+        args: list = []
+        for limiter, key, cost in calls:
+            limiter_keys = limiter.keys_for(key)
+            keys += limiter_keys
+            args += [limiter.algorithm, len(limiter_keys), *limiter.script_args(cost)]
+        replies = self._script(keys=keys, args=args)
+        return [limiter.decode(reply, cost) for (limiter, _, cost), reply in zip(calls, replies)]

@@ -20,7 +20,7 @@ import yaml
 
 from lab_core.ratelimit.memory import ALGORITHMS
 from lab_core.ratelimit.protocol import Decision, RateLimiter
-from lab_core.ratelimit.redis_backend import REDIS_ALGORITHMS
+from lab_core.ratelimit.redis_backend import REDIS_ALGORITHMS, RedisBatch
 from lab_core.sim.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,8 @@ class RulesEngine:
     and Redis server time in Redis. ``algorithms`` replaces the class behind an algorithm name
     (``{"token_bucket": MyTokenBucket}``: a student's class in the real system); it is built
     with the same arguments as the built-in class it replaces (for Redis: ``client``, ``prefix``).
+    With Redis and only built-in algorithms, a request's rules run in one script (one round
+    trip, atomic together); ``batch=False`` checks them one script each (needed on a Redis Cluster).
     """
 
     def __init__(
@@ -217,6 +219,7 @@ class RulesEngine:
         clock: Clock | None = None,
         prefix: str = "rl",
         algorithms: Mapping[str, Callable[..., RateLimiter]] | None = None,
+        batch: bool = True,
     ) -> None:
         unknown = set(algorithms or {}) - set(ALGORITHMS)
         if unknown:
@@ -227,6 +230,13 @@ class RulesEngine:
         order = {scope: i for i, scope in enumerate(SCOPES)}
         self._ordered = sorted(self.rules, key=lambda r: order[r.scope])
         self._limiters: dict[str, RateLimiter] = {r.name: self._make(r, clock, prefix) for r in self.rules}
+        # One round trip per request when every limiter is a built-in Redis one. Off for a Redis
+        # Cluster: one script may only touch keys of one slot, and rules key by different values.
+        self._batch = (
+            RedisBatch(store)
+            if store is not None and batch and all(RedisBatch.supports(lim) for lim in self._limiters.values())
+            else None
+        )
         self._store_down = False
 
     def _make(self, rule: Rule, clock: Clock | None, prefix: str) -> RateLimiter:
@@ -245,35 +255,62 @@ class RulesEngine:
 
     def check(self, request: RequestInfo) -> EngineDecision:
         """Apply every matching rule, most specific first; stop at the first rejection."""
-        checked: list[RuleDecision] = []
-        for rule in self._ordered:
-            key = rule.key_for(request)
-            if key is None or not rule.match.matches(request):
-                continue
-            verdict = self._apply(rule, key)
-            checked.append(verdict)
-            if not verdict.decision.allowed:
-                return EngineDecision(False, verdict, tuple(checked))
+        matching = [
+            (rule, key)
+            for rule in self._ordered
+            if (key := rule.key_for(request)) is not None and rule.match.matches(request)
+        ]
+        checked = self._apply_batch(matching) if self._batch is not None and matching else self._apply_each(matching)
+        rejected = next((rd for rd in checked if not rd.decision.allowed), None)
+        if rejected is not None:
+            return EngineDecision(False, rejected, tuple(checked))
         tightest = min(checked, key=lambda rd: (rd.decision.remaining / rd.decision.limit), default=None)
         return EngineDecision(True, tightest, tuple(checked))
 
-    def _apply(self, rule: Rule, key: str) -> RuleDecision:
+    def _apply_each(self, matching: list[tuple[Rule, str]]) -> list[RuleDecision]:
+        checked: list[RuleDecision] = []
+        for rule, key in matching:
+            try:
+                verdict = RuleDecision(rule, key, self._limiters[rule.name].acquire(key, rule.cost))
+                self._store_reachable()
+            except (redis.RedisError, OSError) as exc:
+                verdict = self._fallback(rule, key, exc)
+            checked.append(verdict)
+            if not verdict.decision.allowed:
+                break
+        return checked
+
+    def _apply_batch(self, matching: list[tuple[Rule, str]]) -> list[RuleDecision]:
+        assert self._batch is not None
+        calls = [(self._limiters[rule.name], key, rule.cost) for rule, key in matching]
         try:
-            decision = self._limiters[rule.name].acquire(key, rule.cost)
+            decisions = self._batch.acquire(calls)  # type: ignore[arg-type]
         except (redis.RedisError, OSError) as exc:
-            if not self._store_down:
-                log.warning("rate-limit store unreachable (%s); each rule falls back on its fail policy", exc)
-            self._store_down = True
-            allowed = rule.fail == "open"
-            decision = Decision(
-                allowed=allowed,
-                limit=rule.burst or rule.limit,
-                remaining=0,
-                reset_after=1.0,
-                retry_after=0.0 if allowed else 1.0,
-            )
-            return RuleDecision(rule, key, decision, error=f"{type(exc).__name__}: {exc}")
+            checked = []
+            for rule, key in matching:
+                checked.append(self._fallback(rule, key, exc))
+                if rule.fail == "closed":
+                    break
+            return checked
+        self._store_reachable()
+        return [RuleDecision(rule, key, d) for (rule, key), d in zip(matching, decisions)]
+
+    def _fallback(self, rule: Rule, key: str, exc: Exception) -> RuleDecision:
+        """The rule's fail policy decides when its store cannot be reached."""
+        if not self._store_down:
+            log.warning("rate-limit store unreachable (%s); each rule falls back on its fail policy", exc)
+        self._store_down = True
+        allowed = rule.fail == "open"
+        decision = Decision(
+            allowed=allowed,
+            limit=rule.burst or rule.limit,
+            remaining=0,
+            reset_after=1.0,
+            retry_after=0.0 if allowed else 1.0,
+        )
+        return RuleDecision(rule, key, decision, error=f"{type(exc).__name__}: {exc}")
+
+    def _store_reachable(self) -> None:
         if self._store_down:
             log.warning("rate-limit store reachable again")
             self._store_down = False
-        return RuleDecision(rule, key, decision)

@@ -1,6 +1,7 @@
 """Rules: loading and validation (errors name the rule and the field), matching, order, verdicts."""
 from __future__ import annotations
 
+import random
 import re
 import textwrap
 from pathlib import Path
@@ -9,9 +10,10 @@ import pytest
 import redis
 import yaml
 
-from lab_core.ratelimit import RequestInfo, Rule, RuleError, RulesEngine, default_rules, load_rules
+from lab_core.ratelimit import ALGORITHMS, RequestInfo, Rule, RuleError, RulesEngine, default_rules, load_rules
 from lab_core.ratelimit.rules import Match
 from lab_core.sim import ManualClock
+from lab_core.store import redis_client
 
 GOOD = textwrap.dedent(
     """\
@@ -361,3 +363,60 @@ def test_memory_and_redis_engines_agree(backend: str, request: pytest.FixtureReq
     assert 0 < allowed < len(memory)  # the traffic exercises both outcomes
     assert {v[1] for v in memory if not v[0]} == {r["name"] for r in MIXED}  # every rule refused some
     assert store.keys("agree:*")  # counters really went to the store
+
+
+def _engine_pair(clock_a, clock_b):
+    rules = load_rules(
+        """
+rules:
+  - {name: per-user, scope: user, algorithm: token_bucket, limit: 4, period: 2, burst: 3}
+  - {name: per-ip, scope: ip, algorithm: sliding_window_log, limit: 6, period: 4}
+  - {name: report, scope: endpoint, algorithm: gcra, limit: 8, period: 4, cost: 2, match: {endpoints: ["/report"]}}
+  - {name: all, scope: global, algorithm: sliding_window_counter, limit: 9, period: 2}
+"""
+    )
+    batched = RulesEngine(rules, store=redis_client(fresh=True), clock=clock_a)
+    one_by_one = RulesEngine(rules, store=redis_client(fresh=True), clock=clock_b, batch=False)
+    return batched, one_by_one
+
+
+def test_batched_rules_decide_exactly_like_one_script_per_rule():
+    clock_a, clock_b = ManualClock(1000.0), ManualClock(1000.0)
+    batched, one_by_one = _engine_pair(clock_a, clock_b)
+    assert batched._batch is not None and one_by_one._batch is None
+    rng = random.Random(5)
+    for _ in range(400):
+        step = rng.choice([0.0, 0.0, 0.125, 0.5, 1.5])
+        clock_a.advance(step)
+        clock_b.advance(step)
+        request = RequestInfo(ip=rng.choice(["a", "b"]), endpoint=rng.choice(["/items", "/report"]),
+                              user=rng.choice(["u1", "u2", None]))
+        got, want = batched.check(request), one_by_one.check(request)
+        assert (got.allowed, got.deciding and got.deciding.rule.name) == (want.allowed, want.deciding and want.deciding.rule.name)
+        assert [(rd.rule.name, rd.decision) for rd in got.checked] == [(rd.rule.name, rd.decision) for rd in want.checked]
+
+
+def test_batched_rules_take_one_round_trip_per_request():
+    batched, _ = _engine_pair(ManualClock(0.0), ManualClock(0.0))
+    calls = []
+    script = batched._batch._script
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["keys"])
+        return script(*args, **kwargs)
+
+    batched._batch._script = counting
+    verdict = batched.check(RequestInfo(ip="a", endpoint="/report", user="u1"))
+    assert verdict.allowed and len(verdict.checked) == 4
+    assert len(calls) == 1 and len(calls[0]) == 5  # four rules, the log keeps two keys
+
+
+def test_a_custom_limiter_class_turns_batching_off():
+    class Mine(ALGORITHMS["token_bucket"]):
+        pass
+
+    engine = RulesEngine(
+        [Rule(name="u", scope="user", limit=2, period=1)], store=redis_client(fresh=True),
+        algorithms={"token_bucket": lambda *a, client=None, prefix=None, **kw: Mine(*a, **kw)},
+    )
+    assert engine._batch is None
