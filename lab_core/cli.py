@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
-            from widgets.server import serve
-
+            # The one place lab_core reaches the dashboards: loaded by name, only for this
+            # subcommand, so the systems never depend on Panel (see docs/ARCHITECTURE.md).
+            serve = importlib.import_module("widgets.server").serve
             serve(
                 labs=args.lab or list(LABS),
                 port=args.port,
