@@ -1,0 +1,67 @@
+"""``syslab demo feed``: the feed API with a seeded follow graph, served by uvicorn."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from lab_core.feed.api import FeedSystem, build_api, build_system
+from lab_core.feed.config import FeedConfig
+from lab_core.feed.service import RankHook
+from lab_core.sim.clock import Clock
+
+# Small enough that the seeded graph has one celebrity (followed by everyone) and ordinary users.
+DEMO_CONFIG = FeedConfig(celebrity_threshold=5)
+SEED_USERS = ["ada", "grace", "alan", "edsger", "barbara", "donald", "stella"]
+CELEBRITY = "stella"
+
+
+def seed(system: FeedSystem) -> dict[str, int]:
+    """Create the demo users, follows and posts, and fan the posts out; returns ``{name: id}``."""
+    ids = {name: system.store.add_user(name)["id"] for name in SEED_USERS}
+    ordinary = [n for n in SEED_USERS if n != CELEBRITY]
+    for i, name in enumerate(ordinary):
+        system.service.follow(ids[name], ids[CELEBRITY])
+        for step in (1, 2):  # everyone follows the next two in the ring
+            system.service.follow(ids[name], ids[ordinary[(i + step) % len(ordinary)]])
+    for round_ in range(2):
+        for name in SEED_USERS:
+            system.post(ids[name], f"{name}'s post #{round_ + 1}")
+    system.worker.drain()
+    return ids
+
+
+def create_app(
+    redis_url: str | None = None,
+    db: str | Path = ":memory:",
+    seed_graph: bool = True,
+    *,
+    config: FeedConfig | None = None,
+    clock: Clock | None = None,
+    ranker: RankHook | None = None,
+) -> Starlette:
+    """The feed API; fakeredis unless ``redis_url``; seeded with a small graph on a new database if asked."""
+    system = build_system(redis_url=redis_url, db=db, config=config or DEMO_CONFIG, clock=clock, ranker=ranker)
+    if seed_graph and not system.store.users():
+        seed(system)
+    return build_api(system)
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``syslab demo feed``."""
+    parser.add_argument("--redis-url", help="real Redis for timelines and the fan-out stream (default: REDIS_URL, else fakeredis)")
+    parser.add_argument("--db", default=":memory:", help="SQLite file for users, follows and posts (default: in memory)")
+    parser.add_argument("--no-seed", action="store_true", help="start with no users instead of the seeded graph")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Serve the feed API with uvicorn (fan-out worker on a thread) until interrupted."""
+    import os
+
+    import uvicorn
+
+    app = create_app(args.redis_url or os.environ.get("REDIS_URL"), db=args.db, seed_graph=not args.no_seed)
+    print(f"feed demo API on http://{args.host}:{args.port}/  (try: curl .../feed/1)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
