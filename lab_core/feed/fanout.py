@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import redis
 
 from lab_core.feed.config import FeedConfig
-from lab_core.feed.policy import fanout_targets
+from lab_core.feed.policy import fanout_targets, is_celebrity
 from lab_core.feed.store import FeedStore
 from lab_core.feed.timeline import Timelines
 from lab_core.sim.clock import Clock, RealClock
@@ -121,6 +121,10 @@ class FanoutWorker:
         """Push each job's post to the timelines of its author's active followers, unless the author is a celebrity."""
         now = self.clock.now()
         for job in jobs:
+            # A celebrity's post is pulled on read: decide that from the count before fetching
+            # (and checking the activity of) a follower list that may be millions long.
+            if is_celebrity(self.store.follower_count(job.author_id), self.config.celebrity_threshold):
+                continue
             followers = self.store.followers(job.author_id)
             active = self.timelines.active_among(followers, now)
             targets = fanout_targets(len(followers), followers, active, self.config.celebrity_threshold)
