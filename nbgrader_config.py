@@ -10,6 +10,7 @@ c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "labs"
 c.CourseDirectory.db_assignments = [
     {"name": "01_rate_limiter"},
+    {"name": "03_feed"},
 ]
 c.Exchange.assignment_dir = "."
 # The release folder is the committed student version, so regenerating must overwrite it.

@@ -46,6 +46,7 @@ LABS: dict[str, Lab] = {
     lab.name: lab
     for lab in (
         Lab("ratelimit", "01_rate_limiter", "rate_limiter.ipynb", "Rate limiter"),
+        Lab("feed", "03_feed", "feed.ipynb", "News feed"),
     )
 }
 
