@@ -43,16 +43,13 @@ in the same run:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
-import os
 import time
-from collections.abc import Iterator
 
 import numpy as np
 
-from lab_core.bench import Figure, interleaved, machine_note, median, redis_server
+from lab_core.bench import Figure, asgi_call, asgi_get, interleaved, machine_note, median, redis_server, without_redis_url
 from lab_core.feed.calibrate import Calibration, calibration_graph, measure, validate
 from lab_core.feed.config import FeedConfig
 from lab_core.feed.demo import create_app
@@ -61,17 +58,6 @@ from lab_core.feed.simulate import CostModel, compare
 from lab_core.feed.graph import power_law_graph
 
 US = 1e6
-
-
-@contextlib.contextmanager
-def _no_redis_url() -> Iterator[None]:
-    """Hide REDIS_URL so ``create_app()`` without a URL really uses fakeredis."""
-    saved = os.environ.pop("REDIS_URL", None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ["REDIS_URL"] = saved
 
 
 # ----------------------------------------------------------------------------- 4. calibration
@@ -164,35 +150,10 @@ def _strategies(cal: Calibration, quick: bool) -> list[Figure]:
 
 # ----------------------------------------------------------------------------- 2. HTTP read throughput
 
-def _scope(user: int) -> dict:
-    path = f"/feed/{user}"
-    return {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-        "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
-async def _call(app, scope: dict) -> int:
-    status = 0
-
-    async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(scope, receive, send)
-    return status
-
-
 def _seeded_app(url: str | None):
     """The demo API on a fresh 300-user graph (threshold 40), every user active, two posts each fanned out."""
     config = FeedConfig(celebrity_threshold=40)
-    with _no_redis_url():
+    with without_redis_url():
         app = create_app(url, seed_graph=False, config=config)
     system = app.state.feed
     graph = calibration_graph(300, seed=21)
@@ -224,7 +185,7 @@ def _http(url: str, quick: bool) -> list[Figure]:
             http_users, direct_users = itertools.cycle(range(1, n + 1)), itertools.cycle(range(1, n + 1))
 
             def via_http() -> None:
-                if loop.run_until_complete(_call(app, _scope(next(http_users)))) != 200:
+                if loop.run_until_complete(asgi_call(app, asgi_get(f"/feed/{next(http_users)}"))) != 200:
                     raise RuntimeError("GET /feed/{user} did not answer 200")
 
             def direct() -> None:

@@ -39,18 +39,15 @@ in the same run:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import math
-import os
 import time
 from collections import deque
-from collections.abc import Iterator
 
 import numpy as np
 
-from lab_core.bench import Figure, interleaved, machine_note, median, redis_server
+from lab_core.bench import Figure, asgi_call, asgi_get, interleaved, machine_note, median, redis_server, without_redis_url
 from lab_core.ratelimit import (
     REDIS_ALGORITHMS,
     FixedWindow,
@@ -265,50 +262,18 @@ def _approximation(quick: bool) -> list[Figure]:
 
 # ----------------------------------------------------------------------------- 3. middleware latency
 
-def _scope(path: str, user: str) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"bench"), (b"x-user", user.encode())],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
-async def _call(app, scope: dict) -> int:
-    status = 0
-
-    async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(scope, receive, send)
-    return status
-
-
 async def _latencies(apps: dict, n: int, warmup: int) -> dict[str, list[float]]:
     """Microseconds per request for each app; every iteration calls each app once, in rotating order."""
     out: dict[str, list[float]] = {name: [] for name in apps}
     names = list(apps)
     clock = time.perf_counter_ns
     for i in range(warmup + n):
-        scope_args = ("/api/items", f"user{i % 50}")
+        scope_args = ("/api/items", {"X-User": f"user{i % 50}"})
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:
-            scope = _scope(*scope_args)
+            scope = asgi_get(*scope_args)
             t0 = clock()
-            status = await _call(apps[name], scope)
+            status = await asgi_call(apps[name], scope)
             took = clock() - t0
             if status != 200:
                 raise RuntimeError(f"{name}: GET /api/items answered {status}; the benchmark measures admitted requests")
@@ -317,23 +282,12 @@ async def _latencies(apps: dict, n: int, warmup: int) -> dict[str, list[float]]:
     return out
 
 
-@contextlib.contextmanager
-def _no_redis_url() -> Iterator[None]:
-    """Hide REDIS_URL so ``create_app()`` without a URL really uses fakeredis."""
-    saved = os.environ.pop("REDIS_URL", None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ["REDIS_URL"] = saved
-
-
 def _middleware(url: str, quick: bool) -> list[Figure]:
     n, warmup = (300, 50) if quick else (3000, 200)
     rules = [
         dataclasses.replace(r, limit=10**9, burst=10**9 if r.burst else None) for r in default_rules()
     ]
-    with _no_redis_url():
+    with without_redis_url():
         apps = {
             "bare": build_api(Catalogue(), rules),
             "redis": create_app(rules, redis_url=url),

@@ -268,6 +268,45 @@ def redis_server() -> Iterator[str]:
         yield server.url
 
 
+# ----------------------------------------------------------------------------- in-process HTTP
+
+def asgi_get(path: str, headers: Mapping[str, str] | None = None) -> dict:
+    """The ASGI scope of a ``GET path`` from a loopback client, for :func:`asgi_call`."""
+    raw = [(b"host", b"bench")] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    return {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+        "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": raw, "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000),
+    }
+
+
+async def asgi_call(app: Callable[..., Any], scope: dict) -> int:
+    """Call an ASGI app directly (no HTTP client, the least noisy harness); return the status code."""
+    status = 0
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+@contextlib.contextmanager
+def without_redis_url() -> Iterator[None]:
+    """Hide REDIS_URL so an app built without a URL really uses fakeredis."""
+    saved = os.environ.pop("REDIS_URL", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["REDIS_URL"] = saved
+
+
 # ----------------------------------------------------------------------------- runner
 
 def _fmt(x: float | None, *, ratio: bool = False) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from lab_core.feed.policy import FeedItem
-from lab_core.sim import DEFAULT_SEED, rng
+from lab_core.sim import rng
 
 __all__ = [
     "EVAL_COLUMNS",

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,6 @@ import redis
 from lab_core.procs import free_port, stop_process, wait_until
 from lab_core import cli
 from lab_core.ratelimit import Rule, create_app
-from lab_core.ratelimit.rules import Match
 
 SYSLAB = str(Path(sys.executable).with_name("syslab"))
 

@@ -1,4 +1,4 @@
-"""Lab 01's notebooks: the solution runs clean, the blank student version fails only where the
+"""Every lab's notebooks: the solution runs clean, the blank student version fails only where the
 student writes, and the committed student version is what nbgrader makes from the solution.
 
 Run from the project's virtual environment: the ``python3`` kernel then starts this same
@@ -18,16 +18,18 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-ROOT = Path(__file__).resolve().parents[2]
-LAB = "01_rate_limiter"
-NOTEBOOK = "rate_limiter.ipynb"
-SOLUTION = ROOT / "solutions" / LAB / NOTEBOOK
-RELEASE = ROOT / "labs" / LAB / NOTEBOOK
+from lab_core.labs import LABS, ROOT, Lab
+
 # The blank student version may break only in these ways: a stub, a name a stub never defined,
 # a visible test that fails on the stub's absence.
 BLANK_ERRORS = {"NotImplementedError", "NameError", "AssertionError"}
 
 pytestmark = pytest.mark.notebook
+
+
+@pytest.fixture(params=sorted(LABS))
+def lab(request: pytest.FixtureRequest) -> Lab:
+    return LABS[request.param]
 
 
 def _gid(cell: nbformat.NotebookNode) -> str:
@@ -56,15 +58,15 @@ def _execute(path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> tupl
     return nb, took
 
 
-def test_solution_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nb, took = _execute(SOLUTION, tmp_path, monkeypatch)
+def test_solution_runs_top_to_bottom(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb, took = _execute(lab.solution, tmp_path, monkeypatch)
     failed = [(_gid(c), f"{e.ename}: {e.evalue[:500]}") for c in nb.cells if (e := _error(c))]
     assert not failed, f"solution cells failed: {failed}"
-    print(f"solution notebook executed in {took:.1f} s with SYSLAB_FAST=1")
+    print(f"{lab.folder} solution notebook executed in {took:.1f} s with SYSLAB_FAST=1")
 
 
-def test_blank_version_fails_only_at_the_exercises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nb, _ = _execute(RELEASE, tmp_path, monkeypatch)
+def test_blank_version_fails_only_at_the_exercises(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb, _ = _execute(lab.release, tmp_path, monkeypatch)
     cells = [c for c in nb.cells if c.cell_type == "code"]
     meta = [c.metadata.get("nbgrader", {}) for c in cells]
     first = next(i for i, m in enumerate(meta) if m.get("solution"))
@@ -93,12 +95,12 @@ def _comparable(nb: nbformat.NotebookNode) -> list[tuple]:
     return [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in nb.cells]
 
 
-def test_student_version_is_current(tmp_path: Path) -> None:
+def test_student_version_is_current(lab: Lab, tmp_path: Path) -> None:
     shutil.copy(ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
-    shutil.copytree(SOLUTION.parent, tmp_path / "solutions" / LAB)
+    shutil.copytree(lab.solution.parent, tmp_path / "solutions" / lab.folder)
     bindir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` from PATH
     result = subprocess.run(
-        [sys.executable, "-m", "nbgrader", "generate_assignment", LAB, "--force"],
+        [sys.executable, "-m", "nbgrader", "generate_assignment", lab.folder, "--force"],
         cwd=tmp_path,
         env={**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"},
         capture_output=True,
@@ -106,12 +108,12 @@ def test_student_version_is_current(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    fresh = nbformat.read(tmp_path / "labs" / LAB / NOTEBOOK, as_version=4)
-    committed = nbformat.read(RELEASE, as_version=4)
+    fresh = nbformat.read(tmp_path / "labs" / lab.folder / lab.notebook, as_version=4)
+    committed = nbformat.read(lab.release, as_version=4)
     stale = [
         i for i, (a, b) in enumerate(zip(_comparable(fresh), _comparable(committed))) if a != b
     ]
     assert len(fresh.cells) == len(committed.cells) and not stale, (
-        f"labs/{LAB}/{NOTEBOOK} is stale (cells {stale[:10]} differ, {len(fresh.cells)} vs {len(committed.cells)} cells); "
-        f"regenerate it: nbgrader generate_assignment {LAB} --force"
+        f"labs/{lab.folder}/{lab.notebook} is stale (cells {stale[:10]} differ, {len(fresh.cells)} vs {len(committed.cells)} cells); "
+        f"regenerate it: nbgrader generate_assignment {lab.folder} --force"
     )
