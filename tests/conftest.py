@@ -7,6 +7,8 @@ every test file applies it the same way.
 """
 from __future__ import annotations
 
+import math
+import operator
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -15,8 +17,39 @@ from pathlib import Path
 import pytest
 import redis
 
+from lab_core.bench import parse_target
 from lab_core.store import redis_client
 from lab_core.store.redis_server import RedisServer, start_redis_server
+
+
+FIGURE_KEYS = ["name", "value", "unit", "baseline", "baseline_value", "ratio", "target", "met"]
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+
+def assert_bench_record(record: dict, lab: str) -> None:
+    """A ``benchmarks/results/<lab>.json`` record has the documented schema, and ratios and ``met`` follow from the values."""
+    assert list(record) == ["lab", "machine", "figures"] and record["lab"] == lab
+    machine = record["machine"]
+    assert isinstance(machine["cpus"], int) and machine["cpu_model"] and machine["python"] and machine["platform"]
+    assert machine["redis_server"]  # the run started a real server and recorded its version
+    assert record["figures"]
+    for f in record["figures"]:
+        assert list(f) == FIGURE_KEYS, f
+        assert isinstance(f["name"], str) and isinstance(f["unit"], str)
+        assert isinstance(f["value"], (int, float)) and math.isfinite(f["value"]), f
+        if f["baseline_value"] is not None:
+            assert isinstance(f["baseline"], str) and f["baseline"]
+        if f["baseline_value"]:
+            assert f["ratio"] == pytest.approx(f["value"] / f["baseline_value"], rel=1e-9), f
+        else:
+            assert f["ratio"] is None, f
+        if f["target"] is None:
+            assert f["met"] is None
+        else:
+            subject, op, threshold = parse_target(f["target"])
+            assert subject in ("ratio", "value"), "stored targets name what they test"
+            tested = f[subject]
+            assert f["met"] is (None if tested is None else _OPS[op](tested, threshold)), f
 
 ROOT = Path(__file__).resolve().parent.parent
 

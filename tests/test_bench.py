@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import need
+from conftest import FIGURE_KEYS, assert_bench_record, need
 from lab_core.bench import (
     Figure,
     format_table,
@@ -26,8 +25,6 @@ from lab_core.bench import (
 from lab_core.ratelimit import REDIS_ALGORITHMS
 
 SYSLAB = str(Path(sys.executable).with_name("syslab"))
-FIGURE_KEYS = ["name", "value", "unit", "baseline", "baseline_value", "ratio", "target", "met"]
-OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 
 
 # ----------------------------------------------------------------------------- Figure and targets
@@ -225,28 +222,7 @@ def quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
 @pytest.mark.redis_server
 def test_quick_run_writes_the_documented_schema(quick_run):
     _, record = quick_run
-    assert list(record) == ["lab", "machine", "figures"] and record["lab"] == "ratelimit"
-    machine = record["machine"]
-    assert isinstance(machine["cpus"], int) and machine["cpu_model"] and machine["python"] and machine["platform"]
-    assert machine["redis_server"]  # the run started a real server and recorded its version
-    assert record["figures"]
-    for f in record["figures"]:
-        assert list(f) == FIGURE_KEYS, f
-        assert isinstance(f["name"], str) and isinstance(f["unit"], str)
-        assert isinstance(f["value"], (int, float)) and math.isfinite(f["value"]), f
-        if f["baseline_value"] is not None:
-            assert isinstance(f["baseline"], str) and f["baseline"]
-        if f["baseline_value"]:
-            assert f["ratio"] == pytest.approx(f["value"] / f["baseline_value"], rel=1e-9), f
-        else:
-            assert f["ratio"] is None, f
-        if f["target"] is None:
-            assert f["met"] is None
-        else:
-            subject, op, threshold = parse_target(f["target"])
-            assert subject in ("ratio", "value"), "stored targets name what they test"
-            tested = f[subject]
-            assert f["met"] is (None if tested is None else OPS[op](tested, threshold)), f
+    assert_bench_record(record, "ratelimit")
 
 
 @pytest.mark.slow

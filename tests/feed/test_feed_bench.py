@@ -7,19 +7,14 @@ overwritten. Until ``feed`` is registered in ``lab_core.labs`` the benchmark is 
 from __future__ import annotations
 
 import json
-import math
-import operator
 import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT, need
-from lab_core.bench import parse_target
+from conftest import ROOT, assert_bench_record, need
 
-FIGURE_KEYS = ["name", "value", "unit", "baseline", "baseline_value", "ratio", "target", "met"]
-OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 
 RUN = (
     "import sys\n"
@@ -46,28 +41,7 @@ def quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
 @pytest.mark.redis_server
 def test_quick_run_writes_the_documented_schema(quick_run):
     _, record = quick_run
-    assert list(record) == ["lab", "machine", "figures"] and record["lab"] == "feed"
-    machine = record["machine"]
-    assert isinstance(machine["cpus"], int) and machine["cpu_model"] and machine["python"] and machine["platform"]
-    assert machine["redis_server"]  # the run started a real server and recorded its version
-    assert record["figures"]
-    for f in record["figures"]:
-        assert list(f) == FIGURE_KEYS, f
-        assert isinstance(f["name"], str) and isinstance(f["unit"], str)
-        assert isinstance(f["value"], (int, float)) and math.isfinite(f["value"]), f
-        if f["baseline_value"] is not None:
-            assert isinstance(f["baseline"], str) and f["baseline"]
-        if f["baseline_value"]:
-            assert f["ratio"] == pytest.approx(f["value"] / f["baseline_value"], rel=1e-9), f
-        else:
-            assert f["ratio"] is None, f
-        if f["target"] is None:
-            assert f["met"] is None
-        else:
-            subject, op, threshold = parse_target(f["target"])
-            assert subject in ("ratio", "value"), "stored targets name what they test"
-            tested = f[subject]
-            assert f["met"] is (None if tested is None else OPS[op](tested, threshold)), f
+    assert_bench_record(record, "feed")
 
 
 def _named(record: dict, *words: str) -> list[dict]:
