@@ -51,6 +51,16 @@ def assert_bench_record(record: dict, lab: str) -> None:
             tested = f[subject]
             assert f["met"] is (None if tested is None else _OPS[op](tested, threshold)), f
 
+
+def assert_bench_table(stdout: str, record: dict, lab: str) -> None:
+    """``syslab bench`` printed a table with every column and figure, and said where the JSON went."""
+    header = next(line for line in stdout.splitlines() if line.startswith("figure"))
+    for column in ("value", "unit", "baseline", "ratio", "target", "met"):
+        assert column in header
+    for f in record["figures"]:
+        assert f["name"] in stdout
+    assert "targets met" in stdout and f"{lab}.json" in stdout
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

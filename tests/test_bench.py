@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import FIGURE_KEYS, assert_bench_record, need
+from conftest import FIGURE_KEYS, assert_bench_record, assert_bench_table, need
 from lab_core.bench import (
     Figure,
     format_table,
@@ -259,10 +259,4 @@ def test_quick_run_covers_every_algorithm_against_limits(quick_run):
 @pytest.mark.redis_server
 def test_quick_run_prints_the_table(quick_run):
     proc, record = quick_run
-    out = proc.stdout
-    header = next(line for line in out.splitlines() if line.startswith("figure"))
-    for column in ("value", "unit", "baseline", "ratio", "target", "met"):
-        assert column in header
-    for f in record["figures"]:
-        assert f["name"] in out
-    assert "targets met" in out and "ratelimit.json" in out
+    assert_bench_table(proc.stdout, record, "ratelimit")

@@ -41,7 +41,7 @@ from lab_core.feed.config import FeedConfig
 from lab_core.feed.fanout import FanoutWorker, publish
 from lab_core.feed.graph import SocialGraph, power_law_graph
 from lab_core.feed.service import FeedService
-from lab_core.feed.simulate import CostModel, simulate
+from lab_core.feed.simulate import CostModel, FeedSimResult, simulate
 from lab_core.feed.store import FeedStore
 from lab_core.feed.timeline import Timelines
 from lab_core.store import redis_client
@@ -291,14 +291,17 @@ def fit(run: RealRun) -> Calibration:
     )
 
 
-def _workload(graph: SocialGraph, threshold: int, seed: int, posts: int, reads: int):
-    """Authors and readers drawn by the simulator's own workload model (same seed, same traffic)."""
-    # A low write rate and one worker each way: no queueing, so latencies are service times.
+def _unqueued_run(graph: SocialGraph, threshold: int, seed: int, posts: int, reads: int,
+                  cost: CostModel | None = None) -> FeedSimResult:
+    """A simulated run whose posts and reads the real replay repeats (same seed, same traffic).
+
+    A low write rate and pools wide enough that nothing queues: the real replay is sequential,
+    so simulated and real latencies are both service times.
+    """
     duration = 100.0
-    rate = posts / duration
-    res = simulate(graph, "hybrid", threshold, duration=duration, write_rate=rate, read_ratio=reads / posts,
-                   seed=seed, cost=CostModel(fanout_workers=64, read_workers=64))
-    return res.posts["author"].to_numpy(), res.reads["reader"].to_numpy()
+    wide = dataclasses.replace(cost or CostModel(), fanout_workers=64, read_workers=64)
+    return simulate(graph, "hybrid", threshold, duration=duration, write_rate=posts / duration,
+                    read_ratio=reads / posts, seed=seed, cost=wide)
 
 
 def measure(
@@ -313,7 +316,8 @@ def measure(
 ) -> Calibration:
     """Time the real feed on :func:`calibration_graph` (``n_users``, ``seed``) and fit the costs."""
     graph = calibration_graph(n_users, seed)
-    authors, readers = _workload(graph, threshold, seed, posts, reads)
+    work = _unqueued_run(graph, threshold, seed, posts, reads)
+    authors, readers = work.posts["author"].to_numpy(), work.reads["reader"].to_numpy()
     return fit(replay(graph, authors, readers, url=url, threshold=threshold, repeats=repeats))
 
 
@@ -361,11 +365,7 @@ def validate(
 ) -> Validation:
     """Replay one simulated workload on a fresh graph through the real feed and through ``cost``'s simulator."""
     graph = calibration_graph(n_users, seed)
-    duration = 100.0
-    # Pools wide enough that nothing queues: the real replay is sequential, so compare service times.
-    wide = dataclasses.replace(cost, fanout_workers=64, read_workers=64)
-    sim = simulate(graph, "hybrid", threshold, duration=duration, write_rate=posts / duration,
-                   read_ratio=reads / posts, seed=seed, cost=wide)
+    sim = _unqueued_run(graph, threshold, seed, posts, reads, cost)
     authors, readers = sim.posts["author"].to_numpy(), sim.reads["reader"].to_numpy()
     real = replay(graph, authors, readers, url=url, threshold=threshold, repeats=repeats)
     pushed = (~real.celebrity) & (real.fanout_writes > 0)

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, assert_bench_record, need
+from conftest import ROOT, assert_bench_record, assert_bench_table, need
 
 
 RUN = (
@@ -82,10 +82,4 @@ def test_quick_run_has_every_part_of_issue_7(quick_run):
 @pytest.mark.redis_server
 def test_quick_run_prints_the_table(quick_run):
     proc, record = quick_run
-    out = proc.stdout
-    header = next(line for line in out.splitlines() if line.startswith("figure"))
-    for column in ("value", "unit", "baseline", "ratio", "target", "met"):
-        assert column in header
-    for f in record["figures"]:
-        assert f["name"] in out
-    assert "targets met" in out and "feed.json" in out
+    assert_bench_table(proc.stdout, record, "feed")
