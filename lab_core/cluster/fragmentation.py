@@ -1,0 +1,118 @@
+"""How fragmented a cluster is: the FGD measure (Weng et al., ATC'23) and the stranded-GPU ratio.
+
+FGD measures fragmentation *against a workload*: for a job shape m, the free GPU capacity on a
+node that m cannot use. If m cannot run on the node at all (not enough CPU, memory or total
+free GPU) or asks for no GPU, all the node's free GPU is fragment; otherwise the partly free
+GPUs with less than ``min(m's GPU demand, 1 GPU)`` free are. A node's fragmentation is the
+popularity-weighted sum over shapes; the fragmentation ratio divides the cluster's sum by its
+free GPU capacity.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from lab_core.cluster.job import FULL_GPU, Job
+from lab_core.cluster.model import Cluster
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Job shapes and how often each arrives (popularity sums to 1)."""
+
+    num_gpus: np.ndarray
+    gpu_milli: np.ndarray
+    cpu_milli: np.ndarray
+    memory_mib: np.ndarray
+    popularity: np.ndarray
+
+    @classmethod
+    def from_jobs(cls, jobs: Iterable[Job], top: int = 64) -> "Workload":
+        """The shape mix of ``jobs`` (GPU count and share; CPU and memory as the shape's median), ``top`` commonest."""
+        groups: dict[tuple[int, int], list[Job]] = {}
+        for job in jobs:
+            groups.setdefault((job.num_gpus, job.gpu_milli), []).append(job)
+        if not groups:
+            raise ValueError("a workload needs at least one job")
+        counts = Counter({k: len(v) for k, v in groups.items()}).most_common(top)
+        keys = [k for k, _ in counts]
+        pop = np.array([c for _, c in counts], dtype=np.float64)
+        return cls(
+            num_gpus=np.array([k[0] for k in keys], dtype=np.int64),
+            gpu_milli=np.array([k[1] for k in keys], dtype=np.int64),
+            cpu_milli=np.array([np.median([j.cpu_milli for j in groups[k]]) for k in keys]),
+            memory_mib=np.array([np.median([j.memory_mib for j in groups[k]]) for k in keys]),
+            popularity=pop / pop.sum(),
+        )
+
+
+def node_fragmentation(free: np.ndarray, cpu_free: np.ndarray, mem_free: np.ndarray, workload: Workload) -> np.ndarray:
+    """FGD fragmentation of each row (a node's free milli-GPUs per slot), in milli-GPUs."""
+    free = np.asarray(free, dtype=np.int64)
+    total = free.sum(axis=1)
+    out = np.zeros(free.shape[0], dtype=np.float64)
+    for k in range(workload.popularity.size):
+        demand = int(workload.num_gpus[k] * workload.gpu_milli[k])
+        if demand == 0:
+            out += workload.popularity[k] * total
+            continue
+        runs = (cpu_free >= workload.cpu_milli[k]) & (mem_free >= workload.memory_mib[k]) & (total >= demand)
+        partial = np.where(free < min(demand, FULL_GPU), free, 0).sum(axis=1)
+        out += workload.popularity[k] * np.where(runs, partial, total)
+    return out
+
+
+def fragmentation(cluster: Cluster, workload: Workload) -> float:
+    """The cluster's FGD fragmentation in GPUs (live nodes only)."""
+    live = cluster.alive
+    frag = node_fragmentation(cluster.free[live], cluster.cpu_free[live], cluster.mem_free[live], workload)
+    return float(frag.sum()) / FULL_GPU
+
+
+def fragmentation_ratio(cluster: Cluster, workload: Workload) -> float:
+    """FGD fragmentation as a share of the free GPU capacity (0 when nothing is free)."""
+    free = cluster.free_gpus()
+    return fragmentation(cluster, workload) / free if free > 0 else 0.0
+
+
+def stranded_gpus(cluster: Cluster, queued: Iterable[Job]) -> float:
+    """Free GPU capacity (in GPUs) on live, unreserved nodes that no queued job's shape can use.
+
+    A GPU is usable by a shape when the shape fits on its node now and the GPU could be one of
+    the shape's GPUs (a whole free GPU for whole-GPU jobs, enough free share for a fractional
+    one); a job wider than a node can use a GPU on an empty node when enough empty nodes exist.
+    GPUs on reserved nodes are held for a waiting job on purpose and are not stranded; with no
+    GPU job waiting nothing is stranded (idle is not stranded).
+    """
+    queued = [j for j in queued if j.num_gpus > 0]
+    if not queued:
+        return 0.0
+    live = cluster.alive & ~cluster.reserved
+    free = np.where(cluster.exists & live[:, None], cluster.free, 0)
+    usable = np.zeros(free.shape, dtype=bool)
+    seen: set[tuple] = set()
+    for job in queued:
+        shape = (job.num_gpus, job.gpu_milli, job.cpu_milli, job.memory_mib, job.gpu_type)
+        if shape in seen:
+            continue
+        seen.add(shape)
+        if cluster.spans_nodes(job):
+            empty = live & (cluster.whole_free() == cluster.gpu_count)
+            if job.gpu_type is not None:
+                empty &= cluster.gpu_type == job.gpu_type
+            if int(cluster.gpu_count[empty].sum()) >= job.num_gpus:
+                usable |= empty[:, None] & cluster.exists
+            continue
+        nodes = cluster.fits(job, exclude=~live)
+        per_gpu = free >= (job.gpu_milli if job.fractional else FULL_GPU)
+        usable |= nodes[:, None] & per_gpu
+    return float(free[~usable].sum()) / FULL_GPU
+
+
+def stranded_ratio(cluster: Cluster, queued: Iterable[Job]) -> float:
+    """Stranded GPUs over all free GPUs on live nodes (0 when nothing is free)."""
+    free = cluster.free_gpus()
+    return stranded_gpus(cluster, queued) / free if free > 0 else 0.0
