@@ -17,9 +17,8 @@ class State(str, Enum):
 
     QUEUED = "queued"
     RUNNING = "running"
-    MIGRATING = "migrating"
     DONE = "done"
-    REJECTED = "rejected"
+    CANCELLED = "cancelled"
 
 
 @dataclass

@@ -113,6 +113,26 @@ class Simulation:
         self._enqueue(job)
         return job
 
+    def cancel(self, job_id: int) -> Job:
+        """Withdraw a queued or running job (its GPUs are freed); raises KeyError/JobError if it cannot be."""
+        job = self.jobs[job_id]
+        if job.state is State.DONE or job.state is State.CANCELLED:
+            raise JobError(f"job {job_id} is already {job.state.value}")
+        if job_id in self._running:
+            r = self._running.pop(job_id)
+            self._token[job_id] = self._token.get(job_id, 0) + 1
+            self._stalled.pop(job_id, None)
+            self.cluster.release(job_id)
+            job.progress = min(job.progress + max(self.env.now - r.start, 0.0), job.duration)
+        else:
+            self.queue.remove(job)
+        job.state = State.CANCELLED
+        job.end = self.env.now
+        job.log(self.env.now, "cancelled")
+        self._free_at = None
+        self.request_pass()
+        return job
+
     def _arrive(self, _t: float) -> None:
         job = self._pending[self._next]
         self._next += 1
