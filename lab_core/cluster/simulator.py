@@ -76,8 +76,10 @@ class Simulation:
         self._pass_pending = False
         self._view = View(self)
         pending = sorted(jobs, key=lambda j: j.submit)
+        self._ids: set[int] = set()
         for job in pending:
             self._validate(job)
+            self._ids.add(job.id)
         self._pending = pending
         self._next = 0
         self._horizon = max((j.submit + j.duration for j in pending), default=0.0)
@@ -90,7 +92,7 @@ class Simulation:
 
     # -- submission ----------------------------------------------------------------------------
     def _validate(self, job: Job) -> None:
-        if job.id in self.jobs or any(j.id == job.id for j in getattr(self, "_pending", ())):
+        if job.id in self._ids:
             raise JobError(f"job id {job.id} is already taken")
         if job.num_gpus > self.cluster.total_gpus:
             raise JobError(f"job {job.id} asks for {job.num_gpus} GPUs; the cluster has {self.cluster.total_gpus}")
@@ -110,6 +112,7 @@ class Simulation:
         """Queue ``job`` now (its submit time becomes the current time); raises JobError if it can never run."""
         job.submit = self.env.now
         self._validate(job)
+        self._ids.add(job.id)
         self._enqueue(job)
         return job
 
@@ -147,8 +150,7 @@ class Simulation:
 
     def next_id(self) -> int:
         """A fresh job id."""
-        taken = [j.id for j in self._pending] + list(self.jobs)
-        return max(taken, default=0) + 1
+        return max(self._ids, default=0) + 1
 
     # -- the scheduling pass ----------------------------------------------------------------------
     def request_pass(self) -> None:

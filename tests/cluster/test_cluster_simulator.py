@@ -1,0 +1,62 @@
+"""The simulator as an API user meets it: validation, live submission, cancel, samples and progress."""
+from __future__ import annotations
+
+import pytest
+
+from lab_core.cluster import Cluster, Job, JobError, SimConfig, Simulation, State, synthetic
+
+
+def sim_with(jobs=(), **kwargs) -> Simulation:
+    return Simulation(Cluster.build(racks=1, nodes_per_rack=2), jobs, "easy_backfill", "best_fit", SimConfig(**kwargs))
+
+
+@pytest.mark.parametrize(
+    "job, word",
+    [
+        (Job(1, 0, 10, num_gpus=17), "the cluster has 16"),
+        (Job(1, 0, 10, gpu_type="T4"), "gpu_type"),
+        (Job(1, 0, 10, num_gpus=12), "multiple of 8"),
+        (Job(1, 0, 10, cpu_milli=10**9), "milli-CPU"),
+    ],
+)
+def test_jobs_that_can_never_run_are_rejected_at_submission(job, word):
+    sim = sim_with([Job(7, 0, 10)])
+    with pytest.raises(JobError, match=word):
+        sim.submit(job)
+    with pytest.raises(JobError, match=word):
+        sim_with([job])
+    sim.run()
+    assert list(sim.jobs) == [7] and sim.jobs[7].state.value == "done"  # what was there is untouched
+
+
+def test_duplicate_ids_are_rejected():
+    with pytest.raises(JobError, match="already taken"):
+        sim_with([Job(1, 0, 10), Job(1, 5, 10)])
+
+
+def test_live_submission_step_and_cancel():
+    sim = sim_with()
+    a = sim.submit(Job(sim.next_id(), 0, 100, num_gpus=8))
+    b = sim.submit(Job(sim.next_id(), 0, 100, num_gpus=16))
+    sim.step(1)
+    assert a.state is State.RUNNING and b.state is State.QUEUED
+    sim.cancel(a.id)
+    sim.step(1)
+    assert a.state is State.CANCELLED and b.state is State.RUNNING
+    with pytest.raises(JobError, match="already cancelled"):
+        sim.cancel(a.id)
+    sim.step(200)
+    assert b.state is State.DONE and b.end == pytest.approx(101)
+
+
+def test_samples_and_progress():
+    seen = []
+    result = Simulation(Cluster.build(), synthetic(100, seed=4), "fifo", "best_fit", SimConfig(sample_every=600)).run(progress=seen.append)
+    assert seen and seen[-1] == pytest.approx(1.0, abs=0.05) and seen == sorted(seen)
+    s = result.samples
+    assert {"t", "utilisation", "fragmentation", "stranded", "queue", "running", "free_gpus"} <= set(s.columns)
+    assert (s["t"].diff().dropna() == 600).all()
+    assert s["utilisation"].between(0, 1).all() and s["stranded"].between(0, 1).all()
+    assert result.summary["done"] == 100 and 0 < result.summary["utilisation"] <= 1
+    jct = result.recorder.latency_table(by="kind").set_index("kind")
+    assert jct.loc["jct", "count"] == 100 and jct.loc["jct", "mean"] == pytest.approx(result.summary["mean_jct"])
