@@ -72,6 +72,7 @@ class Cluster:
         n = len(nodes)
         width = max(spec.gpus for spec in nodes)
         self.width = width
+        self.node_width = int(max(spec.gpus for spec in nodes))
         self.rack = np.array([spec.rack for spec in nodes], dtype=np.int32)
         self.gpu_count = np.array([spec.gpus for spec in nodes], dtype=np.int32)
         self.exists = np.arange(width)[None, :] < self.gpu_count[:, None]
@@ -154,7 +155,12 @@ class Cluster:
     # -- feasibility ----------------------------------------------------------------------------
     def fits(self, job: Job, *, exclude: np.ndarray | None = None, allow_reserved: bool = False) -> np.ndarray:
         """Mask of nodes where a single-node ``job`` fits right now."""
-        ok = self.alive & (self.cpu_free >= job.cpu_milli) & (self.mem_free >= job.memory_mib)
+        ok = self.alive.copy()
+        # Most jobs ask no CPU or memory in the synthetic mixes; skip comparisons that cannot fail.
+        if job.cpu_milli:
+            ok &= self.cpu_free >= job.cpu_milli
+        if job.memory_mib:
+            ok &= self.mem_free >= job.memory_mib
         if not allow_reserved:
             ok &= ~self.reserved
         if exclude is not None:
@@ -169,7 +175,7 @@ class Cluster:
 
     def spans_nodes(self, job: Job) -> bool:
         """True when the job is wider than every node and so needs several whole nodes."""
-        return job.num_gpus > int(self.gpu_count.max())
+        return job.num_gpus > self.node_width
 
     # -- changes --------------------------------------------------------------------------------
     def check(self, job: Job, placement: Placement) -> None:
