@@ -398,6 +398,22 @@ class Simulation:
         return SimResult(jobs, samples, events, summarise(jobs, samples, self.cluster), self.recorder)
 
 
+def per_tenant(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per tenant: jobs done, GPU-hours served and their share, mean wait and mean slowdown (JCT / duration)."""
+    done = jobs[jobs["state"] == "done"]
+    if not len(done):
+        return pd.DataFrame(columns=["tenant", "jobs", "gpu_hours", "share", "mean_wait", "mean_slowdown"])
+    served = done["gpus"] * done["duration"] / 3600
+    table = (
+        done.assign(gpu_hours=served, slowdown=done["jct"] / done["duration"])
+        .groupby("tenant")
+        .agg(jobs=("id", "size"), gpu_hours=("gpu_hours", "sum"), mean_wait=("wait", "mean"), mean_slowdown=("slowdown", "mean"))
+        .reset_index()
+    )
+    table.insert(3, "share", table["gpu_hours"] / table["gpu_hours"].sum())
+    return table
+
+
 def summarise(jobs: pd.DataFrame, samples: pd.DataFrame, cluster: Cluster) -> dict[str, float]:
     """Headline numbers: JCT, waiting, makespan, utilisation, stranding, fragmentation, losses, fairness."""
     done = jobs[jobs["state"] == "done"] if len(jobs) else jobs
@@ -410,9 +426,9 @@ def summarise(jobs: pd.DataFrame, samples: pd.DataFrame, cluster: Cluster) -> di
         out["makespan"] = float(done["end"].max() - jobs["submit"].min())
         busy = float((done["gpus"] * done["duration"]).sum())
         out["utilisation"] = busy / (cluster.total_gpus * out["makespan"]) if out["makespan"] > 0 else 0.0
-        slowdown = done["jct"] / done["duration"]
-        per_tenant = slowdown.groupby(done["tenant"]).mean()
-        out["fairness"] = float(per_tenant.sum() ** 2 / (len(per_tenant) * (per_tenant**2).sum()))
+        # Jain's index over tenants' mean slowdowns: 1 when every tenant waits alike.
+        slowdown = per_tenant(jobs)["mean_slowdown"]
+        out["fairness"] = float(slowdown.sum() ** 2 / (len(slowdown) * (slowdown**2).sum()))
     if len(samples):
         out["mean_stranded"] = float(samples["stranded"].mean())
         out["mean_fragmentation"] = float(samples["fragmentation"].mean())

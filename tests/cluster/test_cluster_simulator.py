@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from lab_core.cluster import Cluster, Job, JobError, SimConfig, Simulation, State, synthetic
+from lab_core.cluster.simulator import per_tenant
 
 
 def sim_with(jobs=(), **kwargs) -> Simulation:
@@ -60,3 +61,13 @@ def test_samples_and_progress():
     assert result.summary["done"] == 100 and 0 < result.summary["utilisation"] <= 1
     jct = result.recorder.latency_table(by="kind").set_index("kind")
     assert jct.loc["jct", "count"] == 100 and jct.loc["jct", "mean"] == pytest.approx(result.summary["mean_jct"])
+
+
+def test_per_tenant_table_and_fairness():
+    jobs = [Job(1, 0, 100, num_gpus=8, tenant="a"), Job(2, 0, 100, num_gpus=8, tenant="b"), Job(3, 0, 100, num_gpus=8, tenant="b")]
+    result = Simulation(Cluster.build(racks=1, nodes_per_rack=1), jobs, "fifo", "best_fit").run()
+    table = per_tenant(result.jobs).set_index("tenant")
+    assert table.loc["a", "mean_slowdown"] == 1 and table.loc["b", "mean_slowdown"] == pytest.approx((2 + 3) / 2)
+    assert table["share"].tolist() == pytest.approx([1 / 3, 2 / 3])
+    expected = (1 + 2.5) ** 2 / (2 * (1 + 2.5**2))
+    assert result.summary["fairness"] == pytest.approx(expected)
