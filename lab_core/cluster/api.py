@@ -1,0 +1,231 @@
+"""The cluster's job-submission API (Starlette) over a ``LiveCluster``, with JSON 4xx errors for bad input."""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from lab_core.cluster.job import JobError
+from lab_core.cluster.live import STATES, AlreadyDown, ClusterStopped, LiveCluster, Unschedulable
+
+MAX_BODY_BYTES = 64 * 1024
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+FAILURE_FIELDS = {"node", "rack", "repair_after"}
+
+
+class BadInput(ValueError):
+    """A request whose shape is wrong: maps to a 4xx with ``status`` and ``error``."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error = status, error
+
+
+def _plain(value: Any) -> Any:
+    # Starlette's JSONResponse refuses NaN (a false-positive detection has no delay) and numpy scalars.
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(_plain(body), status_code=status, headers=headers)
+
+
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadInput(413, "body_too_large", f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    try:
+        return await request.json()
+    except ValueError:
+        raise BadInput(400, "bad_request", "body is not valid JSON") from None
+
+
+def _job_id(raw: str) -> int:
+    # isdigit() alone accepts '²', which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise BadInput(400, "bad_request", f"job id must be a whole number >= 0, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadInput(400, "bad_limit", f"limit must be an integer in 1..{MAX_LIMIT}, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _since(raw: str | None) -> float:
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise BadInput(400, "bad_since", f"since must be a simulated time in seconds >= 0, got {raw[:40]!r}")
+    return value
+
+
+def _failure(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadInput(422, "invalid_field", 'body must be a JSON object: {"node": N} or {"rack": N}, optional "repair_after"')
+    unknown = sorted(set(body) - FAILURE_FIELDS)
+    if unknown:
+        raise BadInput(422, "invalid_field", f"unknown field(s): {', '.join(unknown)}; known: node, rack, repair_after")
+    if ("node" in body) == ("rack" in body):
+        raise BadInput(422, "invalid_field", "give exactly one of node or rack")
+    target = "node" if "node" in body else "rack"
+    value = body[target]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(422, "invalid_field", f"{target} must be a whole number, got {value!r}"[:300])
+    repair = body.get("repair_after")
+    if repair is not None and (
+        isinstance(repair, bool) or not isinstance(repair, (int, float)) or not math.isfinite(repair) or repair <= 0
+    ):
+        raise BadInput(422, "invalid_field", f"repair_after must be a number of seconds > 0 or null, got {repair!r}"[:300])
+    return {target: value, "repair_after": None if repair is None else float(repair)}
+
+
+def build_api(live: LiveCluster) -> Starlette:
+    """The Starlette app over ``live``; ``app.state.cluster`` is it (tests advance its time by hand)."""
+
+    def guarded(handler):  # one place turns refused input into JSON 4xx, never a traceback
+        async def endpoint(request: Request) -> JSONResponse:
+            try:
+                return await handler(request)
+            except BadInput as exc:
+                return _error(exc.status, exc.error, str(exc))
+            except ClusterStopped as exc:
+                return _error(503, "cluster_stopped", str(exc))
+
+        return endpoint
+
+    async def index(request: Request) -> JSONResponse:
+        c = live.sim.cluster
+        return _ok({
+            "service": "sysdesign-lab GPU cluster scheduler demo",
+            "endpoints": [
+                "POST /jobs", "GET /jobs?state=&limit=", "GET /jobs/{id}", "DELETE /jobs/{id}",
+                "GET /cluster", "GET /metrics", "GET /events?since=", "POST /failures",
+            ],
+            "job_fields": {"required": ["num_gpus", "duration"],
+                           "optional": ["gpu_milli", "priority", "tenant", "gpu_type", "checkpoint_interval",
+                                        "estimate", "name", "cpu_milli", "memory_mib"]},
+            "config": {
+                "racks": len(set(c.rack.tolist())),
+                "nodes": c.num_nodes,
+                "gpus": c.total_gpus,
+                "gpu_types": sorted(set(c.gpu_type.tolist())),
+                "scheduler": live.scheduler_name,
+                "placer": live.placer_name,
+                "speed": live.speed,
+            },
+        })
+
+    async def submit(request: Request) -> JSONResponse:
+        body = await _body(request)
+        try:
+            job = live.submit(body)
+        except Unschedulable as exc:
+            raise BadInput(422, "unschedulable", str(exc)) from None
+        except JobError as exc:
+            raise BadInput(422, "invalid_field", str(exc)) from None
+        view = live.job(job.id)
+        return _ok(view, 201, headers={"Location": f"/jobs/{job.id}"})
+
+    async def list_jobs(request: Request) -> JSONResponse:
+        state = request.query_params.get("state")
+        if state is not None and state not in STATES:
+            raise BadInput(400, "bad_state", f"state must be one of {', '.join(STATES)}, got {state[:40]!r}")
+        return _ok(live.jobs(state, _limit(request.query_params.get("limit"))))
+
+    async def get_job(request: Request) -> JSONResponse:
+        job_id = _job_id(request.path_params["id"])
+        try:
+            return _ok(live.job(job_id))
+        except KeyError:
+            raise BadInput(404, "unknown_job", f"no job {job_id}") from None
+
+    async def cancel_job(request: Request) -> JSONResponse:
+        job_id = _job_id(request.path_params["id"])
+        try:
+            return _ok(live.cancel(job_id))
+        except KeyError:
+            raise BadInput(404, "unknown_job", f"no job {job_id}") from None
+        except JobError as exc:
+            raise BadInput(409, "not_cancellable", str(exc)) from None
+
+    async def cluster(request: Request) -> JSONResponse:
+        return _ok(live.cluster_view())
+
+    async def metrics(request: Request) -> JSONResponse:
+        return _ok(live.metrics())
+
+    async def events(request: Request) -> JSONResponse:
+        return _ok(live.events(_since(request.query_params.get("since"))))
+
+    async def failures(request: Request) -> JSONResponse:
+        spec = _failure(await _body(request))
+        target = "node" if "node" in spec else "rack"
+        try:
+            return _ok(live.fail(**spec), 202)
+        except AlreadyDown as exc:
+            raise BadInput(409, "already_down", str(exc)) from None
+        except ValueError as exc:
+            raise BadInput(404, f"unknown_{target}", str(exc)) from None
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, "http_error", str(exc.detail), exc.headers)  # keeps 405's Allow
+
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", "the server failed; retry the request")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if live.autostart:
+            live.start()
+        try:
+            yield
+        finally:
+            live.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/jobs", guarded(submit), methods=["POST"]),
+            Route("/jobs", guarded(list_jobs), methods=["GET"]),
+            Route("/jobs/{id}", guarded(get_job), methods=["GET"]),
+            Route("/jobs/{id}", guarded(cancel_job), methods=["DELETE"]),
+            Route("/cluster", guarded(cluster), methods=["GET"]),
+            Route("/metrics", guarded(metrics), methods=["GET"]),
+            Route("/events", guarded(events), methods=["GET"]),
+            Route("/failures", guarded(failures), methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: http_error, 500: server_error},
+        lifespan=lifespan,
+    )
+    app.state.cluster = live
+    return app
