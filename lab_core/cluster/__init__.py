@@ -10,6 +10,7 @@ from lab_core.cluster.fragmentation import (
     fragmentation_ratio,
     node_fragmentation,
     stranded_gpus,
+    stranded_mask,
     stranded_ratio,
 )
 from lab_core.cluster.health import HealthConfig, detection_tradeoff
@@ -57,6 +58,7 @@ __all__ = [
     "node_fragmentation",
     "reservation",
     "stranded_gpus",
+    "stranded_mask",
     "stranded_ratio",
     "synthetic",
     "topology_aware",

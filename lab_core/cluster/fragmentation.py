@@ -78,8 +78,8 @@ def fragmentation_ratio(cluster: Cluster, workload: Workload) -> float:
     return fragmentation(cluster, workload) / free if free > 0 else 0.0
 
 
-def stranded_gpus(cluster: Cluster, queued: Iterable[Job]) -> float:
-    """Free GPU capacity (in GPUs) on live, unreserved nodes that no queued job's shape can use.
+def stranded_mask(cluster: Cluster, queued: Iterable[Job]) -> np.ndarray:
+    """Nodes x slots mask of GPUs with free capacity that no queued job's shape can use.
 
     A GPU is usable by a shape when the shape fits on its node now and the GPU could be one of
     the shape's GPUs (a whole free GPU for whole-GPU jobs, enough free share for a fractional
@@ -87,11 +87,11 @@ def stranded_gpus(cluster: Cluster, queued: Iterable[Job]) -> float:
     GPUs on reserved nodes are held for a waiting job on purpose and are not stranded; with no
     GPU job waiting nothing is stranded (idle is not stranded).
     """
-    queued = [j for j in queued if j.num_gpus > 0]
-    if not queued:
-        return 0.0
     live = cluster.alive & ~cluster.reserved
     free = np.where(cluster.exists & live[:, None], cluster.free, 0)
+    queued = [j for j in queued if j.num_gpus > 0]
+    if not queued:
+        return np.zeros(free.shape, dtype=bool)
     usable = np.zeros(free.shape, dtype=bool)
     seen: set[tuple] = set()
     for job in queued:
@@ -109,7 +109,13 @@ def stranded_gpus(cluster: Cluster, queued: Iterable[Job]) -> float:
         nodes = cluster.fits(job, exclude=~live)
         per_gpu = free >= (job.gpu_milli if job.fractional else FULL_GPU)
         usable |= nodes[:, None] & per_gpu
-    return float(free[~usable].sum()) / FULL_GPU
+    return (free > 0) & ~usable
+
+
+def stranded_gpus(cluster: Cluster, queued: Iterable[Job]) -> float:
+    """Free GPU capacity (in GPUs) that no queued job's shape can use (see ``stranded_mask``)."""
+    mask = stranded_mask(cluster, queued)
+    return float(cluster.free[mask].sum()) / FULL_GPU
 
 
 def stranded_ratio(cluster: Cluster, queued: Iterable[Job]) -> float:

@@ -74,6 +74,7 @@ class Simulation:
         self.samples: list[dict] = []
         self.events: list[dict] = []
         self._pass_pending = False
+        self._held = np.zeros(cluster.num_nodes, dtype=bool)
         self._view = View(self)
         pending = sorted(jobs, key=lambda j: j.submit)
         self._ids: set[int] = set()
@@ -164,10 +165,13 @@ class Simulation:
     def _pass(self, _ev: simpy.Event | None = None) -> None:
         self._pass_pending = False
         self.cluster.reserved[:] = False
+        self._held = np.zeros(self.cluster.num_nodes, dtype=bool)
         self._free_at = None
         if self.queue:
             self.scheduler(self._view)
-        self.cluster.reserved[:] = False
+        # Between passes ``reserved`` shows every node held for a waiting job (by ``reserve`` or a
+        # reservation), for metrics and pictures; inside a pass only ``reserve`` keeps jobs off.
+        self.cluster.reserved |= self._held
         if self.config.check_invariants:
             errors = self.cluster.invariant_errors()
             if errors:
@@ -182,6 +186,8 @@ class Simulation:
         if self._free_at is None:
             self._free_at = gpu_free_at(self.cluster, self._running, self.env.now)
         res = earliest_start(self.cluster, job, self._free_at, self.env.now)
+        if res.start > self.env.now:
+            self._held |= res.nodes
         if job.reserved_start is None and math.isfinite(res.start) and res.start > self.env.now:
             job.reserved_start = res.start
             job.log(self.env.now, f"reserved for t={res.start:.0f}")
