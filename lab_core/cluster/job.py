@@ -21,7 +21,7 @@ class State(str, Enum):
     CANCELLED = "cancelled"
 
 
-@dataclass
+@dataclass(eq=False)  # a job is an identity (the queue removes *this* job), not a value
 class Job:
     """A request for ``num_gpus`` GPUs (each ``gpu_milli``/1000 of a GPU) for ``duration`` seconds.
 

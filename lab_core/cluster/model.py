@@ -146,7 +146,8 @@ class Cluster:
 
     def whole_free(self) -> np.ndarray:
         """Per node: GPUs that are entirely free (0 for dead nodes)."""
-        return np.where(self.alive, ((self.free == FULL_GPU) & self.exists).sum(axis=1), 0)
+        # Absent slots hold 0 free, so they never count as whole.
+        return (self.free == FULL_GPU).sum(axis=1) * self.alive
 
     def largest_job(self) -> int:
         """GPUs of the widest job the cluster could ever run (all nodes alive and empty)."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from lab_core.cluster.job import FULL_GPU, Job
 from lab_core.cluster.model import Placement, PlacementError
-from lab_core.cluster.view import View, earliest_start, gpu_free_at
+from lab_core.cluster.view import View, earliest_start
 
 
 class Misses:
@@ -89,8 +89,7 @@ def easy_backfill(view: View) -> None:
 def conservative_backfill(view: View) -> None:
     """Conservative backfill: every waiting job (up to the depth) gets a reservation in order, and a
     job starts now only if it delays none of the reservations made before it."""
-    sim_running = view.running
-    free_at = gpu_free_at(view.cluster, sim_running, view.now)
+    free_at = view.free_at()
     promised = np.full(view.cluster.num_nodes, np.inf)  # earliest reserved start on each node
     head = True
     for job in view.queue[: view.depth]:

@@ -75,6 +75,10 @@ class Simulation:
         self.events: list[dict] = []
         self._pass_pending = False
         self._held = np.zeros(cluster.num_nodes, dtype=bool)
+        # When each GPU frees up by running jobs' estimates, kept up to date on every start and stop
+        # so that reservations cost one vectorised step rather than a walk over every running job.
+        self._busy_until = np.zeros(cluster.free.shape)
+        self._occupants: dict[tuple[int, int], dict[int, float]] = {}
         self._view = View(self)
         pending = sorted(jobs, key=lambda j: j.submit)
         self._ids: set[int] = set()
@@ -123,7 +127,7 @@ class Simulation:
         if job.state is State.DONE or job.state is State.CANCELLED:
             raise JobError(f"job {job_id} is already {job.state.value}")
         if job_id in self._running:
-            r = self._running.pop(job_id)
+            r = self._vacate(job_id)
             self._token[job_id] = self._token.get(job_id, 0) + 1
             self._stalled.pop(job_id, None)
             self.cluster.release(job_id)
@@ -174,6 +178,8 @@ class Simulation:
         self.cluster.reserved |= self._held
         if self.config.check_invariants:
             errors = self.cluster.invariant_errors()
+            if not np.array_equal(self.free_at(), gpu_free_at(self.cluster, self._running, self.env.now)):
+                errors.append("per-GPU free times disagree with the running jobs")
             if errors:
                 raise AssertionError(f"t={self.env.now}: " + "; ".join(errors[:5]))
 
@@ -184,7 +190,7 @@ class Simulation:
     def reservation(self, job: Job) -> Reservation:
         """Earliest start and nodes for ``job`` from running jobs' estimates; remembers the first promise."""
         if self._free_at is None:
-            self._free_at = gpu_free_at(self.cluster, self._running, self.env.now)
+            self._free_at = self.free_at()
         res = earliest_start(self.cluster, job, self._free_at, self.env.now)
         if res.start > self.env.now:
             self._held |= res.nodes
@@ -213,13 +219,32 @@ class Simulation:
         began = self.env.now + delay
         expected = began + max(job.estimate - job.progress, 0.0)
         self._running[job.id] = Running(job, placement, began, expected)
+        for node, gpu, _ in placement:
+            if gpu >= 0:
+                self._occupants.setdefault((node, gpu), {})[job.id] = expected
+                self._busy_until[node, gpu] = max(self._busy_until[node, gpu], expected)
         ev = self.env.timeout(delay + job.remaining)
         ev.callbacks.append(lambda _e, jid=job.id, tok=token: self._finish(jid, tok))
+
+    def _vacate(self, job_id: int) -> Running:
+        r = self._running.pop(job_id)
+        for node, gpu, _ in r.placement:
+            if gpu >= 0:
+                others = self._occupants[(node, gpu)]
+                del others[job_id]
+                self._busy_until[node, gpu] = max(others.values(), default=0.0)
+        return r
+
+    def free_at(self) -> np.ndarray:
+        """Per GPU slot: when it will be entirely free by running jobs' estimates (inf if absent or down)."""
+        at = np.maximum(self._busy_until, self.env.now)
+        at[~self.cluster.usable()] = np.inf
+        return at
 
     def _finish(self, job_id: int, token: int) -> None:
         if self._token.get(job_id) != token:
             return  # killed or moved since; a newer completion is scheduled
-        job = self._running.pop(job_id).job
+        job = self._vacate(job_id).job
         self.cluster.release(job_id)
         job.progress = job.duration
         job.end = self.env.now
@@ -237,7 +262,7 @@ class Simulation:
 
     def kill(self, job_id: int, reason: str, *, stopped_at: float | None = None) -> None:
         """Stop a running job and queue it again from its last checkpoint."""
-        r = self._running.pop(job_id)
+        r = self._vacate(job_id)
         self._token[job_id] = self._token.get(job_id, 0) + 1
         self.cluster.release(job_id)
         job = r.job
@@ -259,7 +284,7 @@ class Simulation:
 
     def migrate(self, job_id: int, placement: Placement) -> None:
         """Move a running job: it keeps all its work (checkpoint on demand) but pauses to copy state."""
-        r = self._running.pop(job_id)
+        r = self._vacate(job_id)
         self._token[job_id] = self._token.get(job_id, 0) + 1
         job = r.job
         job.progress = min(job.progress + max(self.env.now - r.start, 0.0), job.duration)

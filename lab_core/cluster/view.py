@@ -74,6 +74,10 @@ class View:
         """How many queued jobs a backfill pass may look at (as Slurm's bf_max_job_test)."""
         return self._sim.config.backfill_depth
 
+    def free_at(self) -> np.ndarray:
+        """Per GPU slot: when it will be entirely free by running jobs' estimates (inf if absent or down)."""
+        return self._sim.free_at()
+
     def place(self, job: Job, exclude: np.ndarray | None = None) -> Placement | None:
         """Where the simulation's placement policy would put ``job`` now (None if nowhere)."""
         return self._sim.placer(self._sim.cluster, job, exclude)
