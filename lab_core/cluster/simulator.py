@@ -79,6 +79,10 @@ class Simulation:
         # so that reservations cost one vectorised step rather than a walk over every running job.
         self._busy_until = np.zeros(cluster.free.shape)
         self._occupants: dict[tuple[int, int], dict[int, float]] = {}
+        # A shape that found no place stays placeless until something is freed: counting frees lets
+        # a blocked head of line cost nothing on passes where nothing ended.
+        self._freed = 0
+        self._misses: dict[tuple, int] = {}
         self._view = View(self)
         pending = sorted(jobs, key=lambda j: j.submit)
         self._ids: set[int] = set()
@@ -226,8 +230,20 @@ class Simulation:
         ev = self.env.timeout(delay + job.remaining)
         ev.callbacks.append(lambda _e, jid=job.id, tok=token: self._finish(jid, tok))
 
+    def place(self, job: Job, exclude: np.ndarray | None = None) -> Placement | None:
+        """The placement policy's answer for ``job`` now, skipping shapes that failed since the last free."""
+        cacheable = exclude is None and not self.cluster.reserved.any()
+        key = (job.num_gpus, job.gpu_milli, job.cpu_milli, job.memory_mib, job.gpu_type)
+        if cacheable and self._misses.get(key) == self._freed:
+            return None
+        placement = self.placer(self.cluster, job, exclude)
+        if placement is None and cacheable:
+            self._misses[key] = self._freed
+        return placement
+
     def _vacate(self, job_id: int) -> Running:
         r = self._running.pop(job_id)
+        self._freed += 1
         for node, gpu, _ in r.placement:
             if gpu >= 0:
                 others = self._occupants[(node, gpu)]
@@ -347,6 +363,7 @@ class Simulation:
         """Nodes are back in service."""
         for node in nodes:
             if not self.cluster.alive[node]:
+                self._freed += 1
                 self.cluster.alive[node] = True
                 self.events.append({"t": self.env.now, "event": "node back", "node": int(node)})
         self.request_pass()

@@ -80,7 +80,7 @@ class View:
 
     def place(self, job: Job, exclude: np.ndarray | None = None) -> Placement | None:
         """Where the simulation's placement policy would put ``job`` now (None if nowhere)."""
-        return self._sim.placer(self._sim.cluster, job, exclude)
+        return self._sim.place(job, exclude)
 
     def start(self, job: Job, placement: Placement) -> None:
         """Start a queued ``job`` on ``placement`` (checked: a bad placement raises PlacementError)."""

@@ -121,3 +121,21 @@ def test_conservative_protects_every_reservation_easy_only_the_head():
     assert easy[3] == cons[3] == 100
     assert easy[5] == 3 and easy[4] == 200  # EASY backfills job 5, which pushes job 4 back to node 0 after the head
     assert cons[4] == 150 and cons[5] > 3  # conservative keeps node 1 for job 4
+
+
+def test_easy_backfills_onto_the_reserved_node_what_reservation_keeps_off():
+    def jobs():
+        return [
+            Job(1, 0, 100, num_gpus=4),  # half the only node until 100
+            Job(2, 1, 100, num_gpus=8),  # the head: the node at 100
+            Job(3, 2, 50, num_gpus=2),  # fits now and ends at 52, before the head's start
+            Job(4, 3, 500, num_gpus=2),  # fits now but would run past 100
+        ]
+
+    def starts(scheduler):
+        _, result = run(jobs(), scheduler, cluster=Cluster.build(racks=1, nodes_per_rack=1))
+        return result.jobs.set_index("id")["start"]
+
+    easy, held = starts("easy_backfill"), starts("reservation")
+    assert easy[3] == 2 and easy[2] == 100 and easy[4] == 200
+    assert held[3] == 200 and held[2] == 100  # the reserved node takes nothing new
