@@ -6,7 +6,7 @@ heartbeats (``health``); ``fragmentation`` measures stranding.
 """
 from lab_core.cluster.fragmentation import (
     Workload,
-    fragmentation,
+    fragmented_gpus,
     fragmentation_ratio,
     node_fragmentation,
     stranded_gpus,
@@ -51,7 +51,7 @@ __all__ = [
     "easy_backfill",
     "fifo",
     "first_fit",
-    "fragmentation",
+    "fragmented_gpus",
     "fragmentation_ratio",
     "gpus_in_node",
     "greedy",

@@ -30,42 +30,41 @@ class Workload:
     popularity: np.ndarray
 
     @classmethod
-    def from_jobs(cls, jobs: Iterable[Job], top: int = 64) -> "Workload":
-        """The shape mix of ``jobs`` (GPU count and share; CPU and memory as the shape's median), ``top`` commonest."""
-        groups: dict[tuple[int, int], list[Job]] = {}
-        for job in jobs:
-            groups.setdefault((job.num_gpus, job.gpu_milli), []).append(job)
-        if not groups:
+    def from_jobs(cls, jobs: Iterable[Job], top: int | None = None) -> "Workload":
+        """The request mix of ``jobs``: one class per distinct (GPUs, share, CPU, memory) request, as in
+        the paper, weighted by count; ``top`` keeps only the commonest classes."""
+        counts = Counter((j.num_gpus, j.gpu_milli, j.cpu_milli, j.memory_mib) for j in jobs).most_common(top)
+        if not counts:
             raise ValueError("a workload needs at least one job")
-        counts = Counter({k: len(v) for k, v in groups.items()}).most_common(top)
-        keys = [k for k, _ in counts]
+        keys = np.array([k for k, _ in counts], dtype=np.int64)
         pop = np.array([c for _, c in counts], dtype=np.float64)
-        return cls(
-            num_gpus=np.array([k[0] for k in keys], dtype=np.int64),
-            gpu_milli=np.array([k[1] for k in keys], dtype=np.int64),
-            cpu_milli=np.array([np.median([j.cpu_milli for j in groups[k]]) for k in keys]),
-            memory_mib=np.array([np.median([j.memory_mib for j in groups[k]]) for k in keys]),
-            popularity=pop / pop.sum(),
-        )
+        return cls(keys[:, 0], keys[:, 1], keys[:, 2].astype(np.float64), keys[:, 3].astype(np.float64), pop / pop.sum())
 
 
 def node_fragmentation(free: np.ndarray, cpu_free: np.ndarray, mem_free: np.ndarray, workload: Workload) -> np.ndarray:
     """FGD fragmentation of each row (a node's free milli-GPUs per slot), in milli-GPUs."""
     free = np.asarray(free, dtype=np.int64)
     total = free.sum(axis=1)
-    out = np.zeros(free.shape[0], dtype=np.float64)
-    for k in range(workload.popularity.size):
-        demand = int(workload.num_gpus[k] * workload.gpu_milli[k])
-        if demand == 0:
-            out += workload.popularity[k] * total
-            continue
-        runs = (cpu_free >= workload.cpu_milli[k]) & (mem_free >= workload.memory_mib[k]) & (total >= demand)
-        partial = np.where(free < min(demand, FULL_GPU), free, 0).sum(axis=1)
-        out += workload.popularity[k] * np.where(runs, partial, total)
-    return out
+    demand = workload.num_gpus * workload.gpu_milli
+    gpu = demand > 0
+    # F = sum_m p_m * (total if m cannot run else partly-free GPUs below m's threshold)
+    #   = total * sum(p) - sum_m p_m * runs_m * (total - partial_m),
+    # computed for all classes at once; classes share few thresholds, each one pass over the slots.
+    thresholds, which = np.unique(np.minimum(demand[gpu], FULL_GPU), return_inverse=True)
+    out = total * workload.popularity.sum()
+    if not thresholds.size:
+        return out.astype(np.float64)
+    partial = np.stack([np.where(free < t, free, 0).sum(axis=1) for t in thresholds], axis=1)
+    runs = (
+        (np.asarray(cpu_free)[:, None] >= workload.cpu_milli[gpu])
+        & (np.asarray(mem_free)[:, None] >= workload.memory_mib[gpu])
+        & (total[:, None] >= demand[gpu])
+    )
+    saved = np.where(runs, total[:, None] - partial[:, which.ravel()], 0)
+    return out - saved @ workload.popularity[gpu]
 
 
-def fragmentation(cluster: Cluster, workload: Workload) -> float:
+def fragmented_gpus(cluster: Cluster, workload: Workload) -> float:
     """The cluster's FGD fragmentation in GPUs (live nodes only)."""
     live = cluster.alive
     frag = node_fragmentation(cluster.free[live], cluster.cpu_free[live], cluster.mem_free[live], workload)
@@ -75,7 +74,7 @@ def fragmentation(cluster: Cluster, workload: Workload) -> float:
 def fragmentation_ratio(cluster: Cluster, workload: Workload) -> float:
     """FGD fragmentation as a share of the free GPU capacity (0 when nothing is free)."""
     free = cluster.free_gpus()
-    return fragmentation(cluster, workload) / free if free > 0 else 0.0
+    return fragmented_gpus(cluster, workload) / free if free > 0 else 0.0
 
 
 def stranded_mask(cluster: Cluster, queued: Iterable[Job]) -> np.ndarray:

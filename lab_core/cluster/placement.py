@@ -152,7 +152,10 @@ class FGD:
             node = int(nodes[np.argmin(after - before)])
             return ((node, -1, 0),)
         if job.fractional:
-            rows, gpus = np.nonzero((free >= job.gpu_milli) & cluster.exists[nodes])
+            ok = (free >= job.gpu_milli) & cluster.exists[nodes]
+            # GPUs of one node with the same free share are interchangeable: score the first of each.
+            earlier_same = (free[:, :, None] == free[:, None, :]) & ok[:, None, :] & np.tri(free.shape[1], k=-1, dtype=bool)
+            rows, gpus = np.nonzero(ok & ~earlier_same.any(axis=2))
             trial = free[rows].copy()
             trial[np.arange(rows.size), gpus] -= job.gpu_milli
             after = node_fragmentation(trial, cpu[rows] - job.cpu_milli, mem[rows] - job.memory_mib, self.workload)
@@ -160,14 +163,13 @@ class FGD:
             left = trial.sum(axis=1)
             pick = np.lexsort((left, delta))[0]
             return ((int(nodes[rows[pick]]), int(gpus[pick]), job.gpu_milli),)
-        choices = [gpus_in_node(cluster, int(n), job) for n in nodes]
-        trial = free.copy()
-        for i, choice in enumerate(choices):
-            for _, gpu, milli in choice:
-                trial[i, gpu] -= milli
+        # Whole free GPUs are interchangeable for the measure: taking any k of them leaves the same
+        # fragmentation, so score "the first k" for every node at once and choose GPUs only for the winner.
+        whole = (free == FULL_GPU) & cluster.exists[nodes]
+        trial = np.where(whole & (np.cumsum(whole, axis=1) <= job.num_gpus), 0, free)
         after = node_fragmentation(trial, cpu - job.cpu_milli, mem - job.memory_mib, self.workload)
-        pick = np.lexsort((trial.sum(axis=1), after - before))[0]
-        return choices[int(pick)]
+        pick = int(np.lexsort((trial.sum(axis=1), after - before))[0])
+        return gpus_in_node(cluster, int(nodes[pick]), job)
 
 
 PLACERS: dict[str, Placer] = {"first_fit": first_fit, "best_fit": best_fit, "topology": topology_aware}

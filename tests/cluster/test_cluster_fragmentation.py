@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lab_core.cluster import FULL_GPU, Cluster, Job, Workload, fragmentation, fragmentation_ratio, stranded_gpus, stranded_ratio
+from lab_core.cluster import FULL_GPU, Cluster, Job, Workload, fragmentation_ratio, fragmented_gpus, stranded_gpus, stranded_ratio
 from lab_core.cluster.fragmentation import node_fragmentation
 
 
@@ -43,10 +43,10 @@ def test_cluster_fragmentation_ratio_ignores_dead_nodes():
     c = Cluster.build(racks=1, nodes_per_rack=2, gpus_per_node=2, nvlink_domain=2)
     c.allocate(Job(1, 0, 1, gpu_milli=700), ((0, 0, 700),))
     w = workload((1, FULL_GPU, 1.0))
-    assert fragmentation(c, w) == pytest.approx(0.3)
+    assert fragmented_gpus(c, w) == pytest.approx(0.3)
     assert fragmentation_ratio(c, w) == pytest.approx(0.3 / 3.3)
     c.alive[0] = False
-    assert fragmentation(c, w) == 0 and fragmentation_ratio(c, w) == 0
+    assert fragmented_gpus(c, w) == 0 and fragmentation_ratio(c, w) == 0
 
 
 def test_seven_free_gpus_are_stranded_for_an_eight_gpu_job():
