@@ -13,7 +13,6 @@ import functools
 import itertools
 import math
 import time
-import traceback
 from dataclasses import dataclass, field
 
 import holoviews as hv
@@ -56,13 +55,6 @@ FEED_COLUMNS = [
     "newest_first", "ranked", "moved", "source", "post_id", "author", "author_followers",
     "age_min", "likes", "replies", "affinity", "score",
 ]
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: message (file, line N)`` of the innermost frame."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" ({frames[-1].filename.rsplit('/', 1)[-1]}, line {frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
 
 
 @functools.lru_cache(maxsize=8)
@@ -170,7 +162,7 @@ class FeedDashboard(pn.viewable.Viewer):
                     "writes_per_post"] else math.nan
                 frame["read_p99_vs_push"] = frame["read_p99"] / push["read_p99"]
         except Exception as exc:  # show it in the page, keep the page alive
-            errors["simulation"] = describe(exc)
+            errors["simulation"] = kit.describe(exc)
             summary = sweep = pd.DataFrame(columns=SUMMARY_COLUMNS)
         if generation != self._latest:
             return
@@ -386,7 +378,7 @@ class FeedDashboard(pn.viewable.Viewer):
         try:
             frame = self.user_feed()
         except Exception as exc:
-            return pn.pane.Alert(f"Could not build the user's feed: `{describe(exc)}`", alert_type="danger")
+            return pn.pane.Alert(f"Could not build the user's feed: `{kit.describe(exc)}`", alert_type="danger")
         viewer = frame.attrs.get("viewer", "—")
         n_push, n_pull = int((frame["source"] == "push").sum()), int((frame["source"] == "pull").sum())
         intro = pn.pane.Markdown(

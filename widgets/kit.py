@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import html
 import math
+import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import holoviews as hv
@@ -220,6 +222,19 @@ def color_key(colors: Mapping[str, str], keys: Iterable[str] | None = None) -> p
         for k in (colors if keys is None else keys)
     )
     return pn.pane.HTML(f'<div style="line-height:1.8">{items}</div>', sizing_mode="stretch_width", margin=(0, 10))
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message (file, line N, in func)`` of the innermost frame, so a student can find their bug.
+
+    simpy re-raises a copy of a process's exception; the original, with the student's frame, is its cause.
+    """
+    origin = exc.__cause__ if type(exc.__cause__) is type(exc) else exc
+    frames = traceback.extract_tb(origin.__traceback__)
+    if not frames:
+        return f"{type(exc).__name__}: {exc}"
+    last = frames[-1]
+    return f"{type(exc).__name__}: {exc} ({Path(last.filename).name}, line {last.lineno}, in {last.name})"
 
 
 @contextmanager

@@ -10,10 +10,8 @@ import inspect
 import itertools
 import math
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import holoviews as hv
 import numpy as np
@@ -88,17 +86,6 @@ def takes_burst(factory: Callable[..., object]) -> bool:
         return "burst" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return False
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: message (file, line N, in func)`` pointing at the innermost frame, for a student to find."""
-    # simpy re-raises a copy of a process's exception; the original, with the student's frame, is its cause.
-    origin = exc.__cause__ if type(exc.__cause__) is type(exc) else exc
-    frames = traceback.extract_tb(origin.__traceback__)
-    if not frames:
-        return f"{type(exc).__name__}: {exc}"
-    last = frames[-1]
-    return f"{type(exc).__name__}: {exc} ({Path(last.filename).name}, line {last.lineno}, in {last.name})"
 
 
 class _PerIP:
@@ -218,7 +205,7 @@ class RateLimitDashboard(pn.viewable.Viewer):
                     try:
                         results[name] = simulate(self._target(name, clients), clients, self.duration)
                     except Exception as exc:  # the student's code may raise anything; show it, keep the rest
-                        errors[name] = describe(exc)
+                        errors[name] = kit.describe(exc)
         if generation != self._latest:
             return
         names = [c.name for c in clients]

@@ -113,6 +113,14 @@ class Job:
             return 0.0
         return math.floor(worked / self.checkpoint_interval) * self.checkpoint_interval
 
+    def fresh(self) -> "Job":
+        """An unrun copy (the simulator fills in a job's state as it runs, so each run needs its own)."""
+        return Job(
+            id=self.id, submit=self.submit, duration=self.duration, num_gpus=self.num_gpus, gpu_milli=self.gpu_milli,
+            cpu_milli=self.cpu_milli, memory_mib=self.memory_mib, priority=self.priority, tenant=self.tenant,
+            gpu_type=self.gpu_type, checkpoint_interval=self.checkpoint_interval, estimate=self.estimate, name=self.name,
+        )
+
     def log(self, t: float, what: str) -> None:
         """Append a timestamped event to the job's history."""
         self.events.append((t, what))

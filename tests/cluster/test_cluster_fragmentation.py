@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lab_core.cluster import FULL_GPU, Cluster, Job, Workload, fragmentation_ratio, fragmented_gpus, stranded_gpus, stranded_ratio
+from lab_core.cluster import FULL_GPU, Cluster, Job, Workload, fragmentation_ratio, fragmented_gpus, stranded_gpus, stranded_mask, stranded_ratio
 from lab_core.cluster.fragmentation import node_fragmentation
 
 
@@ -82,3 +82,16 @@ def test_wide_jobs_use_empty_nodes_only_when_enough_exist():
     c.allocate(Job(1, 0, 1), ((0, 0, FULL_GPU),))
     assert stranded_gpus(c, [Job(2, 0, 1, num_gpus=16)]) == 7
     assert stranded_gpus(c, [Job(2, 0, 1, num_gpus=24)]) == 23
+
+
+def test_stranded_mask_on_a_hand_made_cluster():
+    c = Cluster.build(racks=1, nodes_per_rack=2, gpus_per_node=8, nvlink_domain=4)
+    c.allocate(Job(1, 0.0, 60.0, num_gpus=7), tuple((0, g, FULL_GPU) for g in range(7)))
+    two = Job(2, 0.0, 60.0, num_gpus=2)
+    mask = stranded_mask(c, [two])
+    assert mask[0, 7] and mask.sum() == 1  # the lone free GPU of node 0 is too small for a 2-GPU job
+    assert not stranded_mask(c, [Job(3, 0.0, 60.0, num_gpus=1)]).any()
+    wide = Job(4, 0.0, 60.0, num_gpus=16)
+    mask = stranded_mask(c, [wide])
+    assert mask[0, 7] and mask[1].all() and mask.sum() == 9  # one empty node is not enough for 16 GPUs
+    assert not stranded_mask(c, []).any()  # idle is not stranded
