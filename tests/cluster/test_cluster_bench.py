@@ -98,3 +98,12 @@ def test_quick_run_has_the_simulator_speed_figures(quick_run):
 def test_quick_run_prints_the_table(quick_run):
     proc, record = quick_run
     assert_bench_table(proc.stdout, record, "cluster")
+
+
+@pytest.mark.slow
+def test_quick_run_has_the_calibrated_migration_figures(quick_run):
+    _, record = quick_run
+    migration = _named(record, "migration of a", "measured checkpoint")
+    assert len(migration) == 2 and all(f["unit"] == "s" and f["value"] > 30 for f in migration)  # at least the restart
+    assert all(f["baseline"].startswith("SimConfig.migration_seconds") and f["baseline_value"] == 120 for f in migration)
+    assert record["machine"]["cluster_checkpoint"]["write_MBps"] > 0
