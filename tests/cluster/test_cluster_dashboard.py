@@ -15,9 +15,9 @@ from lab_core.cluster import stranded_mask
 from widgets.cluster import YOURS, ClusterDashboard, app, cluster_at, dashboard
 
 #: A short trace (quick recomputes) arriving fast and in bursts, so jobs queue, block, strand GPUs and get reserved for.
-SMALL = {"n_jobs": 80, "racks": 3, "rate": 70.0, "burstiness": 2.0}
+SMALL = {"n_jobs": 80, "racks": 3, "rate": 70.0, "burstiness": 2.0, "mix": "published"}
 #: One rack under more load than it serves: snapshots catch jobs waiting, GPUs stranded, nodes reserved.
-PRESSURE = {"n_jobs": 100, "racks": 1, "rate": 25.0}
+PRESSURE = {"n_jobs": 100, "racks": 1, "rate": 25.0, "mix": "published"}
 
 
 @pytest.fixture(scope="module")
