@@ -7,17 +7,25 @@ every test file applies it the same way.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import operator
 import os
 import shutil
-from collections.abc import Callable, Iterator
+import socket
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import redis
 
 from lab_core.bench import parse_target
+from lab_core.procs import free_port, stop_process, wait_until
 from lab_core.store import redis_client
 from lab_core.store.redis_server import RedisServer, start_redis_server
 
@@ -66,6 +74,11 @@ def assert_bench_table(stdout: str, record: dict, lab: str) -> None:
     assert "targets met" in stdout and f"{lab}.json" in stdout
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
 
 
 def under_ci() -> bool:
@@ -148,3 +161,54 @@ def shared_data() -> Path:
             pytest.fail(f"{message}; it is required when CI=true", pytrace=False)
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium; skipped when absent, failed under ``CI=true``."""
+    return need(CHROMIUM, "the browser test drives Debian's chromium through Playwright")
+
+
+def _listening(port: int) -> bool:
+    """The server accepts connections (asking for a page would start a costly Panel session per poll)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        return True
+
+
+@contextmanager
+def serve_lab(lab: str, log: Path) -> Iterator[str]:
+    """Base URL of ``syslab serve --lab <lab>`` on a free loopback port; the server is stopped afterwards."""
+    beside = Path(sys.executable).with_name("syslab")
+    syslab = str(beside) if beside.exists() else shutil.which("syslab") or pytest.fail("syslab command not found")
+    port = free_port()
+    # Output to a file, not a pipe nobody reads, which could fill and stall the server.
+    with log.open("w") as out:
+        proc = subprocess.Popen([syslab, "serve", "--port", str(port), "--lab", lab], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_until(lambda: _listening(port), proc, timeout=60, what=f"syslab serve --lab {lab}", log=log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc, timeout=10)
+
+
+def run_asgi(app: Any, scenario: Callable[[httpx.AsyncClient], Awaitable[Any]]) -> Any:
+    """Run ``scenario(client)`` against ``app`` in process; any exception inside the app fails the test."""
+
+    async def main() -> Any:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await scenario(client)
+
+    return asyncio.run(main())
+
+
+def assert_json_error(r: httpx.Response, status: int, error: str, mentions: str = "") -> dict:
+    """A JSON error answer with this status and code, whose detail mentions ``mentions``."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["error"] == error, body
+    assert isinstance(body["detail"], str) and mentions in body["detail"], body
+    assert "Traceback" not in r.text
+    return body

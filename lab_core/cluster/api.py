@@ -8,26 +8,18 @@ from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from lab_core.cluster.job import JobError
 from lab_core.cluster.live import STATES, AlreadyDown, ClusterStopped, LiveCluster, Unschedulable
+from lab_core import jsonapi
+from lab_core.jsonapi import BadInput, read_json
 
-MAX_BODY_BYTES = 64 * 1024
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 FAILURE_FIELDS = {"node", "rack", "repair_after"}
-
-
-class BadInput(ValueError):
-    """A request whose shape is wrong: maps to a 4xx with ``status`` and ``error``."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.error = status, error
 
 
 def _plain(value: Any) -> Any:
@@ -45,20 +37,6 @@ def _plain(value: Any) -> Any:
 
 def _ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(_plain(body), status_code=status, headers=headers)
-
-
-def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
-
-
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadInput(413, "body_too_large", f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
-    try:
-        return await request.json()
-    except ValueError:
-        raise BadInput(400, "bad_request", "body is not valid JSON") from None
 
 
 def _job_id(raw: str) -> int:
@@ -111,16 +89,8 @@ def _failure(body: Any) -> dict[str, Any]:
 def build_api(live: LiveCluster) -> Starlette:
     """The Starlette app over ``live``; ``app.state.cluster`` is it (tests advance its time by hand)."""
 
-    def guarded(handler):  # one place turns refused input into JSON 4xx, never a traceback
-        async def endpoint(request: Request) -> JSONResponse:
-            try:
-                return await handler(request)
-            except BadInput as exc:
-                return _error(exc.status, exc.error, str(exc))
-            except ClusterStopped as exc:
-                return _error(503, "cluster_stopped", str(exc))
-
-        return endpoint
+    def guarded(handler):
+        return jsonapi.guarded(handler, {ClusterStopped: (503, "cluster_stopped")})
 
     async def index(request: Request) -> JSONResponse:
         c = live.sim.cluster
@@ -145,7 +115,7 @@ def build_api(live: LiveCluster) -> Starlette:
         })
 
     async def submit(request: Request) -> JSONResponse:
-        body = await _body(request)
+        body = await read_json(request)
         try:
             job = live.submit(body)
         except Unschedulable as exc:
@@ -187,7 +157,7 @@ def build_api(live: LiveCluster) -> Starlette:
         return _ok(live.events(_since(request.query_params.get("since"))))
 
     async def failures(request: Request) -> JSONResponse:
-        spec = _failure(await _body(request))
+        spec = _failure(await read_json(request))
         target = "node" if "node" in spec else "rack"
         try:
             return _ok(live.fail(**spec), 202)
@@ -195,13 +165,6 @@ def build_api(live: LiveCluster) -> Starlette:
             raise BadInput(409, "already_down", str(exc)) from None
         except ValueError as exc:
             raise BadInput(404, f"unknown_{target}", str(exc)) from None
-
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, "http_error", str(exc.detail), exc.headers)  # keeps 405's Allow
-
-    async def server_error(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, "internal_error", "the server failed; retry the request")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -224,7 +187,7 @@ def build_api(live: LiveCluster) -> Starlette:
             Route("/events", guarded(events), methods=["GET"]),
             Route("/failures", guarded(failures), methods=["POST"]),
         ],
-        exception_handlers={HTTPException: http_error, 500: server_error},
+        exception_handlers=jsonapi.EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.cluster = live

@@ -22,28 +22,23 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import sys
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-# Outside pytest hypothesis' cache goes to the temp folder, not into the lab folder nbgrader copies.
-if "pytest" not in sys.modules:
-    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "syslab-hypothesis"))
+from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
 
-import numpy as np  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
-from lab_core.cluster import placement as reference_placement  # noqa: E402
-from lab_core.cluster import schedulers as reference_schedulers  # noqa: E402
-from lab_core.cluster.fragmentation import stranded_ratio as reference_stranded_ratio  # noqa: E402
-from lab_core.cluster.job import FULL_GPU, Job  # noqa: E402
-from lab_core.cluster.model import Cluster, NodeSpec, PlacementError  # noqa: E402
-from lab_core.cluster.simulator import SimConfig, Simulation  # noqa: E402
-from lab_core.cluster.synthetic import synthetic  # noqa: E402
+from lab_core.cluster import placement as reference_placement
+from lab_core.cluster import schedulers as reference_schedulers
+from lab_core.cluster.fragmentation import stranded_ratio as reference_stranded_ratio
+from lab_core.cluster.job import FULL_GPU, Job
+from lab_core.cluster.model import Cluster, NodeSpec, PlacementError
+from lab_core.cluster.simulator import SimConfig, Simulation
+from lab_core.cluster.synthetic import synthetic
 
 __all__ = [
     "WORKLOADS",
@@ -54,29 +49,6 @@ __all__ = [
     "compare_stranded",
     "describe_cluster",
 ]
-
-
-def _settings(max_examples: int) -> settings:
-    return settings(
-        max_examples=max_examples,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-        report_multiple_bugs=False,
-    )
-
-
-def _run(test: Callable[[], None]) -> None:
-    """Run a hypothesis test; show only the first (shrunk) failure's message, not hypothesis' report."""
-    try:
-        test()
-    except NotImplementedError:
-        raise
-    except AssertionError as exc:
-        raise AssertionError(str(exc)) from None
 
 
 # --- generated clusters -----------------------------------------------------------------------
@@ -262,12 +234,12 @@ def check_best_fit_invariants(fn: Callable[..., Any], max_examples: int = 200) -
     for case in _explicit_placement_cases():
         _invariant_case(fn, *case)
 
-    @_settings(max_examples)
+    @hypothesis_settings(max_examples)
     @given(_placement_cases())
     def test(case: tuple[Cluster, Job, np.ndarray | None]) -> None:
         _invariant_case(fn, *case)
 
-    _run(test)
+    run_property(test)
 
 
 def _compare_case(fn: Callable[..., Any], cluster: Cluster, job: Job, exclude: np.ndarray | None) -> None:
@@ -284,12 +256,12 @@ def compare_best_fit(fn: Callable[..., Any], max_examples: int = 200) -> None:
     for case in _explicit_placement_cases():
         _compare_case(fn, *case)
 
-    @_settings(max_examples)
+    @hypothesis_settings(max_examples)
     @given(_placement_cases())
     def test(case: tuple[Cluster, Job, np.ndarray | None]) -> None:
         _compare_case(fn, *case)
 
-    _run(test)
+    run_property(test)
 
 
 # --- exercise 2: EASY backfill ------------------------------------------------------------------
@@ -403,7 +375,7 @@ def _stranded_cases(draw: st.DrawFn) -> tuple[Cluster, list[Job]]:
 def compare_stranded(fn: Callable[..., Any], max_examples: int = 200) -> None:
     """``fn(cluster, queued)`` equals the reference stranded ratio (within 1e-9) on generated states."""
 
-    @_settings(max_examples)
+    @hypothesis_settings(max_examples)
     @given(_stranded_cases())
     def test(case: tuple[Cluster, list[Job]]) -> None:
         cluster, queued = case
@@ -420,4 +392,4 @@ def compare_stranded(fn: Callable[..., Any], max_examples: int = 200) -> None:
             f"  reference: {want!r}\n  yours:     {got!r}"
         )
 
-    _run(test)
+    run_property(test)

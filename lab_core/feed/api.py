@@ -9,7 +9,6 @@ from typing import Any
 
 import redis
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -31,10 +30,11 @@ from lab_core.feed.store import (
     UnknownUser,
 )
 from lab_core.feed.timeline import ACTIVE_KEY, Timelines
+from lab_core import jsonapi
+from lab_core.jsonapi import BadInput, error_response, read_json
 from lab_core.sim.clock import Clock, RealClock
 from lab_core.store import redis_client
 
-MAX_BODY_BYTES = 64 * 1024
 
 # status and error code per refused operation; the detail is the exception's own message
 ERRORS: dict[type[FeedError], tuple[int, str]] = {
@@ -93,18 +93,6 @@ def build_system(
     return FeedSystem(config, clock, r, store, timelines, worker, service)
 
 
-def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
-
-
-class BadInput(ValueError):
-    """A request whose shape is wrong: maps to a 4xx with ``status`` and ``error``."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.error = status, error
-
-
 def _user_id(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
         raise BadInput(422, "invalid_field", f"field {field!r} must be a positive integer user id, got {value!r}")
@@ -112,13 +100,7 @@ def _user_id(value: Any, field: str) -> int:
 
 
 async def _body(request: Request, fields: set[str]) -> dict:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadInput(413, "body_too_large", f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadInput(400, "bad_request", "body is not valid JSON") from None
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise BadInput(422, "invalid_field", f"body must be a JSON object with fields {', '.join(sorted(fields))}")
     unknown = set(body) - fields
@@ -148,19 +130,9 @@ def _limit(raw: str | None, config: FeedConfig) -> int:
 def build_api(system: FeedSystem) -> Starlette:
     """The Starlette app over ``system``; ``app.state.feed`` is the system (tests drain its worker)."""
 
-    def guarded(handler):  # one place turns refused input into JSON 4xx, never a traceback
-        async def endpoint(request: Request) -> JSONResponse:
-            try:
-                return await handler(request)
-            except BadInput as exc:
-                return _error(exc.status, exc.error, str(exc))
-            except CursorError as exc:
-                return _error(400, "bad_cursor", str(exc))
-            except FeedError as exc:
-                status, error = ERRORS.get(type(exc), (422, "invalid_input"))
-                return _error(status, error, str(exc))
-
-        return endpoint
+    def guarded(handler):
+        # Specific refusals first; any other FeedError is invalid input.
+        return jsonapi.guarded(handler, {CursorError: (400, "bad_cursor"), **ERRORS, FeedError: (422, "invalid_input")})
 
     async def index(request: Request) -> JSONResponse:
         c = system.config
@@ -187,7 +159,7 @@ def build_api(system: FeedSystem) -> Starlette:
         try:
             post = system.post(author, body["text"])
         except redis.RedisError:
-            return _error(503, "fanout_unavailable",
+            return error_response(503, "fanout_unavailable",
                           "the post was stored but the fan-out queue is unreachable; it reaches followers' "
                           "timelines when they are rebuilt")
         return JSONResponse(post, status_code=201)
@@ -218,13 +190,6 @@ def build_api(system: FeedSystem) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "pending_fanout": system.worker.pending()})
 
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, "http_error", str(exc.detail), exc.headers)  # keeps 405's Allow
-
-    async def server_error(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, "internal_error", "the server failed; retry the request")
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         system.worker.start()
@@ -244,7 +209,7 @@ def build_api(system: FeedSystem) -> Starlette:
             Route("/feed/{user}", guarded(feed), methods=["GET"]),
             Route("/healthz", healthz),
         ],
-        exception_handlers={HTTPException: http_error, 500: server_error},
+        exception_handlers=jsonapi.EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.feed = system

@@ -17,25 +17,20 @@ depends on luck.
 from __future__ import annotations
 
 import math
-import os
-import sys
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
-# Outside pytest hypothesis' cache goes to the temp folder, not into the lab folder nbgrader copies.
-if "pytest" not in sys.modules:
-    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "syslab-hypothesis"))
+from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
 
-import fakeredis  # noqa: E402
-import numpy as np  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+import fakeredis
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
-from lab_core.feed import policy, ranker  # noqa: E402
-from lab_core.feed.config import FeedConfig  # noqa: E402
-from lab_core.feed.policy import FeedItem  # noqa: E402
-from lab_core.feed.timeline import Timelines  # noqa: E402
+from lab_core.feed import policy, ranker
+from lab_core.feed.config import FeedConfig
+from lab_core.feed.policy import FeedItem
+from lab_core.feed.timeline import Timelines
 
 __all__ = [
     "check_timeline_transaction",
@@ -45,29 +40,6 @@ __all__ = [
     "compare_timeline_write",
     "walk",
 ]
-
-
-def _settings(max_examples: int) -> settings:
-    return settings(
-        max_examples=max_examples,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-        report_multiple_bugs=False,
-    )
-
-
-def _run(test: Callable[[], None]) -> None:
-    """Run a hypothesis test; show only the first (shrunk) failure's message, not hypothesis' report."""
-    try:
-        test()
-    except NotImplementedError:
-        raise
-    except AssertionError as exc:
-        raise AssertionError(str(exc)) from None
 
 
 # --- exercise 1: fan-out targets ------------------------------------------------------------
@@ -88,7 +60,7 @@ def _fanout_cases(draw: st.DrawFn) -> tuple[int, list[int], set[int] | None, int
 def compare_fanout(fn: Callable[..., Any], max_examples: int = 300) -> None:
     """``fn(count, followers, active, threshold)`` returns the reference's list, same order."""
 
-    @_settings(max_examples)
+    @hypothesis_settings(max_examples)
     @given(_fanout_cases())
     def test(case: tuple[int, list[int], set[int] | None, int]) -> None:
         count, followers, active, threshold = case
@@ -99,7 +71,7 @@ def compare_fanout(fn: Callable[..., Any], max_examples: int = 300) -> None:
             f"threshold={threshold})\n  reference: {want}\n  yours:     {None if got is None else list(got)}"
         )
 
-    _run(test)
+    run_property(test)
 
 
 # --- exercise 2: merge and pagination -------------------------------------------------------
@@ -161,7 +133,7 @@ def walk(merge_fn: Callable[..., Any], sources: list[list[FeedItem]], limit: int
 def compare_merge(merge_fn: Callable[..., Any], max_examples: int = 200) -> None:
     """First pages equal the reference's; whole walks (with and without arrivals) equal the reference's."""
 
-    @_settings(max_examples)
+    @hypothesis_settings(max_examples)
     @given(_merge_cases())
     def test(case: tuple[list[list[FeedItem]], list[list[FeedItem]], int]) -> None:
         sources, arrivals, limit = case
@@ -185,7 +157,7 @@ def compare_merge(merge_fn: Callable[..., Any], max_examples: int = 200) -> None
                 f"  reference pages: {want_pages}\n  yours:           {got_pages}"
             )
 
-    _run(test)
+    run_property(test)
 
 
 # --- exercise 3: the timeline write ---------------------------------------------------------
@@ -202,7 +174,7 @@ def compare_timeline_write(fn: Callable[..., Any], max_examples: int = 120) -> N
         st.tuples(st.integers(1, 3), st.integers(1, 10**6), st.integers(0, 40).map(float)), min_size=1, max_size=30
     )
 
-    @_settings(max_examples)
+    @hypothesis_settings(max_examples)
     @given(writes, st.integers(1, 8))
     def test(ops: list[tuple[int, int, float]], length: int) -> None:
         mine = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
@@ -219,7 +191,7 @@ def compare_timeline_write(fn: Callable[..., Any], max_examples: int = 120) -> N
                     f"  yours:                                {got}"
                 )
 
-    _run(test)
+    run_property(test)
 
 
 class _SpyRedis(fakeredis.FakeRedis):
@@ -275,7 +247,7 @@ def _feature_cases(draw: st.DrawFn) -> tuple[FeedItem, int, ranker.EngagementSta
 def compare_features(fn: Callable[..., Any], max_examples: int = 300) -> None:
     """``fn(item, viewer, stats)`` equals the reference's four features (within 1e-9), in FEATURE_NAMES order."""
 
-    @_settings(max_examples)
+    @hypothesis_settings(max_examples)
     @given(_feature_cases())
     def test(case: tuple[FeedItem, int, ranker.EngagementStats]) -> None:
         item, viewer, stats = case
@@ -291,4 +263,4 @@ def compare_features(fn: Callable[..., Any], max_examples: int = 300) -> None:
         )
         assert all(math.isfinite(v) for v in got), "features must be finite numbers"
 
-    _run(test)
+    run_property(test)

@@ -20,9 +20,7 @@ from a blank exercise is let through unchanged.
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 import threading
 import time
 import types
@@ -32,18 +30,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-# Hypothesis caches what it learns in ./.hypothesis. In a notebook that is the lab's folder, which
-# nbgrader would copy into the student release: outside pytest the cache goes to the temp folder.
-if "pytest" not in sys.modules:
-    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "syslab-hypothesis"))
+from lab_core import grading_kit  # noqa: F401  (before hypothesis: sets its cache folder)
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import strategies as st
 
-from lab_core.ratelimit import memory  # noqa: E402
-from lab_core.ratelimit.protocol import Decision  # noqa: E402
-from lab_core.sim.clock import Clock, ManualClock  # noqa: E402
-from lab_core.store import redis_client  # noqa: E402
+from lab_core.ratelimit import memory
+from lab_core.ratelimit.protocol import Decision
+from lab_core.sim.clock import Clock, ManualClock
+from lab_core.store import redis_client
 
 __all__ = [
     "Scenario",

@@ -7,11 +7,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import assert_json_error, run_asgi
 
 from lab_core.cluster.demo import DEFAULTS, create_app
 from lab_core.cluster.health import HealthConfig
@@ -25,27 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def fresh_app(**kw):
     kw.setdefault("background_jobs", 0)
     return create_app(autostart=False, **kw)
-
-
-def run(app, scenario: Callable[[httpx.AsyncClient], Awaitable]):
-    """Run ``scenario(client)`` against ``app`` in process; any exception inside the app fails the test."""
-
-    async def main():
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            return await scenario(client)
-
-    return asyncio.run(main())
-
-
-def assert_json_error(r: httpx.Response, status: int, error: str, mentions: str = "") -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == "application/json"
-    body = r.json()
-    assert body["error"] == error, body
-    assert isinstance(body["detail"], str) and mentions in body["detail"], body
-    assert "Traceback" not in r.text
-    return body
 
 
 async def submit(c: httpx.AsyncClient, **spec) -> dict:
@@ -84,7 +63,7 @@ def test_submitted_job_queues_runs_and_finishes():
         summary = (await c.get("/metrics")).json()["summary"]
         assert summary["by_state"]["done"] == 1 and summary["mean_jct"] == 600 and summary["mean_wait"] == 0
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_jobs_list_is_newest_first_and_limited():
@@ -96,7 +75,7 @@ def test_jobs_list_is_newest_first_and_limited():
         assert [j["id"] for j in page["jobs"]] == ids[::-1][:2] and page["total"] == 5
         assert "events" not in page["jobs"][0]  # the list stays small; GET /jobs/{id} has the history
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_cancel_queued_and_running_jobs():
@@ -124,7 +103,7 @@ def test_cancel_queued_and_running_jobs():
         live.advance(5)
         assert_json_error(await c.delete(f"/jobs/{done['id']}"), 409, "not_cancellable", "already done")
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 BAD_REQUESTS = [
@@ -213,7 +192,7 @@ def test_bad_input_gets_json_4xx_and_loses_nothing(method, path, body, status, e
         kept = (await c.get(f"/jobs/{waiting['id']}")).json()
         assert kept["state"] == "running" and kept["tenant"] == "kept"
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_node_failure_kills_and_requeues_the_job_which_restarts_from_its_checkpoint():
@@ -250,7 +229,7 @@ def test_node_failure_kills_and_requeues_the_job_which_restarts_from_its_checkpo
         done = (await c.get(f"/jobs/{job['id']}")).json()
         assert done["state"] == "done" and done["end"] == 1050
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_rack_failure_with_repair_brings_the_nodes_back():
@@ -272,7 +251,7 @@ def test_rack_failure_with_repair_brings_the_nodes_back():
         assert all(n["alive"] for n in (await c.get("/cluster")).json()["nodes"])
         assert (await c.get(f"/jobs/{wide['id']}")).json()["state"] == "running"
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_heartbeat_monitor_notices_the_failure_after_its_timeout():
@@ -296,7 +275,7 @@ def test_heartbeat_monitor_notices_the_failure_after_its_timeout():
         # silence counts from the last heartbeat (t=0), so detection comes 20..30 s after the failure
         assert detections[0]["delay"] == 25
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_false_positive_detections_are_served_with_a_null_delay():
@@ -312,7 +291,7 @@ def test_false_positive_detections_are_served_with_a_null_delay():
         assert detections and all(d["real"] is False and d["delay"] is None for d in detections)
         assert {"false positive", "node declared dead", "node back"} <= {e["event"] for e in r.json()["events"]}
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_cluster_owner_grid_matches_each_jobs_placement():
@@ -345,7 +324,7 @@ def test_cluster_owner_grid_matches_each_jobs_placement():
         assert grid["utilisation"] == pytest.approx((4 + 0.5 + 0.25 + 16 + 2) / 64)
         assert 0 <= grid["fragmentation"] <= 1 and 0 <= grid["stranded"] <= 1
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_index_names_the_endpoints_and_the_documented_default_cluster():
@@ -357,7 +336,7 @@ def test_index_names_the_endpoints_and_the_documented_default_cluster():
         assert index["config"] == {"racks": 2, "nodes": 8, "gpus": 64, "gpu_types": ["H100"],
                                    "scheduler": DEFAULTS["scheduler"], "placer": DEFAULTS["placer"], "speed": 60.0}
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_background_load_is_seeded_and_arrives_over_time():
@@ -412,7 +391,7 @@ def test_app_lifespan_starts_and_stops_the_clock():
             assert (await c.get("/metrics")).json()["clock_running"] is True
         assert not live.running
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_a_crash_inside_the_simulation_freezes_it_with_503s():
@@ -433,7 +412,7 @@ def test_a_crash_inside_the_simulation_freezes_it_with_503s():
         assert (await c.get("/metrics")).json()["error"] == "RuntimeError: scheduler bug"
         assert (await c.get(f"/jobs/{job['id']}")).status_code == 200  # what was stored can still be read
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 @pytest.mark.parametrize(("options", "mentions"), [

@@ -1,11 +1,10 @@
 """The feed HTTP API in process: happy path, paging, ranking hook, and a JSON 4xx for every bad input."""
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
+from conftest import assert_json_error, run_asgi
 
 from lab_core.feed.config import FeedConfig
 from lab_core.feed.demo import CELEBRITY, SEED_USERS, create_app
@@ -17,27 +16,6 @@ CFG = FeedConfig(celebrity_threshold=3, max_post_chars=20, default_page_size=5, 
 @pytest.fixture(autouse=True)
 def no_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
-
-
-def run(app, scenario: Callable[[httpx.AsyncClient], Awaitable]):
-    """Run ``scenario(client)`` against ``app`` in process; any exception inside the app fails the test."""
-
-    async def main():
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            return await scenario(client)
-
-    return asyncio.run(main())
-
-
-def assert_json_error(r: httpx.Response, status: int, error: str, mentions: str = "") -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == "application/json"
-    body = r.json()
-    assert body["error"] == error, body
-    assert isinstance(body["detail"], str) and mentions in body["detail"], body
-    assert "Traceback" not in r.text
-    return body
 
 
 def fresh_app(**kw):
@@ -96,7 +74,7 @@ def test_post_follow_read_unfollow():
         assert [i["author"] for i in feed["items"]] == ["star"]
         assert (await c.get("/healthz")).json() == {"ok": True, "pending_fanout": 0}
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_paging_is_stable_while_posts_arrive():
@@ -124,7 +102,7 @@ def test_paging_is_stable_while_posts_arrive():
             cursor = page["next_cursor"]
         assert texts == [f"old {i}" for i in reversed(range(7))]
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 def test_ranker_hook_reorders_a_page_only():
@@ -141,7 +119,7 @@ def test_ranker_hook_reorders_a_page_only():
         page2 = (await c.get(f"/feed/{reader}", params={"limit": 2, "cursor": page1["next_cursor"]})).json()
         return [i["text"] for i in page1["items"]], [i["text"] for i in page2["items"]]
 
-    assert run(app, scenario) == (["p2", "p3"], ["p0", "p1"])
+    assert run_asgi(app, scenario) == (["p2", "p3"], ["p0", "p1"])
 
 
 def test_seeded_demo_graph_has_push_and_pull():
@@ -158,7 +136,7 @@ def test_seeded_demo_graph_has_push_and_pull():
         assert len(feed["items"]) == 6  # two posts each by grace, alan and stella
         assert (await c.get("/")).json()["config"]["celebrity_threshold"] == 5
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 BAD_REQUESTS = [
@@ -212,7 +190,7 @@ def test_bad_input_gets_json_4xx_and_changes_nothing(method, path, body, status,
         feed = (await c.get(f"/feed/{ann}")).json()
         assert [i["text"] for i in feed["items"]] == ["kept"]
 
-    run(app, scenario)
+    run_asgi(app, scenario)
 
 
 @pytest.mark.redis_server
@@ -228,4 +206,4 @@ def test_api_on_real_redis(redis_real, redis_server):
         assert redis_real.zcard(f"feed:tl:{a}") == 1
         return (await c.get(f"/feed/{a}")).json()["items"]
 
-    assert [i["text"] for i in run(app, scenario)] == ["real"]
+    assert [i["text"] for i in run_asgi(app, scenario)] == ["real"]

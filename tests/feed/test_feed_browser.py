@@ -3,68 +3,24 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, need
+from conftest import CHROMIUM_ARGS, serve_lab
 
-from lab_core.procs import free_port, stop_process, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 HEADLINE = "Recomputed in"  # the sentence over the badges stating hybrid's numbers
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-def chromium() -> str:
-    """Debian's chromium; skipped when absent, failed under ``CI=true``."""
-    return need(CHROMIUM, "the browser test drives Debian's chromium through Playwright")
-
-
-def _listening(port: int) -> bool:
-    """The server accepts connections (asking for the page itself would start a costly session per poll)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=2):
-        return True
-
-
-def _command(port: int) -> list[str]:
-    """``syslab serve --lab feed`` once the lab is registered, else Panel serving ``widgets.feed.app``."""
-    from lab_core.labs import LABS
-
-    if "feed" in LABS:
-        beside = Path(sys.executable).with_name("syslab")
-        syslab = str(beside) if beside.exists() else shutil.which("syslab") or pytest.fail("syslab not found")
-        return [syslab, "serve", "--port", str(port), "--lab", "feed"]
-    code = ("import panel as pn; from widgets.feed import app; "
-            f"pn.serve({{'feed': app}}, port={port}, address='127.0.0.1', show=False, "
-            f"websocket_origin=['127.0.0.1:{port}', 'localhost:{port}'])")
-    return [sys.executable, "-c", code]
-
-
-@pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
-    """URL of the feed dashboard on a free loopback port; the server is stopped afterwards."""
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(_command(port), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        url = f"http://127.0.0.1:{port}/feed"
-        wait_until(lambda: _listening(port), proc, timeout=60, what="feed dashboard server", log=log)
-        yield url
-    finally:
-        stop_process(proc, timeout=10)
+    """URL of the feed dashboard served by ``syslab serve --lab feed``."""
+    with serve_lab("feed", tmp_path / "serve.log") as base:
+        yield base + "/feed"
 
 
 def _headline(page) -> str:

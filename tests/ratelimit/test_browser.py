@@ -3,43 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import need
+from conftest import CHROMIUM_ARGS, serve_lab
 
-from lab_core.procs import free_port, stop_process, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 HEADLINE = "Recomputed in"  # the sentence under the title that states the computed boundary burst
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def chromium() -> str:
-    """Debian's chromium; skipped when absent, failed under ``CI=true``."""
-    return need(CHROMIUM, "the browser test drives Debian's chromium through Playwright")
-
-
-def _syslab() -> str:
-    beside = Path(sys.executable).with_name("syslab")
-    return str(beside) if beside.exists() else shutil.which("syslab") or pytest.fail("syslab command not found")
-
-
-def _answers(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return response.status == 200
 
 
 def _headline(page) -> str:
@@ -58,19 +32,9 @@ def _pixels(canvases) -> list[str]:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
-    """Base URL of ``syslab serve --lab ratelimit`` on a free loopback port; the server is stopped afterwards."""
-    port = free_port()
-    log = tmp_path / "serve.log"
-    # Output to a file, not a pipe nobody reads, which could fill and stall the server.
-    with log.open("w") as out:
-        proc = subprocess.Popen([_syslab(), "serve", "--port", str(port), "--lab", "ratelimit"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(base + "/"), proc, timeout=45, what="syslab serve", log=log)
-        yield base
-    finally:
-        stop_process(proc, timeout=10)
+    """URL of the index page served by ``syslab serve --lab ratelimit``."""
+    with serve_lab("ratelimit", tmp_path / "serve.log") as base:
+        yield base + ""
 
 
 def test_index_links_to_the_lab_and_the_limit_slider_redraws_the_results(chromium, served):
