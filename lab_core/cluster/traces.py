@@ -104,16 +104,24 @@ def _cell(row: dict[str, str | None], name: str) -> str | None:
     return value or None
 
 
-def _number(row: dict[str, str | None], name: str, *, required: bool = False, positive: bool = False) -> float | None:
+def _parse(row: dict[str, str | None], name: str, required: bool) -> tuple[str, float] | None:
+    """The cell's text and its value as a float; None when empty and optional."""
     text = _cell(row, name)
     if text is None:
         if required:
             raise _Bad(f"{name} is missing")
         return None
     try:
-        value = float(text)
+        return text, float(text)
     except ValueError:
         raise _Bad(f"{name} is not a number: {text!r}") from None
+
+
+def _number(row: dict[str, str | None], name: str, *, required: bool = False, positive: bool = False) -> float | None:
+    parsed = _parse(row, name, required)
+    if parsed is None:
+        return None
+    text, value = parsed
     if not math.isfinite(value):
         raise _Bad(f"{name} must be finite, got {text!r}")
     if positive and value <= 0:
@@ -124,15 +132,10 @@ def _number(row: dict[str, str | None], name: str, *, required: bool = False, po
 
 
 def _whole(row: dict[str, str | None], name: str, *, required: bool = False, signed: bool = False) -> int | None:
-    text = _cell(row, name)
-    if text is None:
-        if required:
-            raise _Bad(f"{name} is missing")
+    parsed = _parse(row, name, required)
+    if parsed is None:
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise _Bad(f"{name} is not a number: {text!r}") from None
+    text, value = parsed
     # "8.0" is a whole number written by a tool that stores every number as a float.
     if not math.isfinite(value) or not value.is_integer():
         raise _Bad(f"{name} must be a whole number, got {text!r}")
