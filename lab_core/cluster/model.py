@@ -149,10 +149,6 @@ class Cluster:
         # Absent slots hold 0 free, so they never count as whole.
         return (self.free == FULL_GPU).sum(axis=1) * self.alive
 
-    def largest_job(self) -> int:
-        """GPUs of the widest job the cluster could ever run (all nodes alive and empty)."""
-        return self.total_gpus
-
     # -- feasibility ----------------------------------------------------------------------------
     def fits(self, job: Job, *, exclude: np.ndarray | None = None, allow_reserved: bool = False) -> np.ndarray:
         """Mask of nodes where a single-node ``job`` fits right now."""

@@ -270,12 +270,6 @@ class Simulation:
         self.recorder.record(job.start, job.wait, kind="wait", tenant=job.tenant, gpus=job.num_gpus)
         self.request_pass()
 
-    def worked(self, job_id: int, until: float | None = None) -> float:
-        """Seconds of progress a running job has made (saved progress plus this run)."""
-        r = self._running[job_id]
-        t = self.env.now if until is None else until
-        return r.job.progress + max(t - r.start, 0.0)
-
     def kill(self, job_id: int, reason: str, *, stopped_at: float | None = None) -> None:
         """Stop a running job and queue it again from its last checkpoint."""
         r = self._vacate(job_id)
