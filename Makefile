@@ -24,6 +24,7 @@ system:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v tesseract >/dev/null || missing="$$missing tesseract-ocr"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian packages:$$missing"; \

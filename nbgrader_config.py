@@ -11,6 +11,7 @@ c.CourseDirectory.release_directory = "labs"
 c.CourseDirectory.db_assignments = [
     {"name": "01_rate_limiter"},
     {"name": "03_feed"},
+    {"name": "06_rag"},
     {"name": "09_gpu_scheduler"},
 ]
 c.Exchange.assignment_dir = "."

@@ -47,6 +47,7 @@ LABS: dict[str, Lab] = {
     for lab in (
         Lab("ratelimit", "01_rate_limiter", "rate_limiter.ipynb", "Rate limiter"),
         Lab("feed", "03_feed", "feed.ipynb", "News feed"),
+        Lab("rag", "06_rag", "rag.ipynb", "RAG: retrieval and grounded answers"),
         Lab("cluster", "09_gpu_scheduler", "gpu_scheduler.ipynb", "GPU cluster scheduler"),
     )
 }

@@ -1,6 +1,6 @@
 """Shared fixtures for the whole test suite.
 
-One rule for optional outside tools (redis-server, chromium, ffmpeg, the shared data folder):
+One rule for optional outside tools (redis-server, chromium, ffmpeg, tesseract, the shared data folder):
 when missing, a test is *skipped* with the reason on a developer machine and *fails* under
 ``CI=true``, where everything is expected to be installed. ``need()`` implements that rule so
 every test file applies it the same way.

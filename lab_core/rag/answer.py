@@ -145,7 +145,7 @@ class ExtractiveAnswerer:
     embedder: Embedder
     chunks: int = 4
     max_sentences: int = 3
-    min_score: float = 0.45
+    min_score: float = 0.33
     keep: float = 0.85
     coverage_weight: float = 0.3
 

@@ -12,7 +12,8 @@ from lab_core.rag.chunking import ChunkConfig, Chunker, chunk_all
 from lab_core.rag.documents import Document
 from lab_core.rag.embedding import Embedder, Progress
 from lab_core.rag.parsing import ParseError, parse_folder
-from lab_core.rag.retrieval import HybridIndex, Hit, Retrieval, RetrievalConfig
+from lab_core.rag.fusion import rrf
+from lab_core.rag.retrieval import HybridIndex, Hit, RankFusion, Retrieval, RetrievalConfig
 from lab_core.rag.vectordb import IndexConfig
 
 Reranker = Callable[[str, Sequence[Hit]], list[Hit]]
@@ -59,8 +60,8 @@ def check_query(query: object) -> str:
 
 
 class RagPipeline:
-    """Documents in, grounded answers out. The chunker, reranker and answerer are seams: a
-    student's function plugs in where the reference one sits."""
+    """Documents in, grounded answers out. The chunker, rank fusion, reranker and answerer are
+    seams: a student's function plugs in where the reference one sits."""
 
     def __init__(
         self,
@@ -71,11 +72,13 @@ class RagPipeline:
         reranker: Reranker | None = None,
         answerer: Answerer | None = None,
         path: str | Path | None = None,
+        rank_fusion: RankFusion = rrf,
     ) -> None:
         self.embedder = embedder
         self.chunker = chunking.chunker() if isinstance(chunking, ChunkConfig) else chunking
         self.index = HybridIndex(embedder, index, path)
         self.retrieval = retrieval
+        self.rank_fusion = rank_fusion
         self.reranker = reranker
         self.answerer = answerer or ExtractiveAnswerer(embedder)
 
@@ -102,12 +105,15 @@ class RagPipeline:
         """Remove a document's chunks; returns how many."""
         return self.index.delete_doc(doc_id)
 
-    def retrieve(self, query: str, k: int = 5, rerank: bool = True) -> tuple[Retrieval, list[Hit]]:
-        """Each stage's list, and the final top ``k`` (reranked when a reranker is set and asked for)."""
+    def retrieve(
+        self, query: str, k: int = 5, rerank: bool = True, config: RetrievalConfig | None = None
+    ) -> tuple[Retrieval, list[Hit]]:
+        """Each stage's list, and the final top ``k`` (reranked when a reranker is set and asked for);
+        ``config`` overrides the pipeline's retrieval settings for this call."""
         query = check_query(query)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
             raise ValueError(f"k must be a whole number from 1 to 100, got {k!r}")
-        retrieval = self.index.search(query, k, self.retrieval)
+        retrieval = self.index.search(query, k, config or self.retrieval, self.rank_fusion)
         hits = retrieval.stages["fused"]
         if rerank and self.reranker is not None:
             t = time.perf_counter()
@@ -117,9 +123,9 @@ class RagPipeline:
         retrieval.stages["fused"] = retrieval.stages["fused"][:k]
         return retrieval, hits[:k]
 
-    def query(self, query: str, k: int = 5, rerank: bool = True) -> QueryResult:
+    def query(self, query: str, k: int = 5, rerank: bool = True, config: RetrievalConfig | None = None) -> QueryResult:
         """Retrieve, rerank and answer ``query`` with citations."""
-        retrieval, hits = self.retrieve(query, k, rerank)
+        retrieval, hits = self.retrieve(query, k, rerank, config)
         t = time.perf_counter()
         answer = self.answerer(check_query(query), hits)
         retrieval.timings_ms["answer"] = (time.perf_counter() - t) * 1e3

@@ -3,7 +3,7 @@ retrieval that returns every stage's list, so a dashboard can show BM25, dense a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -19,6 +19,7 @@ from lab_core.rag.vectordb import IndexConfig, VectorIndex
 
 Mode = Literal["hybrid", "dense", "bm25"]
 Fusion = Literal["rrf", "weighted"]
+RankFusion = Callable[[Sequence[Sequence[str]], int], list[tuple[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,11 @@ class HybridIndex:
             self.bm25.delete(ids)
         return len(ids)
 
-    def search(self, query: str, k: int = 10, config: RetrievalConfig = RetrievalConfig()) -> Retrieval:
-        """The top ``k`` of each stage the mode uses; "fused" is always the list later stages take."""
+    def search(
+        self, query: str, k: int = 10, config: RetrievalConfig = RetrievalConfig(), rank_fusion: RankFusion = rrf
+    ) -> Retrieval:
+        """The top ``k`` of each stage the mode uses; "fused" is always the list later stages take.
+        ``rank_fusion`` (rankings, k) replaces reciprocal rank fusion, e.g. with a student's version."""
         out = Retrieval(query)
         n = max(k, config.candidates)
         dense: list[tuple[str, float]] = []
@@ -128,7 +132,7 @@ class HybridIndex:
         elif config.mode == "bm25":
             fused = sparse
         elif config.fusion == "rrf":
-            fused = rrf([[d for d, _ in dense], [d for d, _ in sparse]], config.rrf_k)
+            fused = rank_fusion([[d for d, _ in dense], [d for d, _ in sparse]], config.rrf_k)
         else:
             fused = weighted_sum(dense, sparse, config.weight)
         out.timings_ms["fuse"] = (time.perf_counter() - t) * 1e3

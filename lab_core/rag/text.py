@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _TERM = re.compile(r"[a-z0-9]+")
 # A sentence ends at . ! or ? followed by space and an upper-case letter, digit, quote or bracket,
@@ -21,6 +22,7 @@ def terms(text: str, *, stopwords: frozenset[str] = STOPWORDS) -> list[str]:
     return [stem(t) for t in _TERM.findall(text.lower()) if t not in stopwords]
 
 
+@lru_cache(maxsize=65536)
 def stem(term: str) -> str:
     """A light English stemmer (plurals, -ing, -ed, final e): predictable beats clever here."""
     if len(term) <= 3 or term.endswith(("ss", "us", "is")):

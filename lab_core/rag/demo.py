@@ -1,0 +1,53 @@
+"""``syslab demo rag``: ingest a folder (the course notes by default) and serve ``POST /query``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from lab_core.rag.api import create_api
+from lab_core.rag.parsing import parse_folder
+from lab_core.rag.pipeline import IngestReport
+from lab_core.rag.system import build_pipeline, demo_documents
+from lab_core.rag.vectordb import IndexConfig
+
+
+def create_app(
+    docs: str | Path | None = None, embedder: str = "minilm", index: str = "flat", rerank: bool = True
+) -> tuple[Starlette, IngestReport]:
+    """The service over ``docs`` (a folder; the demo corpus when None) and what ingesting it did.
+    Files that fail to parse are reported and skipped; the rest are served."""
+    if docs is None:
+        documents, errors = demo_documents(), []
+    else:
+        if not Path(docs).is_dir():
+            raise ValueError(f"--docs {docs}: not a folder")
+        parsed, errors = parse_folder(Path(docs))
+        documents = tuple(parsed)
+        if not documents:
+            raise ValueError(f"--docs {docs}: no document could be parsed ({len(errors)} refused)")
+    pipeline = build_pipeline(embedder, index=IndexConfig(kind=index), rerank=rerank, documents=documents)
+    report = IngestReport(len(documents), len(pipeline.index), list(errors))
+    return create_api(pipeline), report
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``syslab demo rag``."""
+    parser.add_argument("--docs", help="folder of .md/.txt/.html/.pdf/.png files to ingest (default: the course notes)")
+    parser.add_argument("--embedder", default="minilm", choices=["minilm", "hash"], help="minilm (default) or hash (fast, no model)")
+    parser.add_argument("--index", default="flat", choices=["flat", "ivf", "hnsw"], help="faiss index kind (default flat)")
+    parser.add_argument("--no-rerank", action="store_true", help="serve the fused list without the learned reranker")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Ingest, print what was refused, and serve with uvicorn until interrupted."""
+    import uvicorn
+
+    app, report = create_app(args.docs, args.embedder, args.index, not args.no_rerank)
+    for error in report.errors:
+        print(f"skipped: {error}")
+    print(f"RAG demo: {report.documents} documents, {report.chunks} chunks on http://{args.host}:{args.port}/")
+    print(f"""  try: curl -s -X POST http://{args.host}:{args.port}/query -d '{{"query": "How does a token bucket handle bursts?"}}'""")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
