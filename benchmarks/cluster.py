@@ -64,7 +64,8 @@ from lab_core.cluster.calibrate import measure_checkpoint, migration_seconds
 from lab_core.cluster import FGD, Cluster, Job, SimConfig, Simulation, Workload, best_fit, first_fit, fragmentation_ratio, synthetic
 from lab_core.cluster.model import NodeSpec
 from lab_core.cluster.placement import Placer
-from lab_core.cluster.traces import OPENB_NODES_PER_RACK, data_dir, load_openb, openb_cluster
+from lab_core.cluster.traces import OPENB_NODES_PER_RACK, load_openb, openb_cluster
+from lab_core.labs import data_dir
 
 CITATION = "Alibaba cluster-trace-gpu-v2023 (openb), Weng et al. ATC'23"
 

@@ -6,7 +6,14 @@ For each lab, in a throwaway nbgrader course folder:
    makes from the instructor notebook (``solutions/``);
 2. the reference answers score full marks under ``nbgrader autograde``;
 3. the blank student notebook scores less;
-4. every mutant in ``tests/<lab>/mutants/`` scores less.
+4. every mutant in ``tests/<lab>/mutants/`` scores less;
+5. the reference submission runs with no error in any cell, graded or not;
+6. the blank submission breaks only where the student writes: every exercise raises
+   ``NotImplementedError`` (in its cell or its first test), every test cell with visible code
+   fails, nothing before the first exercise fails, and no error is of another kind than
+   ``BLANK_ERRORS``.
+
+Checks 5 and 6 read the notebooks nbgrader executed for checks 2 and 3, so they cost no extra run.
 
 Submissions are built from the student notebook, as a student would hand it in: "reference"
 has every exercise cell answered with the solution; a mutant is that, with the cells it names
@@ -26,6 +33,10 @@ from pathlib import Path
 import nbformat
 
 from lab_core.labs import Lab, get_lab
+
+# The blank student version may break only in these ways: a stub, a name a stub never defined,
+# a test that fails on the stub's absence.
+BLANK_ERRORS = {"NotImplementedError", "NameError", "AssertionError"}
 
 MUTANT_MARK = re.compile(r"^# %% grade_id: (\S+)\s*$", re.MULTILINE)
 _SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
@@ -123,7 +134,48 @@ def _autograde_in_parallel(course: Path, lab: Lab, students: list[str], workers:
         if proc.wait() != 0:
             errors.append((copy / "autograde.log").read_text(errors="replace").strip()[-800:])
         scores.update(_scores(copy, lab))
+        if (copy / "autograded").is_dir():
+            shutil.copytree(copy / "autograded", course / "autograded", dirs_exist_ok=True)
     return scores, "\n".join(errors)
+
+
+def _label(cell: nbformat.NotebookNode) -> str:
+    return _grade_id(cell) or cell.get("id", "?")
+
+
+def _error(cell: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+    return next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+
+
+def run_errors(nb: nbformat.NotebookNode) -> list[str]:
+    """"cell: ErrorName: message" for every executed cell that raised."""
+    return [f"{_label(c)}: {e.ename}: {e.evalue[:200]}" for c in nb.cells if (e := _error(c))]
+
+
+def blank_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """Where an executed blank student notebook breaks other than where the student writes."""
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    meta = [c.get("metadata", {}).get("nbgrader", {}) for c in cells]
+    exercises = [i for i, m in enumerate(meta) if m.get("solution")]
+    if not exercises:
+        return ["the notebook has no exercise cell"]
+    problems = [f"{_label(c)} fails before the first exercise: {_error(c).ename}" for c in cells[: exercises[0]] if _error(c)]
+    for i in exercises:
+        # A stub cell raises itself; a class skeleton raises when its test cell first calls it.
+        test = next((c for c, m in zip(cells[i + 1 :], meta[i + 1 :]) if m.get("grade")), None)
+        raised = [e.ename for e in (_error(cells[i]), test and _error(test)) if e]
+        if "NotImplementedError" not in raised:
+            problems.append(f"exercise {meta[i]['grade_id']}: expected NotImplementedError, got {raised or 'no error'}")
+    for cell, m in zip(cells, meta):
+        visible = any(line.strip() and not line.lstrip().startswith("#") for line in cell.source.splitlines())
+        if m.get("grade") and visible and not _error(cell):
+            problems.append(f"test cell {m['grade_id']} passes on the blank version")
+    problems += [
+        f"{_label(c)}: {e.ename} ({e.evalue[:120]}) where the student does not write"
+        for c in cells
+        if (e := _error(c)) and e.ename not in BLANK_ERRORS
+    ]
+    return problems
 
 
 @dataclass
@@ -191,6 +243,14 @@ def check_lab(lab: Lab, workdir: Path) -> LabReport:
         if lost:
             detail = (detail + "; " if detail else "") + "lost: " + ", ".join(lost)
         report.rows.append((student, score, max_score, ok, detail))
+    executed = course / "autograded"
+    for student, what, problems_of in (
+        ("reference", "no errors in the reference run", run_errors),
+        ("blank", "only exercises break in blank", blank_problems),
+    ):
+        path = executed / student / lab.folder / lab.notebook
+        problems = problems_of(nbformat.read(path, as_version=4)) if path.exists() else [f"{path} was not written"]
+        report.rows.append((what, None, None, not problems, "; ".join(problems)[:1500]))
     return report
 
 

@@ -1,10 +1,17 @@
 """The course catalogue: one entry per lab, the single place that maps names to folders and modules."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """The public data folder for benchmarks and tests: ``SYSLAB_DATA``, else ``../shared/data``
+    next to the checkout (never part of the project; see ``../shared/data/README.md``)."""
+    return Path(os.environ.get("SYSLAB_DATA") or ROOT.parent / "shared" / "data")
 
 
 @dataclass(frozen=True)

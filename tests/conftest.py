@@ -25,6 +25,7 @@ import pytest
 import redis
 
 from lab_core.bench import parse_target
+from lab_core.labs import data_dir
 from lab_core.procs import free_port, stop_process, wait_until
 from lab_core.store import redis_client
 from lab_core.store.redis_server import RedisServer, start_redis_server
@@ -154,7 +155,7 @@ def redis_fake() -> redis.Redis:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The public data folder: ``SYSLAB_DATA``, else ``../shared/data`` next to the checkout."""
-    folder = Path(os.environ.get("SYSLAB_DATA") or ROOT.parent / "shared" / "data")
+    folder = data_dir()
     if not folder.is_dir():
         message = f"shared data folder {str(folder)!r} is absent (set SYSLAB_DATA or see DESIGN.md 'Data for benchmarks')"
         if under_ci():

@@ -30,7 +30,7 @@ returns their messages in ``TraceLoad.skipped``.
 Fragmentation: Scheduling GPU-Sharing Workloads with Fragmentation Gradient Descent"
 (USENIX ATC'23), in ``alibaba/clusterdata`` folder ``cluster-trace-gpu-v2023``; cite that paper
 when using it. ``openb_cluster`` reads a node list, ``load_openb`` a pod list. The data is
-not shipped with the project: ``data_dir()`` finds the public data folder.
+not shipped with the project: ``lab_core.labs.data_dir()`` finds the public data folder.
 """
 from __future__ import annotations
 
@@ -44,7 +44,6 @@ from typing import Callable, Iterable
 from lab_core.cluster.job import FULL_GPU, Job, JobError
 from lab_core.cluster.model import Cluster, NodeSpec
 from lab_core.cluster.synthetic import synthetic
-from lab_core.labs import ROOT
 
 COLUMNS = (
     "id",
@@ -87,11 +86,6 @@ class TraceLoad:
 
 class _Bad(Exception):
     """One bad cell; becomes a ``row N: ...`` message."""
-
-
-def data_dir() -> Path:
-    """The public data folder: ``SYSLAB_DATA``, else ``../shared/data`` next to the checkout."""
-    return Path(os.environ.get("SYSLAB_DATA") or ROOT.parent / "shared" / "data")
 
 
 # ----------------------------------------------------------------------------- cell parsing

@@ -9,10 +9,10 @@ import pytest
 
 from lab_core.cluster import FGD, Job, Workload, best_fit
 from lab_core.cluster.synthetic import synthetic
+from lab_core.labs import data_dir
 from lab_core.cluster.traces import (
     DEMO_TRACE,
     TraceError,
-    data_dir,
     demo_jobs,
     load_csv,
     load_openb,

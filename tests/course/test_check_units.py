@@ -4,7 +4,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from lab_core.course import LabReport, _comparable, fill, format_report, parse_mutant, reference_answers
+from lab_core.course import LabReport, _comparable, blank_problems, fill, format_report, parse_mutant, reference_answers, run_errors
 
 
 def _cell(source: str, grade_id: str | None = None, solution: bool = False, grade: bool = False):
@@ -76,3 +76,42 @@ def test_report_ok_only_when_every_row_holds():
     assert not LabReport("empty").ok
     table = format_report([rep])
     assert "mutant-y" in table and "NO" in table and "7/10" in table
+
+
+def _ran(cell, ename: str | None = None):
+    cell.outputs = [nbformat.v4.new_output("error", ename=ename, evalue="boom", traceback=[])] if ename else []
+    return cell
+
+
+def test_run_errors_names_every_failed_cell():
+    nb = _notebook(_ran(_cell("x = 1")), _ran(_cell("1/0", "ex"), "ZeroDivisionError"))
+    assert run_errors(nb) == ["ex: ZeroDivisionError: boom"]
+    assert run_errors(_notebook(_ran(_cell("x = 1")))) == []
+
+
+def _blank(setup=None, exercise="NotImplementedError", test="NotImplementedError", other=None):
+    return _notebook(
+        _ran(_cell("import lab"), setup),
+        _ran(_cell("raise NotImplementedError()", "ex", solution=True), exercise),
+        _ran(_cell("assert f() == 1", "t_ex", grade=True), test),
+        _ran(_cell("plot()"), other),
+    )
+
+
+def test_blank_that_breaks_only_at_its_exercises_has_no_problems():
+    assert blank_problems(_blank()) == []
+    assert blank_problems(_blank(exercise=None)) == []  # a class skeleton raises in its test
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"setup": "ImportError"}, "fails before the first exercise"),
+        ({"exercise": None, "test": "AssertionError"}, "expected NotImplementedError"),
+        ({"exercise": None, "test": None}, "passes on the blank version"),
+        ({"other": "TypeError"}, "TypeError"),
+    ],
+)
+def test_blank_problems_name_what_breaks_where_the_student_does_not_write(kwargs, expected):
+    problems = blank_problems(_blank(**kwargs))
+    assert any(expected in p for p in problems), problems

@@ -1,4 +1,9 @@
-"""`syslab check LAB` end to end for every lab: real nbgrader generate + autograde of every submission."""
+"""`syslab check LAB` end to end for every lab: real nbgrader generate + autograde of every submission.
+
+This is also where each notebook is executed in the suite: the check's rows say the reference runs
+with no error in any cell and the blank student version breaks only at its exercises (both read
+from the notebooks nbgrader executed), and that ``labs/`` is what nbgrader makes from ``solutions/``.
+"""
 from __future__ import annotations
 
 import subprocess
@@ -26,6 +31,8 @@ def test_check_proves_the_grader(name):
     assert proc.returncode == 0, f"syslab check failed:\n{table}\n{proc.stderr[-2000:]}"
     rows = {line.split()[1]: line for line in table.splitlines() if line.startswith(f"{name} ")}
     assert " yes " in rows["student"], table  # "student notebook current"
+    assert " yes " in rows["no"], table  # "no errors in the reference run"
+    assert " yes " in rows["only"], table  # "only exercises break in blank"
     ref = rows["reference"].split()
     score, max_score = map(float, ref[2].split("/"))
     assert score == max_score > 0, table
