@@ -151,11 +151,13 @@ class ExtractiveAnswerer:
 
     def candidates(self, query: str, hits: Sequence[Hit]) -> list[Sentence]:
         """Every sentence of the top hits with its score, best first."""
-        found = []
+        found, seen = [], set()
         for h in hits[: self.chunks]:
             for a, b in sentence_spans(h.chunk.text):
                 text = h.chunk.text[a:b]
-                if len(text.split()) >= 4 and not text.lstrip().startswith("#"):
+                # Overlapping chunks hold the same sentence: keep it once, from the better-ranked chunk.
+                if len(text.split()) >= 4 and not text.lstrip().startswith("#") and _normal(text) not in seen:
+                    seen.add(_normal(text))
                     found.append(Sentence(text, h.chunk))
         if not found:
             return []
@@ -205,10 +207,14 @@ class OpenAIAnswerer:
         """The endpoint's answer, its citations resolved to chunks and checked."""
         import httpx
 
-        client = self.client or httpx.Client(timeout=self.timeout)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         body = {"model": self.model, "messages": self.messages(query, hits), "temperature": 0}
-        response = client.post(f"{self.base_url.rstrip('/')}/v1/chat/completions", json=body, headers=headers)
+        url = f"{self.base_url.rstrip('/')}/v1/chat/completions"
+        if self.client is not None:
+            response = self.client.post(url, json=body, headers=headers)
+        else:
+            with httpx.Client(timeout=self.timeout) as client:
+                response = client.post(url, json=body, headers=headers)
         if response.status_code != 200:
             raise RuntimeError(f"{self.base_url} answered {response.status_code}: {response.text[:300]}")
         text = response.json()["choices"][0]["message"]["content"].strip()

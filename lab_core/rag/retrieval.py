@@ -65,6 +65,8 @@ class RetrievalConfig:
             raise ValueError(f"weight must be between 0 and 1, got {self.weight!r}")
         if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 1:
             raise ValueError(f"candidates must be a whole number >= 1, got {self.candidates!r}")
+        if isinstance(self.rrf_k, bool) or not isinstance(self.rrf_k, int) or self.rrf_k < 0:
+            raise ValueError(f"rrf_k must be a whole number >= 0, got {self.rrf_k!r}")
 
 
 class HybridIndex:
@@ -142,14 +144,14 @@ class HybridIndex:
         dense_rank = {d: r for r, (d, _) in enumerate(dense, 1)}
         sparse_rank = {d: r for r, (d, _) in enumerate(sparse, 1)}
         cos = self._cosines(out.query_vector, [d for d, _ in fused]) if out.query_vector is not None else {}
-        bm = self.bm25.scores(query) if sparse else {}
+        bm = self.bm25.scores(query) if config.mode != "dense" else {}
 
         def hit(d: str, score: float) -> Hit:
             return Hit(chunks[d], score, cos.get(d, 0.0), bm.get(d, 0.0), dense_rank.get(d, 0), sparse_rank.get(d, 0))
 
-        if dense:
+        if config.mode in ("hybrid", "dense"):
             out.stages["dense"] = [hit(d, s) for d, s in dense[:k]]
-        if sparse:
+        if config.mode in ("hybrid", "bm25"):
             out.stages["bm25"] = [hit(d, s) for d, s in sparse[:k]]
         out.stages["fused"] = [hit(d, s) for d, s in fused]
         return out
@@ -167,13 +169,17 @@ class HybridIndex:
         self.vectors.save(folder / "dense")
         self.bm25.save(folder / "bm25.npz")
         if self.path != folder:
-            store = ChunkStore(folder / "chunks.sqlite")
-            store.add(self.chunks.all())
+            # Replace, never append to, an earlier save: deleted documents must not come back.
+            for suffix in ("", "-wal", "-shm"):
+                (folder / f"chunks.sqlite{suffix}").unlink(missing_ok=True)
+            ChunkStore(folder / "chunks.sqlite").add(self.chunks.all())
 
     @classmethod
     def load(cls, folder: str | Path, embedder: Embedder) -> "HybridIndex":
         """An index saved by ``save``; refused (``IndexMismatch``) when built with another embedder."""
         folder = Path(folder)
+        if not (folder / "chunks.sqlite").is_file():
+            raise FileNotFoundError(f"no saved index in {folder}: chunks.sqlite is missing")
         vectors = VectorIndex.load(folder / "dense", embedder.name, embedder.dim)
         return cls(embedder, vectors.config, folder, BM25Index.load(folder / "bm25.npz"), vectors)
 

@@ -5,9 +5,10 @@ import re
 from functools import lru_cache
 
 _TERM = re.compile(r"[a-z0-9]+")
-# A sentence ends at . ! or ? followed by space and an upper-case letter, digit, quote or bracket,
+# A sentence ends at . ! or ? (and a closing quote or bracket after it, which stays with the
+# sentence) followed by space and an upper-case letter, digit, quote or bracket,
 # or at a blank line; abbreviations like "e.g." are not followed by a capital often enough to matter.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[`#*-])|\n\s*\n")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[A-Z0-9\"'(\[`#*-])|\n\s*\n")
 
 STOPWORDS = frozenset(
     """a an and are as at be been but by can do does for from had has have how i if in into is it its

@@ -101,7 +101,9 @@ class VectorIndex:
         self._quantizer, self._index = quantizer, ivf
 
     def delete(self, ids: Sequence[str]) -> None:
-        """Remove ``ids``; an unknown id is a KeyError naming it and nothing is removed."""
+        """Remove ``ids`` (each once, however often named); an unknown id is a KeyError naming it
+        and nothing is removed."""
+        ids = list(dict.fromkeys(ids))
         missing = [i for i in ids if i not in self._rows]
         if missing:
             raise KeyError(f"not in the index: {', '.join(map(repr, missing[:5]))}")
