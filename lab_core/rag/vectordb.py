@@ -29,7 +29,7 @@ class IndexConfig:
 
     kind: Kind = "flat"
     nlist: int = 64
-    nprobe: int = 8
+    nprobe: int = 16
     m: int = 32
     ef_construction: int = 80
     ef_search: int = 64

@@ -162,7 +162,7 @@ def recall_at_10(index: VectorIndex, exact: VectorIndex, queries: np.ndarray) ->
 
 def test_approximate_recall_against_flat():
     """HNSW at its defaults finds the true top 10 on random unit vectors. IVF on uniformly random
-    vectors (no clusters) needs more probes: at the default nprobe=8 of 51 lists its recall is
+    vectors (no clusters) needs more probes: at nprobe=8 of 51 lists its recall is
     about 0.5, so it is measured at nprobe=32 there, and at its defaults on clustered vectors."""
     rng = np.random.default_rng(0)
     ids = [f"v{i}" for i in range(2000)]
