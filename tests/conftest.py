@@ -108,6 +108,22 @@ def need(tool: str | os.PathLike[str], why: str) -> str:
     return found
 
 
+@pytest.fixture(scope="session", autouse=True)
+def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One embedding cache for the session (``SYSLAB_CACHE``), inherited by notebook kernels and
+    subprocesses: a run starts cold on every machine and never writes to the user's own cache."""
+    folder = tmp_path_factory.mktemp("embedding-cache")
+    previous = os.environ.get("SYSLAB_CACHE")
+    os.environ["SYSLAB_CACHE"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            os.environ.pop("SYSLAB_CACHE", None)
+        else:
+            os.environ["SYSLAB_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real redis-server started for this test session on a free loopback port."""
