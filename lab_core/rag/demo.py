@@ -6,6 +6,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from lab_core.rag.answer import OpenAIAnswerer
 from lab_core.rag.api import create_api
 from lab_core.rag.parsing import parse_folder
 from lab_core.rag.pipeline import IngestReport
@@ -14,10 +15,15 @@ from lab_core.rag.vectordb import IndexConfig
 
 
 def create_app(
-    docs: str | Path | None = None, embedder: str = "minilm", index: str = "flat", rerank: bool = True
+    docs: str | Path | None = None,
+    embedder: str = "minilm",
+    index: str = "flat",
+    rerank: bool = True,
+    llm: OpenAIAnswerer | None = None,
 ) -> tuple[Starlette, IngestReport]:
     """The service over ``docs`` (a folder; the demo corpus when None) and what ingesting it did.
-    Files that fail to parse are reported and skipped; the rest are served."""
+    Files that fail to parse are reported and skipped; the rest are served. ``llm`` answers
+    instead of the extractive answerer."""
     if docs is None:
         documents, errors = demo_documents(), []
     else:
@@ -28,6 +34,8 @@ def create_app(
         if not documents:
             raise ValueError(f"--docs {docs}: no document could be parsed ({len(errors)} refused)")
     pipeline = build_pipeline(embedder, index=IndexConfig(kind=index), rerank=rerank, documents=documents)
+    if llm is not None:
+        pipeline.answerer = llm
     report = IngestReport(len(documents), len(pipeline.index), list(errors))
     return create_api(pipeline), report
 
@@ -38,13 +46,17 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedder", default="minilm", choices=["minilm", "hash"], help="minilm (default) or hash (fast, no model)")
     parser.add_argument("--index", default="flat", choices=["flat", "ivf", "hnsw"], help="faiss index kind (default flat)")
     parser.add_argument("--no-rerank", action="store_true", help="serve the fused list without the learned reranker")
+    parser.add_argument("--llm-url", help="answer with an OpenAI-compatible endpoint at this base URL instead of extracting sentences")
+    parser.add_argument("--llm-model", default="default", help="model name sent to --llm-url")
+    parser.add_argument("--llm-key", default="", help="API key sent to --llm-url as a bearer token")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Ingest, print what was refused, and serve with uvicorn until interrupted."""
     import uvicorn
 
-    app, report = create_app(args.docs, args.embedder, args.index, not args.no_rerank)
+    llm = OpenAIAnswerer(args.llm_url, args.llm_model, args.llm_key) if args.llm_url else None
+    app, report = create_app(args.docs, args.embedder, args.index, not args.no_rerank, llm)
     for error in report.errors:
         print(f"skipped: {error}")
     print(f"RAG demo: {report.documents} documents, {report.chunks} chunks on http://{args.host}:{args.port}/")
