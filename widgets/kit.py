@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import holoviews as hv
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -188,6 +189,11 @@ def bar_plot(
     palette = colors_for(frame[colour_key].astype(str).unique(), colors)
     # Dimension values fix the bar order to the frame's; HoloViews would otherwise choose its own.
     kdims = [hv.Dimension(c, label=lbl, values=list(frame[c].unique())) for c, lbl in ((x, xlabel), (by, by)) if c]
+    if by:
+        # HoloViews groups the rows by ``by`` before drawing but takes the colour column in the
+        # frame's own order: rows ordered by ``x`` first got other groups' colours. Group them first.
+        rank = {c: frame[c].map({v: i for i, v in enumerate(frame[c].unique())}) for c in (by, x)}
+        frame = frame.iloc[np.lexsort((rank[x].to_numpy(), rank[by].to_numpy()))]
     bars = hv.Bars(frame, kdims, [(y, ylabel), *hover])
     return bars.opts(
         hv.opts.Bars(

@@ -310,7 +310,6 @@ class RagDashboard(pn.viewable.Viewer):
 
     def scores(self) -> pd.DataFrame:
         """The evaluation in long form: configuration, metric, value."""
-        # Configuration-major rows: kit.bar_plot's grouped bars keep their colours aligned only in that order.
         rows = [(row["configuration"], m, row[m]) for _, row in self.evaluation.summary.iterrows() for m in METRICS]
         return pd.DataFrame(rows, columns=["configuration", "metric", "value"])
 

@@ -45,7 +45,7 @@ def test_quick_run_writes_the_documented_schema_and_table(quick_run):
 def test_quick_run_has_quality_figures_against_their_baselines(quick_run):
     _, record = quick_run
     ndcg = {f["name"]: f for f in _named(record, "SciFact nDCG@10")}
-    assert len(ndcg) == 5 and all(0 < f["value"] <= 1 for f in ndcg.values())
+    assert len(ndcg) == 6 and all(0 < f["value"] <= 1 for f in ndcg.values())
     hybrid = ndcg["SciFact nDCG@10, hybrid (RRF)"]
     assert hybrid["baseline"].startswith("best single retriever") and hybrid["target"] == "ratio >= 1"
     assert hybrid["baseline_value"] == max(ndcg["SciFact nDCG@10, BM25"]["value"], ndcg["SciFact nDCG@10, dense (MiniLM)"]["value"])
