@@ -41,7 +41,7 @@ from lab_core.bench import Figure, machine_note
 from lab_core.labs import data_dir
 from lab_core.rag.assess import assess, summary
 from lab_core.rag.corpus import load_questions
-from lab_core.rag.documents import Document, Region
+from lab_core.rag.documents import Chunk, Document, Region, make_chunk
 from lab_core.rag.embedding import CachedEmbedder, MiniLMEmbedder
 from lab_core.rag.evaluation import BeirDataset, evaluate, load_beir
 from lab_core.rag.pipeline import RagPipeline
@@ -79,9 +79,8 @@ def _documents(data: BeirDataset) -> list[Document]:
     return [Document(d, text, d, title, (Region(0, len(text)),)) for d, (title, text) in data.corpus.items() if text.strip()]
 
 
-def _whole(doc: Document) -> list:
-    from lab_core.rag.documents import make_chunk
-
+def _whole(doc: Document) -> list[Chunk]:
+    """One chunk per abstract, as BEIR indexes SciFact."""
     return [make_chunk(doc, 0, len(doc.text), 0)]
 
 

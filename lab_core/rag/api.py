@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +30,7 @@ MODES = ("hybrid", "dense", "bm25")
 QUERY_FIELDS = {"query", "k", "mode", "rerank"}
 DOC_FIELDS = {"doc_id", "text", "title", "source"}
 LATENCY_WINDOW = 1000
+T = TypeVar("T")
 
 
 def _fields(body: Any, allowed: set[str], required: set[str]) -> dict:
@@ -105,7 +107,7 @@ def create_api(pipeline: RagPipeline) -> Starlette:
     lock = threading.Lock()
     latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=LATENCY_WINDOW))
 
-    def locked(fn, *args):  # noqa: ANN001, ANN202 - a tiny adapter for run_in_threadpool
+    def locked(fn: Callable[..., T], *args: object) -> T:
         with lock:
             return fn(*args)
 

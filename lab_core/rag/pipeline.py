@@ -127,6 +127,6 @@ class RagPipeline:
         """Retrieve, rerank and answer ``query`` with citations."""
         retrieval, hits = self.retrieve(query, k, rerank, config)
         t = time.perf_counter()
-        answer = self.answerer(check_query(query), hits)
+        answer = self.answerer(retrieval.query, hits)
         retrieval.timings_ms["answer"] = (time.perf_counter() - t) * 1e3
         return QueryResult(query, answer, retrieval, hits)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -188,8 +188,3 @@ def _indexed_text(chunk: Chunk) -> str:
     # The title goes in front, as BEIR does for SciFact: a chunk from the middle of a note still
     # says what the note is about.
     return f"{chunk.title}\n{chunk.text}" if chunk.title and not chunk.text.startswith(chunk.title) else chunk.text
-
-
-def with_score(hit: Hit, score: float) -> Hit:
-    """``hit`` with a new stage score."""
-    return replace(hit, score=score)

@@ -9,7 +9,7 @@ from lab_core.rag.chunking import ChunkConfig, chunk_all
 from lab_core.rag.documents import Document, Region
 from lab_core.rag.embedding import HashEmbedder
 from lab_core.rag.fusion import rrf
-from lab_core.rag.retrieval import HybridIndex, RetrievalConfig, _indexed_text, with_score
+from lab_core.rag.retrieval import HybridIndex, RetrievalConfig, _indexed_text
 from lab_core.rag.vectordb import IndexConfig, IndexMismatch
 
 
@@ -181,7 +181,7 @@ def test_index_with_a_path_keeps_chunks_there(tmp_path):
     assert loaded.chunks.all() == CHUNKS
 
 
-def test_indexed_text_puts_the_title_first_and_with_score():
+def test_indexed_text_puts_the_title_first():
     c = CHUNKS[0]
     assert _indexed_text(c) == f"Rate limiter\n{c.text}"
     from dataclasses import replace
@@ -191,8 +191,6 @@ def test_indexed_text_puts_the_title_first_and_with_score():
     index.add(CHUNKS)
     # the title alone finds every chunk of the document through BM25
     assert {h.chunk.doc_id for h in index.search("sharding", 10, RetrievalConfig(mode="bm25")).stages["bm25"]} == {"hash"}
-    h = index.search("token", 1).stages["fused"][0]
-    assert with_score(h, 7.0).score == 7.0 and with_score(h, 7.0).chunk == h.chunk
 
 
 def test_empty_index_searches_to_nothing():
