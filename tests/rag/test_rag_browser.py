@@ -44,7 +44,8 @@ def test_a_typed_question_gets_a_cited_answer(chromium, served):
             box = page.get_by_label("Question").or_(page.locator("input[type=text]").first).first
             box.fill(QUESTION)
             box.press("Enter")
-            expect(answer).not_to_have_text(first)
+            # A new question embeds new sentences on a cold cache: allow a shared machine's worst case.
+            expect(answer).not_to_have_text(first, timeout=30_000)
             expect(answer.locator(".rag-badge").first).to_be_visible()
             assert "first token" in answer.inner_text().lower()
             page.wait_for_timeout(500)
@@ -52,7 +53,7 @@ def test_a_typed_question_gets_a_cited_answer(chromium, served):
 
             box.fill("What is the capital of France?")
             box.press("Enter")
-            expect(page.locator(".rag-refused")).to_contain_text("not found in the documents")
+            expect(page.locator(".rag-refused")).to_contain_text("not found in the documents", timeout=30_000)
             expect(answer).to_have_count(0)
             page.screenshot(path=str(SHOTS / "rag_refused.png"), full_page=True)
 
