@@ -20,7 +20,7 @@ from lab_core.llm.model import Transformer, build_model
 from lab_core.llm.tokenizer import EOS, ByteTokenizer
 from lab_core.serving.attention import PagedAttend, PagedKVCache, SeqSlice
 from lab_core.serving.blocks import BlockManager
-from lab_core.serving.protocol import FREE, EngineError, EngineStats, SamplingParams, TokenEvent
+from lab_core.serving.protocol import FREE, EngineStats, SamplingParams, TokenEvent
 from lab_core.serving.scheduler import Scheduler, SchedulerConfig, StepPlan
 from lab_core.serving.sequence import Sequence, Status
 
@@ -163,6 +163,44 @@ class LLMEngine:
         self._finish(seq, "abort", emit=True)
         return True
 
+    def extract_kv(self, request_id: str) -> torch.Tensor:
+        """The computed KV of a running request as one tensor ``[layers, 2, tokens, kv_heads,
+        head_dim]`` (what a prefill worker hands to a decode worker)."""
+        seq = self.sequences[request_id]
+        slots = self._slots(seq, range(seq.computed))
+        return torch.stack([torch.stack([k[slots], v[slots]]) for k, v in map(self.cache.flat, range(len(self.cache.k)))])
+
+    def add_prefilled(self, prompt: list[int], first_token: int, kv: torch.Tensor, params: SamplingParams, *,
+                      request_id: str, priority: int = FREE, arrival: float | None = None,
+                      on_token: Callable[[TokenEvent], None] | None = None) -> None:
+        """Take over a request another worker prefilled: install its prompt's KV (``extract_kv``'s
+        layout) and continue decoding after ``first_token``. OutOfBlocks when the cache is full."""
+        self.add_request(prompt, params, request_id=request_id, priority=priority, on_token=on_token, arrival=arrival)
+        seq = self.sequences[request_id]
+        self.scheduler.waiting.remove(seq)
+        seq.tokens.append(first_token)
+        seq.append_text(first_token)
+        seq.first_token_time = seq.first_scheduled = self.clock()
+        try:
+            self.blocks.grow(seq, len(seq.tokens))
+        except Exception:
+            del self.sequences[request_id]
+            raise
+        slots = self._slots(seq, range(len(prompt)))
+        for layer in range(kv.shape[0]):
+            k, v = self.cache.flat(layer)
+            k[slots] = kv[layer, 0].to(k.dtype)
+            v[slots] = kv[layer, 1].to(v.dtype)
+        seq.computed = len(prompt)
+        seq.status = Status.RUNNING
+        self.scheduler.running.append(seq)
+        self.blocks.commit(seq)
+
+    def _slots(self, seq: Sequence, positions: range) -> torch.Tensor:
+        bs = self.config.block_size
+        return torch.tensor([seq.block_table[p // bs] * bs + p % bs for p in positions], dtype=torch.long,
+                            device=self.device)
+
     def has_work(self) -> bool:
         """True while any request waits or runs."""
         return self.scheduler.has_work()
@@ -215,10 +253,6 @@ class LLMEngine:
         """Run one scheduler step; returns the tokens it produced (finished events included)."""
         plan = self.scheduler.schedule()
         if not plan.work:
-            if self.scheduler.waiting and not self.scheduler.running:
-                seq = self.scheduler.waiting[0]
-                self._finish(seq, "abort", emit=True)
-                raise EngineError(f"request {seq.request_id} needs more KV blocks than the cache holds")
             return []
         start = self.clock()
         record = (plan.prefill_tokens, plan.decode_batch, sum(seq.computed + n for seq, n in plan.work if n == 1))

@@ -107,45 +107,60 @@ class Scheduler:
         self.preemptions += 1
         self.waiting.append(seq)
 
-    def schedule(self) -> StepPlan:
-        """Plan the next step (and reserve its blocks)."""
-        plan, budget = StepPlan(), self.config.token_budget
-        queue = sorted(self.running, key=self._key)
-        while queue and budget > 0:
-            seq = queue[0]
-            n = min(seq.remaining_prefill, budget)
-            if not self.config.chunked_prefill and n < seq.remaining_prefill:
-                break
-            while not self.blocks.can_grow(seq, seq.computed + n):
-                victim = queue.pop()
-                self._preempt(victim)
-                plan.preempted.append(victim)
-                if victim is seq:
-                    break
-            else:
-                self.blocks.grow(seq, seq.computed + n)
-                plan.work.append((seq, n))
-                budget -= n
-                queue.pop(0)
-                continue
-            break
-        if not plan.preempted:
-            self._admit(plan, budget)
-        return plan
+    def ordered(self, seqs: list[Sequence]) -> list[Sequence]:
+        """``seqs`` in policy order (the first is served first, the last preempted first)."""
+        return sorted(seqs, key=self._key)
 
-    def _admit(self, plan: StepPlan, budget: int) -> None:
-        for seq in sorted(self.waiting, key=self._key):
-            if budget <= 0 or len(self.running) >= self.config.max_seqs:
-                return
-            if not self.blocks.can_allocate(seq):
-                return
-            to_compute = len(seq.tokens) - self.blocks.cached_tokens(seq)
-            if not self.config.chunked_prefill and to_compute > budget and plan.work:
-                return
-            seq.computed = seq.cached_tokens = self.blocks.allocate(seq)
-            n = seq.remaining_prefill if not self.config.chunked_prefill else min(seq.remaining_prefill, budget)
-            self.waiting.remove(seq)
-            self.running.append(seq)
-            seq.status = Status.RUNNING
+    def reserve(self, seq: Sequence, n: int, plan: StepPlan) -> bool:
+        """Blocks for ``n`` more tokens of running ``seq``, preempting the lowest-ranked running
+        sequences not yet in ``plan`` while none is free; False when ``seq`` itself had to go
+        (now or earlier in this step)."""
+        if seq.status is not Status.RUNNING:
+            return False
+        planned = {id(s) for s, _ in plan.work}
+        while not self.blocks.can_grow(seq, seq.computed + n):
+            victim = next(s for s in reversed(self.ordered(self.running)) if id(s) not in planned)
+            self._preempt(victim)
+            plan.preempted.append(victim)
+            if victim is seq:
+                return False
+        self.blocks.grow(seq, seq.computed + n)
+        return True
+
+    def admit(self, seq: Sequence) -> bool:
+        """Move waiting ``seq`` to running with blocks for all its tokens (sharing any cached
+        prefix, which counts as computed); False when the free blocks are too few."""
+        if not self.blocks.can_allocate(seq):
+            return False
+        seq.computed = seq.cached_tokens = self.blocks.allocate(seq)
+        self.waiting.remove(seq)
+        self.running.append(seq)
+        seq.status = Status.RUNNING
+        return True
+
+    def schedule(self) -> StepPlan:
+        """Plan the next step: running sequences first (decodes cost one token), then new ones."""
+        plan, budget = StepPlan(), self.config.token_budget
+        chunked = self.config.chunked_prefill
+        for seq in self.ordered(self.running):
+            n = min(seq.remaining_prefill, budget)
+            if n == 0 or (not chunked and n < seq.remaining_prefill):
+                break
+            if not self.reserve(seq, n, plan):
+                break
             plan.work.append((seq, n))
             budget -= n
+        if plan.preempted:
+            return plan
+        for seq in self.ordered(self.waiting):
+            if budget == 0 or len(self.running) >= self.config.max_seqs:
+                break
+            whole = len(seq.tokens) - self.blocks.cached_tokens(seq)
+            if not chunked and whole > budget and plan.work:
+                break
+            if not self.admit(seq):
+                break
+            n = seq.remaining_prefill if not chunked else min(seq.remaining_prefill, budget)
+            plan.work.append((seq, n))
+            budget -= n
+        return plan
