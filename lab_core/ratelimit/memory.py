@@ -60,6 +60,25 @@ class TokenBucket(_Base):
         self._state[key] = (tokens, now)
         return token_bucket_outcome(allowed, tokens, cost, self.capacity, rate)
 
+    def refund(self, key: str, units: int) -> None:
+        """Give ``units`` back to ``key`` (a reservation that was not all spent), capped at the capacity.
+
+        A key never seen is already full, so a refund to it changes nothing.
+        """
+        if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+            raise ValueError(f"units must be a non-negative integer, got {units!r}")
+        if units == 0:
+            return
+        now = self.clock.now()
+        rate = self.limit / self.period
+        with self._lock:
+            state = self._state.get(key)
+            if state is None:
+                return
+            tokens, last = state
+            tokens = min(float(self.capacity), tokens + max(0.0, now - last) * rate + units)
+            self._state[key] = (tokens, max(now, last))
+
 
 class LeakyBucket(_Base):
     """A queue of at most ``burst`` units drained at ``limit/period`` per second: it smooths, it never bursts.

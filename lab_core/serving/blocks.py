@@ -51,7 +51,6 @@ class BlockManager:
         self.blocks = [Block(i) for i in range(num_blocks)]
         self.free: OrderedDict[int, None] = OrderedDict((i, None) for i in range(num_blocks))
         self.cached: dict[bytes, int] = {}
-        self.hit_tokens = 0
 
     @property
     def num_blocks(self) -> int:
@@ -72,7 +71,8 @@ class BlockManager:
         """Blocks that hold ``num_tokens`` tokens."""
         return -(-num_tokens // self.block_size)
 
-    def _take_free(self) -> Block:
+    def take_free(self) -> Block:
+        """The least recently freed block, now referenced once, its cached prefix forgotten."""
         if not self.free:
             raise OutOfBlocks("no free KV-cache block")
         block = self.blocks[self.free.popitem(last=False)[0]]
@@ -82,7 +82,7 @@ class BlockManager:
         block.ref_count = 1
         return block
 
-    def _prefix_hits(self, tokens: Seq[int]) -> list[int]:
+    def prefix_hits(self, tokens: Seq[int]) -> list[int]:
         """Ids of cached blocks matching the leading full blocks of ``tokens``."""
         hits: list[int] = []
         if not self.prefix_caching:
@@ -98,11 +98,11 @@ class BlockManager:
 
     def cached_tokens(self, seq: Sequence) -> int:
         """Tokens of ``seq`` that ``allocate`` would find already computed."""
-        return min(len(self._prefix_hits(seq.tokens)) * self.block_size, len(seq.tokens) - 1)
+        return min(len(self.prefix_hits(seq.tokens)) * self.block_size, len(seq.tokens) - 1)
 
     def can_allocate(self, seq: Sequence) -> bool:
         """True when ``seq``'s current tokens fit, counting blocks it would share."""
-        hits = self._prefix_hits(seq.tokens)
+        hits = self.prefix_hits(seq.tokens)
         revived = sum(1 for b in hits if self.blocks[b].ref_count == 0)
         return self.blocks_needed(len(seq.tokens)) - len(hits) + revived <= self.num_free
 
@@ -114,7 +114,7 @@ class BlockManager:
             raise ValueError(f"sequence {seq.request_id} already holds blocks")
         if not self.can_allocate(seq):
             raise OutOfBlocks(f"{self.blocks_needed(len(seq.tokens))} blocks needed, {self.num_free} free")
-        hits = self._prefix_hits(seq.tokens)
+        hits = self.prefix_hits(seq.tokens)
         for block_id in hits:
             block = self.blocks[block_id]
             if block.ref_count == 0:
@@ -122,10 +122,8 @@ class BlockManager:
             block.ref_count += 1
             seq.block_table.append(block_id)
         while len(seq.block_table) < self.blocks_needed(len(seq.tokens)):
-            seq.block_table.append(self._take_free().id)
-        cached = min(len(hits) * self.block_size, len(seq.tokens) - 1)
-        self.hit_tokens += cached
-        return cached
+            seq.block_table.append(self.take_free().id)
+        return min(len(hits) * self.block_size, len(seq.tokens) - 1)
 
     def can_grow(self, seq: Sequence, num_tokens: int) -> bool:
         """True when ``seq`` can hold ``num_tokens`` tokens with the free blocks left."""
@@ -136,7 +134,7 @@ class BlockManager:
         if not self.can_grow(seq, num_tokens):
             raise OutOfBlocks(f"sequence {seq.request_id} needs a block, none is free")
         while len(seq.block_table) < self.blocks_needed(num_tokens):
-            seq.block_table.append(self._take_free().id)
+            seq.block_table.append(self.take_free().id)
 
     def commit(self, seq: Sequence) -> None:
         """Register ``seq``'s full, computed blocks for prefix sharing (after a step wrote them)."""

@@ -210,7 +210,7 @@ class LLMEngine:
         return EngineStats(
             running=len(self.scheduler.running), waiting=len(self.scheduler.waiting),
             kv_used_blocks=self.blocks.num_used, kv_total_blocks=self.blocks.num_blocks,
-            preemptions=self.scheduler.preemptions, prefix_hit_tokens=self.blocks.hit_tokens,
+            preemptions=self.scheduler.preemptions, prefix_hit_tokens=self.scheduler.prefix_hit_tokens,
             max_context=self.max_context,
         )
 

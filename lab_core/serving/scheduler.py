@@ -77,6 +77,7 @@ class Scheduler:
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
         self.preemptions = 0
+        self.prefix_hit_tokens = 0
         self._counter = itertools.count()
         self._key = policy_key(self.config.policy)
 
@@ -133,6 +134,7 @@ class Scheduler:
         if not self.blocks.can_allocate(seq):
             return False
         seq.computed = seq.cached_tokens = self.blocks.allocate(seq)
+        self.prefix_hit_tokens += seq.cached_tokens
         self.waiting.remove(seq)
         self.running.append(seq)
         seq.status = Status.RUNNING

@@ -1,0 +1,86 @@
+"""``syslab demo serving``: the gateway and real engine replicas on loopback, OpenAI-compatible.
+
+Default keys (documented in docs/labs/07_llm_serving.md): ``sk-paid-demo`` (alice, org acme,
+paid) and ``sk-free-demo`` (bob, org hobby, free). ``--keys FILE`` replaces them (YAML or JSON).
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+
+from lab_core.llm.config import PRESETS
+from lab_core.serving.async_engine import AsyncEngine
+from lab_core.serving.engine import EngineConfig
+from lab_core.serving.gateway import DEFAULT_KEYS, Router, create_gateway, load_keys
+from lab_core.serving.protocol import AsyncEngineLike
+
+MODES = ("colocated", "disaggregated")
+
+
+def start_replicas(models: Sequence[str], replicas: int, mode: str, config: EngineConfig) -> dict[str, list[AsyncEngineLike]]:
+    """``replicas`` engine replicas of each model, colocated (engine thread) or disaggregated
+    (prefill and decode worker processes)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    pools: dict[str, list[AsyncEngineLike]] = {}
+    for name in models:
+        if name not in PRESETS:
+            raise ValueError(f"unknown model {name!r}; presets: {', '.join(PRESETS)}")
+        cfg = EngineConfig(**{**config.__dict__, "model": name})
+        if mode == "colocated":
+            pools[name] = [AsyncEngine(cfg, model_name=name) for _ in range(replicas)]
+        else:
+            from lab_core.serving.disagg import DisaggregatedEngine  # starts processes: only when asked
+
+            pools[name] = [DisaggregatedEngine(cfg, model_name=name) for _ in range(replicas)]
+    return pools
+
+
+def create_app(models: Sequence[str] = ("tiny",), *, replicas: int = 1, mode: str = "colocated",
+               keys_file: str | None = None, config: EngineConfig | None = None) -> tuple[Starlette, Router]:
+    """The gateway over fresh replicas, and its router (``close_replicas`` stops them)."""
+    keys = load_keys(keys_file) if keys_file else DEFAULT_KEYS
+    router = Router(start_replicas(models, replicas, mode, config or EngineConfig()))
+    return create_gateway(router, keys), router
+
+
+def close_replicas(router: Router) -> None:
+    """Stop every replica's thread or worker processes."""
+    for model in router.models:
+        for replica in router.replicas(model):
+            replica.engine.close()
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``syslab demo serving``."""
+    parser.add_argument("--keys", help="YAML or JSON file of API keys (default: sk-paid-demo and sk-free-demo)")
+    parser.add_argument("--mode", default="colocated", choices=MODES,
+                        help="colocated: one engine per replica; disaggregated: prefill and decode worker processes")
+    parser.add_argument("--model", action="append", choices=sorted(PRESETS),
+                        help="model preset to serve (repeatable; default tiny)")
+    parser.add_argument("--replicas", type=int, default=1, help="replicas per model (default 1)")
+    parser.add_argument("--num-blocks", type=int, default=1024, help="KV-cache blocks per replica (default 1024)")
+    parser.add_argument("--block-size", type=int, default=16, help="tokens per KV block (default 16)")
+    parser.add_argument("--token-budget", type=int, default=256, help="tokens per engine step (default 256)")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Start replicas and serve the gateway with uvicorn until interrupted."""
+    import uvicorn
+
+    if args.replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {args.replicas}")
+    config = EngineConfig(num_blocks=args.num_blocks, block_size=args.block_size, token_budget=args.token_budget)
+    app, router = create_app(args.model or ["tiny"], replicas=args.replicas, mode=args.mode, keys_file=args.keys,
+                             config=config)
+    base = f"http://{args.host}:{args.port}"
+    print(f"LLM serving demo ({args.mode}) on {base}/  models: {', '.join(router.models)}")
+    print(f"""  try: curl -sN {base}/v1/completions -H 'Authorization: Bearer sk-paid-demo' """
+          f"""-d '{{"model": "{router.models[0]}", "prompt": "Hello", "max_tokens": 16, "stream": true}}'""")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        close_replicas(router)
+    return 0

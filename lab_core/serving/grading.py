@@ -1,0 +1,330 @@
+"""Graders for Lab 07's notebook, so that its test cells stay one line long.
+
+* :func:`compare_block_manager` -- the student's ``BlockManager`` subclass against the reference
+  on generated scripts of allocate / grow / commit / free: the same block tables, returned cached
+  counts, reference counts and free-list order (which is the LRU eviction order).
+* :func:`check_blocks_in_engine` -- the engine run on the student's block manager: the same tokens
+  as the reference, prefix hits, and every block back on the free list after finishes and aborts.
+* :func:`compare_scheduler` -- the student's ``Scheduler`` subclass against the reference, step by
+  step on generated request mixes (no model: a step advances what it planned): the same plans
+  and preemptions under every budget, block count, chunking and policy.
+* :func:`check_scheduler_in_engine` -- the engine on the student's scheduler gives the reference
+  engine's tokens.
+* :func:`compare_admission` -- ``admit`` / ``settle`` against the reference arithmetic on generated
+  request streams with a manual clock: the same decisions and the same tokens left.
+* :func:`check_roofline` / :func:`check_fleet_choice` -- analysis answers, recomputed at grade time.
+
+Every check raises ``AssertionError`` with a readable counterexample; a ``NotImplementedError``
+from a blank exercise is let through unchanged. Hypothesis runs derandomized.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lab_core.llm.model import Transformer, build_model
+from lab_core.ratelimit.memory import TokenBucket
+from lab_core.serving.blocks import BlockManager
+from lab_core.serving.engine import EngineConfig, LLMEngine
+from lab_core.serving.protocol import FREE, PAID, SamplingParams
+from lab_core.serving.scheduler import Scheduler, SchedulerConfig
+from lab_core.serving.sequence import Sequence, Status
+from lab_core.sim.clock import ManualClock
+
+__all__ = [
+    "check_blocks_in_engine",
+    "check_scheduler_in_engine",
+    "compare_admission",
+    "compare_block_manager",
+    "compare_scheduler",
+    "reference_admit",
+    "reference_settle",
+]
+
+
+@lru_cache(maxsize=1)
+def _model() -> Transformer:
+    return build_model("tiny")
+
+
+def _seq(name: str, tokens: list[int], max_tokens: int = 4, priority: int = FREE, arrival: float = 0.0) -> Sequence:
+    return Sequence(name, list(tokens), SamplingParams(max_tokens=max_tokens, ignore_eos=True), priority, arrival)
+
+
+# --- exercise 1: the block manager --------------------------------------------------------------
+
+
+def _state(bm: BlockManager) -> dict[str, Any]:
+    return {"ref counts": [b.ref_count for b in bm.blocks], "free list (LRU first)": list(bm.free)}
+
+
+_PREFIXES = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 9, 9], [7, 7, 7, 7, 7, 7]]
+
+
+@st.composite
+def _block_scripts(draw: st.DrawFn) -> tuple[int, int, list[tuple[str, int, list[int]]]]:
+    block_size = draw(st.sampled_from([1, 2, 3]))
+    num_blocks = draw(st.integers(3, 14))
+    script = []
+    for _ in range(draw(st.integers(1, 25))):
+        op = draw(st.sampled_from(["new", "new", "grow", "free"]))
+        prefix = draw(st.sampled_from(_PREFIXES))
+        tail = draw(st.lists(st.integers(0, 3), max_size=5))
+        script.append((op, draw(st.integers(0, 4)), prefix[: draw(st.integers(1, 6))] + tail))
+    return num_blocks, block_size, script
+
+
+def _run_blocks(cls: type, num_blocks: int, block_size: int, script: list) -> list[tuple[str, Any]]:
+    bm = cls(num_blocks, block_size)
+    live: dict[int, Sequence] = {}
+    log: list[tuple[str, Any]] = []
+    for op, key, tokens in script:
+        seq = live.get(key)
+        if op == "new" and seq is None:
+            seq = _seq(str(key), tokens)
+            if bm.can_allocate(seq):
+                cached = bm.allocate(seq)
+                seq.computed = len(seq.tokens)
+                bm.commit(seq)
+                live[key] = seq
+                log.append((f"allocate({tokens}) returned", cached))
+                log.append((f"block table of {tokens}", list(seq.block_table)))
+        elif op == "grow" and seq is not None:
+            seq.tokens.append(tokens[0])
+            if bm.can_grow(seq, len(seq.tokens)):
+                bm.grow(seq, len(seq.tokens))
+                seq.computed = len(seq.tokens)
+                bm.commit(seq)
+            else:
+                seq.tokens.pop()
+        elif op == "free" and seq is not None:
+            bm.free_sequence(live.pop(key))
+            log.append((f"block table after free_sequence({seq.tokens})", list(seq.block_table)))
+        log.append((f"after {op} {tokens}", _state(bm)))
+    return log
+
+
+def _compare_block_case(cls: type, num_blocks: int, block_size: int, script: list) -> None:
+    want = _run_blocks(BlockManager, num_blocks, block_size, script)
+    got = _run_blocks(cls, num_blocks, block_size, script)
+    for (what, w), (_, g) in zip(want, got):
+        assert g == w, (f"num_blocks={num_blocks}, block_size={block_size}: {what}\n"
+                        f"  expected: {w}\n  yours:    {g}\n  script (op, sequence, tokens): {script}")
+    assert len(got) == len(want), "your manager refused or accepted a different set of allocations"
+
+
+def compare_block_manager(cls: type, max_examples: int = 120) -> None:
+    """``cls`` behaves as ``BlockManager`` on hand-made and generated operation scripts."""
+    explicit = [
+        (8, 2, [("new", 0, [1, 2, 3, 4, 5]), ("new", 1, [1, 2, 3, 4, 9]), ("free", 0, [0]), ("free", 1, [0])]),
+        (4, 2, [("new", 0, [1, 2, 3, 4]), ("free", 0, [0]), ("new", 1, [1, 2, 3, 4, 5])]),
+        (4, 2, [("new", 0, [1, 2, 3, 4]), ("free", 0, [0]), ("new", 1, [9, 9]), ("new", 2, [8, 8]),
+                ("new", 3, [1, 2, 3])]),
+        (6, 3, [("new", 0, [1, 2, 3, 4, 5, 6]), ("new", 1, [1, 2, 3, 4, 5, 6])]),
+    ]
+    for case in explicit:
+        _compare_block_case(cls, *case)
+
+    @hypothesis_settings(max_examples)
+    @given(_block_scripts())
+    def test(case: tuple[int, int, list]) -> None:
+        _compare_block_case(cls, *case)
+
+    run_property(test)
+
+
+def check_blocks_in_engine(cls: type) -> None:
+    """The engine on ``cls``: reference tokens, shared prefixes counted, no block leaked by
+    finishing, aborting mid-prefill or aborting mid-decode."""
+    prompts = ["Shared system prompt for every user of the course. Q%d" % i for i in range(6)]
+    params = SamplingParams(max_tokens=10, ignore_eos=True)
+    config = EngineConfig(num_blocks=64, block_size=4, token_budget=24)
+    ref = LLMEngine(config, model=_model())
+    want = [c.token_ids for c in ref.generate(prompts, params)]
+    eng = LLMEngine(config, model=_model())
+    eng.blocks = eng.scheduler.blocks = cls(config.num_blocks, config.block_size)
+    got = eng.generate(prompts, params)
+    assert [c.token_ids for c in got] == want, "the engine on your block manager generated different tokens"
+    assert sum(c.cached_tokens for c in got) > 0, "no prompt found the shared prefix of the ones before it"
+    assert eng.blocks.num_free == config.num_blocks, (
+        f"every request finished, yet {config.num_blocks - eng.blocks.num_free} blocks are not free")
+    for steps in (1, 4, 9):
+        ids = [eng.add_request(p, SamplingParams(max_tokens=50, ignore_eos=True)) for p in prompts[:4]]
+        for _ in range(steps):
+            eng.step()
+        for rid in ids:
+            eng.abort(rid)
+        leaked = config.num_blocks - eng.blocks.num_free
+        assert leaked == 0, f"aborting 4 requests after {steps} step(s) left {leaked} blocks unfreed (leak)"
+
+
+# --- exercise 2: one continuous-batching step ---------------------------------------------------
+
+
+@st.composite
+def _sched_cases(draw: st.DrawFn) -> tuple[SchedulerConfig, int, int, list[tuple[int, int, int, float]]]:
+    config = SchedulerConfig(
+        token_budget=draw(st.sampled_from([1, 2, 3, 8, 16, 40])),
+        max_seqs=draw(st.integers(1, 6)),
+        chunked_prefill=draw(st.booleans()),
+        policy=draw(st.sampled_from(["fcfs", "priority"])),
+    )
+    block_size = draw(st.sampled_from([2, 4]))
+    requests = [(draw(st.integers(1, 30)), draw(st.integers(1, 12)), draw(st.sampled_from([PAID, FREE])),
+                 float(draw(st.integers(0, 6)))) for _ in range(draw(st.integers(1, 7)))]
+    need = max(-(-(p + m) // block_size) for p, m, _, _ in requests)
+    return config, block_size, draw(st.integers(need, need + 12)), requests
+
+
+def _run_scheduler(cls: type, config: SchedulerConfig, block_size: int, num_blocks: int,
+                   requests: list[tuple[int, int, int, float]]) -> list[Any]:
+    sched = cls(BlockManager(num_blocks, block_size), config)
+    pending = sorted(enumerate(requests), key=lambda r: r[1][3])
+    trace: list[Any] = []
+    for step in range(400):
+        while pending and pending[0][1][3] <= step:
+            i, (prompt, max_tokens, priority, arrival) = pending.pop(0)
+            sched.add(_seq(f"r{i}", [(i * 7 + j) % 50 for j in range(prompt)], max_tokens, priority, arrival))
+        if not sched.has_work() and not pending:
+            return trace
+        plan = sched.schedule()
+        trace.append((step, [(s.request_id, n) for s, n in plan.work], [s.request_id for s in plan.preempted]))
+        for seq, n in plan.work:
+            seq.computed += n
+            if seq.computed == len(seq.tokens):
+                seq.tokens.append(0)
+                if len(seq.output) >= seq.params.max_tokens:
+                    sched.remove(seq)
+    raise AssertionError("requests still unfinished after 400 steps: the scheduler stalls")
+
+
+def _compare_sched_case(cls: type, config: SchedulerConfig, block_size: int, num_blocks: int, requests: list) -> None:
+    want = _run_scheduler(Scheduler, config, block_size, num_blocks, requests)
+    got = _run_scheduler(cls, config, block_size, num_blocks, requests)
+    for w, g in zip(want, got):
+        assert g == w, (
+            f"{config}, block_size={block_size}, num_blocks={num_blocks}\n"
+            f"  requests (prompt tokens, max_tokens, priority 0=paid 1=free, arrival step): {requests}\n"
+            f"  step {w[0]}: expected work (id, tokens) {w[1]}, preempted {w[2]}\n"
+            f"  step {g[0]}: yours             {g[1]}, preempted {g[2]}")
+    assert len(got) == len(want), f"the reference finished in {len(want)} steps, yours in {len(got)}"
+
+
+def compare_scheduler(cls: type, max_examples: int = 120) -> None:
+    """``cls`` plans every step as ``Scheduler`` does, on hand-made and generated request mixes."""
+    explicit = [
+        (SchedulerConfig(token_budget=8, max_seqs=4), 4, 40, [(20, 3, FREE, 0.0), (3, 6, FREE, 0.0), (5, 2, FREE, 1.0)]),
+        (SchedulerConfig(token_budget=8, max_seqs=4, chunked_prefill=False), 4, 40,
+         [(20, 3, FREE, 0.0), (3, 6, FREE, 0.0), (5, 2, FREE, 2.0)]),
+        (SchedulerConfig(token_budget=16, max_seqs=1, policy="priority"), 4, 40, [(4, 2, FREE, 0.0), (4, 2, PAID, 0.0)]),
+        (SchedulerConfig(token_budget=16, max_seqs=4, policy="priority"), 2, 9,
+         [(6, 8, FREE, 0.0), (6, 8, PAID, 0.0)]),
+    ]
+    for case in explicit:
+        _compare_sched_case(cls, *case)
+
+    @hypothesis_settings(max_examples)
+    @given(_sched_cases())
+    def test(case: tuple) -> None:
+        _compare_sched_case(cls, *case)
+
+    run_property(test)
+
+
+def check_scheduler_in_engine(cls: type) -> None:
+    """The engine on ``cls`` generates what the reference engine does, under preemption."""
+    prompts = [f"request {i} " * (i + 2) for i in range(6)]
+    params = SamplingParams(max_tokens=16, ignore_eos=True)
+    config = EngineConfig(num_blocks=40, block_size=4, token_budget=20, max_seqs=4, policy="priority")
+    ref = LLMEngine(config, model=_model())
+    want = [c.token_ids for c in ref.generate(prompts, params)]
+    eng = LLMEngine(config, model=_model())
+    eng.scheduler = cls(eng.blocks, config.scheduler_config())
+    got = eng.generate(prompts, params)
+    assert [c.token_ids for c in got] == want, "the engine on your scheduler generated different tokens"
+    assert ref.scheduler.preemptions > 0 and eng.blocks.num_free == config.num_blocks
+
+
+# --- exercise 3: tokens/min with reservation and refund -----------------------------------------
+
+
+def reference_admit(requests: TokenBucket, tokens: TokenBucket, user: str, prompt_tokens: int, max_tokens: int) -> bool:
+    """One request and ``prompt_tokens + max_tokens`` tokens, both or neither."""
+    if not requests.acquire(user, 1).allowed:
+        return False
+    if not tokens.acquire(user, prompt_tokens + max_tokens).allowed:
+        requests.refund(user, 1)
+        return False
+    return True
+
+
+def reference_settle(tokens: TokenBucket, user: str, max_tokens: int, used_tokens: int) -> None:
+    """Give back the output tokens reserved and not generated."""
+    tokens.refund(user, max(0, max_tokens - used_tokens))
+
+
+def _left(bucket: TokenBucket, user: str) -> float:
+    # A request of cost 1 that is then refunded reads the level without changing it.
+    d = bucket.acquire(user, 1)
+    if d.allowed:
+        bucket.refund(user, 1)
+        return d.remaining + 1
+    return d.remaining
+
+
+@st.composite
+def _admission_cases(draw: st.DrawFn) -> list[tuple[float, str, int, int, int]]:
+    events, t = [], 0.0
+    for _ in range(draw(st.integers(1, 30))):
+        t += draw(st.sampled_from([0.0, 0.5, 3.0, 20.0]))
+        max_tokens = draw(st.integers(1, 400))
+        events.append((t, draw(st.sampled_from(["ann", "ben"])), draw(st.integers(1, 300)), max_tokens,
+                       draw(st.integers(0, max_tokens))))
+    return events
+
+
+def _run_admission(admit: Callable, settle: Callable, events: list) -> list[Any]:
+    clock = ManualClock()
+    requests = TokenBucket(5, 60, clock=clock)
+    tokens = TokenBucket(2000, 60, clock=clock)
+    out = []
+    for t, user, prompt, max_tokens, used in events:
+        clock.set(t)
+        ok = admit(requests, tokens, user, prompt, max_tokens)
+        if ok:
+            settle(tokens, user, max_tokens, used)
+        out.append((t, user, prompt, max_tokens, used, bool(ok), round(_left(requests, user), 6),
+                    round(_left(tokens, user), 6)))
+    return out
+
+
+def compare_admission(admit: Callable, settle: Callable, max_examples: int = 120) -> None:
+    """``admit``/``settle`` make the same decisions and leave the same tokens as the reference,
+    with 5 requests/min and 2,000 tokens/min per user."""
+
+    def case(events: list) -> None:
+        want = _run_admission(reference_admit, reference_settle, events)
+        got = _run_admission(admit, settle, events)
+        for w, g in zip(want, got):
+            assert g == w, (
+                "limits: 5 requests/min and 2,000 tokens/min per user; events (time s, user, prompt, max_tokens, used):\n"
+                f"  {events}\n  at t={w[0]} {w[1]} prompt={w[2]} max_tokens={w[3]} used={w[4]}:\n"
+                f"  expected admitted={w[5]}, requests left={w[6]}, tokens left={w[7]}\n"
+                f"  yours    admitted={g[5]}, requests left={g[6]}, tokens left={g[7]}")
+
+    case([(0.0, "ann", 100, 1500, 10), (0.0, "ann", 100, 1500, 10)])
+    case([(0.0, "ann", 10, 10, 5)] * 6 + [(1.0, "ann", 10, 1990, 0)])
+
+    @hypothesis_settings(max_examples)
+    @given(_admission_cases())
+    def test(events: list) -> None:
+        case(events)
+
+    run_property(test)
