@@ -12,6 +12,7 @@ c.CourseDirectory.db_assignments = [
     {"name": "01_rate_limiter"},
     {"name": "03_feed"},
     {"name": "06_rag"},
+    {"name": "07_llm_serving"},
     {"name": "09_gpu_scheduler"},
 ]
 c.Exchange.assignment_dir = "."

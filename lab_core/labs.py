@@ -55,6 +55,7 @@ LABS: dict[str, Lab] = {
         Lab("ratelimit", "01_rate_limiter", "rate_limiter.ipynb", "Rate limiter"),
         Lab("feed", "03_feed", "feed.ipynb", "News feed"),
         Lab("rag", "06_rag", "rag.ipynb", "RAG: retrieval and grounded answers"),
+        Lab("serving", "07_llm_serving", "llm_serving.ipynb", "LLM inference serving"),
         Lab("cluster", "09_gpu_scheduler", "gpu_scheduler.ipynb", "GPU cluster scheduler"),
     )
 }

@@ -11,13 +11,13 @@ gateway), ``BlockManager`` and ``Scheduler`` (the parts the notebook rebuilds),
 """
 from lab_core.serving.async_engine import AsyncEngine
 from lab_core.serving.baseline import generate_sequential, generate_static
-from lab_core.serving.blocks import BlockManager, OutOfBlocks
+from lab_core.serving.blocks import BlockAllocator, BlockManager, OutOfBlocks
 from lab_core.serving.engine import Completion, EngineConfig, LLMEngine, StepRecord
 from lab_core.serving.protocol import FREE, PAID, EngineError, EngineStats, SamplingParams, TokenEvent
-from lab_core.serving.scheduler import Scheduler, SchedulerConfig, StepPlan
+from lab_core.serving.scheduler import Scheduler, SchedulerBase, SchedulerConfig, StepPlan
 
 __all__ = [
-    "FREE", "PAID", "AsyncEngine", "BlockManager", "Completion", "EngineConfig", "EngineError", "EngineStats",
-    "LLMEngine", "OutOfBlocks", "SamplingParams", "Scheduler", "SchedulerConfig", "StepPlan", "StepRecord",
+    "FREE", "PAID", "AsyncEngine", "BlockAllocator", "BlockManager", "Completion", "EngineConfig", "EngineError", "EngineStats",
+    "LLMEngine", "OutOfBlocks", "SamplingParams", "Scheduler", "SchedulerBase", "SchedulerConfig", "StepPlan", "StepRecord",
     "TokenEvent", "generate_sequential", "generate_static",
 ]

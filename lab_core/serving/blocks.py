@@ -38,9 +38,10 @@ class OutOfBlocks(RuntimeError):
     """No free block is left; the scheduler preempts a sequence and tries again."""
 
 
-class BlockManager:
-    """Allocates blocks to sequences. ``prefix_caching=False`` turns sharing off (every sequence
-    gets fresh blocks) so its effect can be measured."""
+class BlockAllocator:
+    """Everything a block manager needs except ``allocate`` and ``free_sequence`` (the notebook's
+    exercise subclasses this). ``prefix_caching=False`` turns sharing off (every sequence gets
+    fresh blocks) so its effect can be measured."""
 
     def __init__(self, num_blocks: int, block_size: int, *, prefix_caching: bool = True) -> None:
         if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
@@ -107,23 +108,8 @@ class BlockManager:
         return self.blocks_needed(len(seq.tokens)) - len(hits) + revived <= self.num_free
 
     def allocate(self, seq: Sequence) -> int:
-        """Give ``seq`` blocks for all its tokens, sharing cached prefix blocks; returns the number
-        of tokens whose KV is already there (always leaving at least one token to compute, whose
-        logits give the next token)."""
-        if seq.block_table:
-            raise ValueError(f"sequence {seq.request_id} already holds blocks")
-        if not self.can_allocate(seq):
-            raise OutOfBlocks(f"{self.blocks_needed(len(seq.tokens))} blocks needed, {self.num_free} free")
-        hits = self.prefix_hits(seq.tokens)
-        for block_id in hits:
-            block = self.blocks[block_id]
-            if block.ref_count == 0:
-                del self.free[block_id]
-            block.ref_count += 1
-            seq.block_table.append(block_id)
-        while len(seq.block_table) < self.blocks_needed(len(seq.tokens)):
-            seq.block_table.append(self.take_free().id)
-        return min(len(hits) * self.block_size, len(seq.tokens) - 1)
+        """Give ``seq`` blocks for all its tokens; returns the tokens already computed."""
+        raise NotImplementedError
 
     def can_grow(self, seq: Sequence, num_tokens: int) -> bool:
         """True when ``seq`` can hold ``num_tokens`` tokens with the free blocks left."""
@@ -152,6 +138,41 @@ class BlockManager:
                 self.cached.setdefault(prev, block_id)
 
     def free_sequence(self, seq: Sequence) -> None:
+        """Drop ``seq``'s references to its blocks and clear its table."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise AssertionError unless the free list is exactly the blocks with no references."""
+        unreferenced = {b.id for b in self.blocks if b.ref_count == 0}
+        assert unreferenced == set(self.free), "free list and reference counts disagree"
+        assert all(b.ref_count >= 0 for b in self.blocks), "negative reference count"
+        for h, block_id in self.cached.items():
+            assert self.blocks[block_id].hash == h, f"cached hash points at block {block_id} holding another"
+
+
+class BlockManager(BlockAllocator):
+    """The reference block manager: prefix sharing on allocation, LRU order on free."""
+
+    def allocate(self, seq: Sequence) -> int:
+        """Give ``seq`` blocks for all its tokens, sharing cached prefix blocks; returns the number
+        of tokens whose KV is already there (always leaving at least one token to compute, whose
+        logits give the next token)."""
+        if seq.block_table:
+            raise ValueError(f"sequence {seq.request_id} already holds blocks")
+        if not self.can_allocate(seq):
+            raise OutOfBlocks(f"{self.blocks_needed(len(seq.tokens))} blocks needed, {self.num_free} free")
+        hits = self.prefix_hits(seq.tokens)
+        for block_id in hits:
+            block = self.blocks[block_id]
+            if block.ref_count == 0:
+                del self.free[block_id]
+            block.ref_count += 1
+            seq.block_table.append(block_id)
+        while len(seq.block_table) < self.blocks_needed(len(seq.tokens)):
+            seq.block_table.append(self.take_free().id)
+        return min(len(hits) * self.block_size, len(seq.tokens) - 1)
+
+    def free_sequence(self, seq: Sequence) -> None:
         """Drop ``seq``'s references; blocks nobody uses go to the free list, last block first so
         the end of a sequence is evicted before its shareable beginning."""
         for block_id in reversed(seq.block_table):
@@ -162,11 +183,3 @@ class BlockManager:
             if block.ref_count == 0:
                 self.free[block_id] = None
         seq.block_table.clear()
-
-    def check(self) -> None:
-        """Raise AssertionError unless the free list is exactly the blocks with no references."""
-        unreferenced = {b.id for b in self.blocks if b.ref_count == 0}
-        assert unreferenced == set(self.free), "free list and reference counts disagree"
-        assert all(b.ref_count >= 0 for b in self.blocks), "negative reference count"
-        for h, block_id in self.cached.items():
-            assert self.blocks[block_id].hash == h, f"cached hash points at block {block_id} holding another"

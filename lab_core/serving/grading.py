@@ -12,7 +12,8 @@
   engine's tokens.
 * :func:`compare_admission` -- ``admit`` / ``settle`` against the reference arithmetic on generated
   request streams with a manual clock: the same decisions and the same tokens left.
-* :func:`check_roofline` / :func:`check_fleet_choice` -- analysis answers, recomputed at grade time.
+* :func:`check_fleet_answer` -- the student's fleet meets the SLA in the simulator and is within
+  one GPU of the capacity planner's smallest.
 
 Every check raises ``AssertionError`` with a readable counterexample; a ``NotImplementedError``
 from a blank exercise is let through unchanged. Hypothesis runs derandomized.
@@ -26,6 +27,7 @@ from typing import Any
 
 from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,6 +35,7 @@ from lab_core.llm.model import Transformer, build_model
 from lab_core.ratelimit.memory import TokenBucket
 from lab_core.serving.blocks import BlockManager
 from lab_core.serving.engine import EngineConfig, LLMEngine
+from lab_core.serving.fleet import FleetConfig, Workload, plan_capacity, simulate
 from lab_core.serving.protocol import FREE, PAID, SamplingParams
 from lab_core.serving.scheduler import Scheduler, SchedulerConfig
 from lab_core.serving.sequence import Sequence, Status
@@ -40,6 +43,7 @@ from lab_core.sim.clock import ManualClock
 
 __all__ = [
     "check_blocks_in_engine",
+    "check_fleet_answer",
     "check_scheduler_in_engine",
     "compare_admission",
     "compare_block_manager",
@@ -328,3 +332,22 @@ def compare_admission(admit: Callable, settle: Callable, max_examples: int = 120
         case(events)
 
     run_property(test)
+
+
+# --- exercise 5: a fleet sized to the SLA -------------------------------------------------------
+
+
+def check_fleet_answer(answer: Any, workload: Workload, *, target: float = 0.95) -> None:
+    """``answer = (prefill_gpus, decode_gpus)`` meets ``target`` goodput for 8B on H100 SXM and
+    is within one GPU of the capacity planner's smallest fleet."""
+    ok = isinstance(answer, tuple) and len(answer) == 2 and all(isinstance(x, (int, np.integer)) for x in answer)
+    assert ok, f"fleet_answer must be (prefill_gpus, decode_gpus), two integers; got {answer!r}"
+    prefill, decode = (int(x) for x in answer)
+    result = simulate(FleetConfig(model="8B", gpu="H100-SXM", prefill_gpus=prefill, decode_gpus=decode), workload)
+    assert result.goodput_fraction >= target, (
+        f"{prefill} prefill + {decode} decode GPUs: goodput {result.goodput_fraction:.1%} is below {target:.0%} "
+        f"(TTFT p99 {result.summary['ttft_p99'] * 1e3:.0f} ms, TPOT p99 {result.summary['tpot_p99'] * 1e3:.1f} ms)")
+    plan = plan_capacity("8B", "H100-SXM", workload, max_gpus=64, target_goodput_fraction=target)
+    assert plan.total_gpus is not None and prefill + decode <= plan.total_gpus + 1, (
+        f"{prefill + decode} GPUs meet the SLA, but {plan.total_gpus} do "
+        f"({plan.config.prefill_gpus} prefill + {plan.config.decode_gpus} decode): over-provisioned")

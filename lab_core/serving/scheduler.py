@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lab_core.serving.blocks import BlockManager
+from lab_core.serving.blocks import BlockAllocator
 from lab_core.serving.sequence import Sequence, Status
 
 POLICIES = ("fcfs", "priority")
@@ -69,10 +69,11 @@ def policy_key(policy: str) -> Callable[[Sequence], tuple]:
     return lambda s: (s.arrival, s.order)
 
 
-class Scheduler:
-    """Owns the waiting and running lists and the block manager's use."""
+class SchedulerBase:
+    """Owns the waiting and running lists and the block manager's use; ``schedule`` (one step's
+    plan) is left to subclasses (the notebook's exercise subclasses this)."""
 
-    def __init__(self, blocks: BlockManager, config: SchedulerConfig | None = None) -> None:
+    def __init__(self, blocks: BlockAllocator, config: SchedulerConfig | None = None) -> None:
         self.blocks, self.config = blocks, config or SchedulerConfig()
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
@@ -139,6 +140,14 @@ class Scheduler:
         self.running.append(seq)
         seq.status = Status.RUNNING
         return True
+
+    def schedule(self) -> StepPlan:
+        """Plan the next step."""
+        raise NotImplementedError
+
+
+class Scheduler(SchedulerBase):
+    """The reference scheduler."""
 
     def schedule(self) -> StepPlan:
         """Plan the next step: running sequences first (decodes cost one token), then new ones."""
