@@ -19,9 +19,9 @@ from lab_core.llm.config import ModelConfig, get_config
 from lab_core.llm.model import Transformer, build_model
 from lab_core.llm.tokenizer import EOS, ByteTokenizer
 from lab_core.serving.attention import PagedAttend, PagedKVCache, SeqSlice
-from lab_core.serving.blocks import BlockManager
+from lab_core.serving.blocks import BlockAllocator, BlockManager
 from lab_core.serving.protocol import FREE, EngineStats, SamplingParams, TokenEvent
-from lab_core.serving.scheduler import Scheduler, SchedulerConfig, StepPlan
+from lab_core.serving.scheduler import Scheduler, SchedulerBase, SchedulerConfig, StepPlan
 from lab_core.serving.sequence import Sequence, Status
 
 
@@ -100,7 +100,10 @@ class LLMEngine:
     """One replica: ``add_request`` then ``step`` until ``has_work`` is False, or ``generate``."""
 
     def __init__(self, config: EngineConfig | None = None, *, model: Transformer | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, block_manager: type[BlockAllocator] = BlockManager,
+                 scheduler: type[SchedulerBase] = Scheduler) -> None:
+        """``block_manager`` and ``scheduler`` are the classes the engine instantiates (the
+        notebook's and the dashboard's seam for the student's own)."""
         self.config = config or EngineConfig()
         cfg: ModelConfig = model.cfg if model is not None else get_config(self.config.model)
         dtype = torch.bfloat16 if self.config.device.startswith("cuda") else torch.float32
@@ -109,11 +112,11 @@ class LLMEngine:
         self.model_config = cfg
         self.device = torch.device(self.config.device)
         self.tokenizer = ByteTokenizer()
-        self.blocks = BlockManager(self.config.num_blocks, self.config.block_size,
-                                   prefix_caching=self.config.prefix_caching)
+        self.blocks = block_manager(self.config.num_blocks, self.config.block_size,
+                                    prefix_caching=self.config.prefix_caching)
         self.cache = PagedKVCache(cfg, self.config.num_blocks, self.config.block_size,
                                   device=self.device, dtype=next(self.model.parameters()).dtype)
-        self.scheduler = Scheduler(self.blocks, self.config.scheduler_config())
+        self.scheduler = scheduler(self.blocks, self.config.scheduler_config())
         self.clock = clock
         self.sequences: dict[str, Sequence] = {}
         self.step_log: list[StepRecord] = []

@@ -159,8 +159,7 @@ def check_blocks_in_engine(cls: type) -> None:
     config = EngineConfig(num_blocks=64, block_size=4, token_budget=24)
     ref = LLMEngine(config, model=_model())
     want = [c.token_ids for c in ref.generate(prompts, params)]
-    eng = LLMEngine(config, model=_model())
-    eng.blocks = eng.scheduler.blocks = cls(config.num_blocks, config.block_size)
+    eng = LLMEngine(config, model=_model(), block_manager=cls)
     try:
         got = eng.generate(prompts, params)
     except OutOfBlocks as exc:
@@ -264,8 +263,7 @@ def check_scheduler_in_engine(cls: type) -> None:
     config = EngineConfig(num_blocks=40, block_size=4, token_budget=20, max_seqs=4, policy="priority")
     ref = LLMEngine(config, model=_model())
     want = [c.token_ids for c in ref.generate(prompts, params)]
-    eng = LLMEngine(config, model=_model())
-    eng.scheduler = cls(eng.blocks, config.scheduler_config())
+    eng = LLMEngine(config, model=_model(), scheduler=cls)
     got = eng.generate(prompts, params)
     assert [c.token_ids for c in got] == want, "the engine on your scheduler generated different tokens"
     assert ref.scheduler.preemptions > 0 and eng.blocks.num_free == config.num_blocks

@@ -1,0 +1,210 @@
+"""Hardware and model specs, and the step-time model the fleet simulator charges per engine step.
+
+A :class:`StepTimeModel` is six coefficients: either derived from a GPU's roofline
+(:func:`roofline_step_model`) or fitted to steps measured on the real engine (:func:`fit_step_model`),
+which is how "this CPU" enters the simulator.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+Num = float | np.ndarray
+
+STEP_OVERHEAD_S = 2e-3
+"""Assumed fixed cost of one engine step (kernel launches, scheduling, sampling) on a GPU."""
+
+
+@dataclass(frozen=True)
+class GPU:
+    """One accelerator. ``mfu`` and ``bw_efficiency`` are assumptions: the fraction of peak FLOP/s a
+    prefill reaches (~0.5) and of peak bandwidth a decode reaches (~0.8)."""
+
+    name: str
+    peak_flops: float  # bf16 dense FLOP/s
+    mem_bandwidth: float  # bytes/s
+    memory: float  # bytes
+    mfu: float = 0.5
+    bw_efficiency: float = 0.8
+
+
+GPUS: dict[str, GPU] = {
+    "H100-SXM": GPU("H100-SXM", peak_flops=989e12, mem_bandwidth=3.35e12, memory=80e9),
+    "A100-SXM": GPU("A100-SXM", peak_flops=312e12, mem_bandwidth=2.039e12, memory=80e9),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only transformer, as far as serving cost is concerned."""
+
+    name: str
+    params: float
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    bytes_per_param: int = 2  # bf16
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of K and V one token keeps in the cache across all layers."""
+        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * self.bytes_per_param
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes of the weights (read once per decode step)."""
+        return self.params * self.bytes_per_param
+
+    @property
+    def d_model(self) -> int:
+        """Hidden size (query heads times head size)."""
+        return self.n_heads * self.head_dim
+
+
+MODELS: dict[str, ModelSpec] = {
+    "8B": ModelSpec("Llama-3-8B", 8.03e9, n_layers=32, n_heads=32, n_kv_heads=8, head_dim=128),
+    "70B": ModelSpec("Llama-3-70B", 70.6e9, n_layers=80, n_heads=64, n_kv_heads=8, head_dim=128),
+}
+
+
+@dataclass(frozen=True)
+class StepTimeModel:
+    """Seconds per engine step: ``prefill_time(t) = a + b*t + c*t**2`` for ``t`` prompt tokens and
+    ``decode_time(S, B) = a + b*S + c*B`` for ``B`` sequences holding ``S`` context tokens in all."""
+
+    prefill_a: float
+    prefill_b: float
+    prefill_c: float
+    decode_a: float
+    decode_b: float
+    decode_c: float
+
+    def __post_init__(self) -> None:
+        for name in ("prefill_a", "prefill_b", "prefill_c", "decode_a", "decode_b", "decode_c"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+
+    def prefill_time(self, tokens: Num) -> Num:
+        """Seconds to prefill ``tokens`` prompt tokens in one step."""
+        return self.prefill_a + self.prefill_b * tokens + self.prefill_c * tokens * tokens
+
+    def decode_time(self, sum_context: Num, batch: Num) -> Num:
+        """Seconds for one decode step of ``batch`` sequences with ``sum_context`` cached tokens."""
+        return self.decode_a + self.decode_b * sum_context + self.decode_c * batch
+
+    def mixed_step_time(self, prefill_tokens: Num, decode_batch: Num, sum_context: Num) -> Num:
+        """Seconds for a step that prefills ``prefill_tokens`` and decodes ``decode_batch`` sequences.
+
+        Both parts run in the same forward pass, so one fixed overhead ``min(prefill_a, decode_a)``
+        is paid once, not twice; a step with only one part costs exactly that part.
+        """
+        # Plain comparisons and inlined terms keep Python scalars fast: this is the simulator's hot loop.
+        has_p = prefill_tokens > 0
+        has_d = decode_batch > 0
+        pa, da = self.prefill_a, self.decode_a
+        return (
+            has_p * (pa + self.prefill_b * prefill_tokens + self.prefill_c * prefill_tokens * prefill_tokens)
+            + has_d * (da + self.decode_b * sum_context + self.decode_c * decode_batch)
+            - (has_p & has_d) * min(pa, da)
+        )
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def roofline_step_model(
+    gpu: GPU, model: ModelSpec, tp: int = 1, *, overhead: float = STEP_OVERHEAD_S
+) -> StepTimeModel:
+    """A step-time model from first principles: prefill compute-bound, decode memory-bound.
+
+    Prefill: ``2*params`` FLOPs per token plus attention ``4*n_layers*d_model*t**2`` (QK^T and AV,
+    2 FLOPs per multiply-add, causal savings ignored) at ``peak*mfu*tp``. Decode: every step reads all
+    weights (``a``) and each sequence's KV (``b`` per context token) at ``bandwidth*efficiency*tp``,
+    plus ``2*params`` FLOPs per sequence (``c``). Both add ``overhead`` seconds per step.
+    """
+    tp = _positive_int("tp", tp)
+    flops = gpu.peak_flops * gpu.mfu * tp
+    bandwidth = gpu.mem_bandwidth * gpu.bw_efficiency * tp
+    return StepTimeModel(
+        prefill_a=overhead,
+        prefill_b=2 * model.params / flops,
+        prefill_c=4 * model.n_layers * model.d_model / flops,
+        decode_a=overhead + model.weight_bytes / bandwidth,
+        decode_b=model.kv_bytes_per_token / bandwidth,
+        decode_c=2 * model.params / flops,
+    )
+
+
+def _nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    # Clipping a plain least-squares answer can leave the others biased; refitting without the
+    # clipped columns (a tiny active-set loop) keeps them the best fit given the zeros.
+    active = np.ones(x.shape[1], dtype=bool)
+    coef = np.zeros(x.shape[1])
+    while active.any():
+        sol = np.linalg.lstsq(x[:, active], y, rcond=None)[0]
+        if (sol >= 0).all():
+            coef[active] = sol
+            break
+        idx = np.flatnonzero(active)
+        active[idx[np.argmin(sol)]] = False
+    return coef
+
+
+def fit_step_model(prefill_samples: ArrayLike, decode_samples: ArrayLike) -> StepTimeModel:
+    """Least-squares coefficients (all >= 0) from measured steps.
+
+    ``prefill_samples`` rows are ``(tokens, seconds)``; ``decode_samples`` rows are
+    ``(sum_context, batch, seconds)``. Each needs at least three rows.
+    """
+    p = np.asarray(prefill_samples, dtype=float)
+    d = np.asarray(decode_samples, dtype=float)
+    if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] < 3 or not np.isfinite(p).all():
+        raise ValueError(f"prefill_samples must be >= 3 finite rows (tokens, seconds), got shape {p.shape}")
+    if d.ndim != 2 or d.shape[1] != 3 or d.shape[0] < 3 or not np.isfinite(d).all():
+        raise ValueError(
+            f"decode_samples must be >= 3 finite rows (sum_context, batch, seconds), got shape {d.shape}"
+        )
+    t = p[:, 0]
+    pa, pb, pc = _nonneg_lstsq(np.column_stack([np.ones_like(t), t, t * t]), p[:, 1])
+    da, db, dc = _nonneg_lstsq(np.column_stack([np.ones(len(d)), d[:, 0], d[:, 1]]), d[:, 2])
+    return StepTimeModel(float(pa), float(pb), float(pc), float(da), float(db), float(dc))
+
+
+def decode_tokens_per_s_bound(
+    gpu: GPU, model: ModelSpec, batch: int, context: int, tp: int = 1
+) -> float:
+    """Roofline ceiling on decode tokens/s (peak numbers, no efficiency factors).
+
+    ``batch / max(memory_time, compute_time)`` with memory time
+    ``(weight_bytes + batch*context*kv_bytes_per_token) / bandwidth`` and compute time
+    ``batch*2*params / peak_flops``, both over ``tp`` GPUs.
+    """
+    batch = _positive_int("batch", batch)
+    tp = _positive_int("tp", tp)
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 0:
+        raise ValueError(f"context must be an integer >= 0, got {context!r}")
+    memory = (model.weight_bytes + batch * context * model.kv_bytes_per_token) / (gpu.mem_bandwidth * tp)
+    compute = batch * 2 * model.params / (gpu.peak_flops * tp)
+    return batch / max(memory, compute)
+
+
+def kv_capacity_tokens(gpu: GPU, model: ModelSpec, tp: int = 1, reserve: float = 0.1) -> int:
+    """Tokens of KV cache that fit in ``tp`` GPUs after the weights and a ``reserve`` fraction."""
+    tp = _positive_int("tp", tp)
+    if not (isinstance(reserve, (int, float)) and 0 <= reserve < 1):
+        raise ValueError(f"reserve must be in [0, 1), got {reserve!r}")
+    free = gpu.memory * tp * (1 - reserve) - model.weight_bytes
+    if free < model.kv_bytes_per_token:
+        raise ValueError(
+            f"tp={tp}: {model.name} weights ({model.weight_bytes / 1e9:.1f} GB) leave no KV room "
+            f"on {tp} x {gpu.name}; raise tp"
+        )
+    return int(free // model.kv_bytes_per_token)
