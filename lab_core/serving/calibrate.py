@@ -194,6 +194,7 @@ def run_engine_workload(
     ``steps``, ``busy_fraction`` (share of the wall time spent in steps), ``step_seconds`` (each
     step timed around ``LLMEngine.step()``, in ``engine.step_log``'s order from this run).
     """
+    _check_workload(workload)
     trace = request_trace(workload)
     if engine is None:
         engine = LLMEngine(config)
