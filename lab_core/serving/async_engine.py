@@ -8,6 +8,7 @@ aborts its request, which frees its KV blocks before the next step.
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 import queue
 import threading
 import traceback
@@ -18,6 +19,23 @@ import torch
 
 from lab_core.serving.engine import EngineConfig, LLMEngine
 from lab_core.serving.protocol import FREE, EngineError, EngineStats, SamplingParams, TokenEvent
+
+
+async def relay(tokens: asyncio.Queue, on_abandon: Callable[[], object]) -> AsyncIterator[TokenEvent]:
+    """The events put on ``tokens`` up to the finished one (an exception put there is raised);
+    ``on_abandon`` runs when the consumer stops before the end (a client gone: abort)."""
+    finished = False
+    try:
+        while not finished:
+            item = await tokens.get()
+            if isinstance(item, Exception):
+                finished = True
+                raise item
+            finished = item.finished
+            yield item
+    finally:
+        if not finished:
+            on_abandon()
 
 
 class AsyncEngine:
@@ -96,26 +114,19 @@ class AsyncEngine:
         tokens: asyncio.Queue[TokenEvent | Exception] = asyncio.Queue()
 
         def deliver(item: TokenEvent | Exception) -> None:
-            loop.call_soon_threadsafe(tokens.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(tokens.put_nowait, item)
+            except RuntimeError:  # the caller's event loop is gone: nobody listens, stop generating
+                self._commands.put(("abort", request_id))
 
         self._live.add(request_id)
         self._commands.put(("add", (request_id, list(prompt_ids), params, priority, deliver)))
         self._wake.set()
-        finished = False
         try:
-            while True:
-                item = await tokens.get()
-                if isinstance(item, Exception):
-                    finished = True
-                    raise item
-                if item.finished:
-                    finished = True
-                yield item
-                if finished:
-                    return
+            async with aclosing(relay(tokens, lambda: self.abort(request_id))) as events:
+                async for event in events:
+                    yield event
         finally:
-            if not finished:
-                self.abort(request_id)
             self._live.discard(request_id)
 
     def abort(self, request_id: str) -> bool:

@@ -37,6 +37,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
@@ -46,6 +47,7 @@ import torch
 
 from lab_core.llm.config import get_config
 from lab_core.llm.tokenizer import ByteTokenizer
+from lab_core.serving.async_engine import relay
 from lab_core.serving.blocks import OutOfBlocks
 from lab_core.serving.engine import EngineConfig, LLMEngine
 from lab_core.serving.protocol import FREE, EngineError, EngineStats, SamplingParams, TokenEvent
@@ -465,21 +467,11 @@ class DisaggregatedEngine:
             route = self._routes[request_id] = _Route(deliver)
         self._live.add(request_id)
         self._prefill_in.put(("add", request_id, list(prompt_ids), params, priority, time.perf_counter()))
-        finished = False
         try:
-            while True:
-                item = await tokens.get()
-                if isinstance(item, Exception):
-                    finished = True
-                    raise item
-                if item.finished:
-                    finished = True
-                yield item
-                if finished:
-                    return
+            async with aclosing(relay(tokens, lambda: self.abort(request_id))) as events:
+                async for event in events:
+                    yield event
         finally:
-            if not finished:
-                self.abort(request_id)
             self._live.discard(request_id)
             with self._lock:
                 if self._routes.get(request_id) is route:
