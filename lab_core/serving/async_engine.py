@@ -77,7 +77,9 @@ class AsyncEngine:
             while not self._closed:
                 self._drain()
                 if self.engine.has_work():
-                    self.engine.step()
+                    for event in self.engine.step():
+                        if event.finished:  # streamed to its end: a server keeps nothing per request
+                            self.engine.sequences.pop(event.request_id, None)
                     if self.on_step is not None:
                         self.on_step(self.engine)
                 else:
@@ -102,6 +104,7 @@ class AsyncEngine:
                     deliver(exc)
             else:
                 self.engine.abort(payload)
+                self.engine.sequences.pop(payload, None)
                 self._live.discard(payload)
 
     async def stream(self, prompt_ids: list[int], params: SamplingParams, *, request_id: str,

@@ -163,10 +163,7 @@ def _prefill_worker(config: EngineConfig, inbox: mp.Queue, decode_inbox: mp.Queu
     try:
         while drain(block=not engine.has_work()):
             if engine.has_work():
-                try:
-                    engine.step()
-                except EngineError:
-                    pass  # the request that cannot fit was already finished with "abort"
+                engine.step()
             for rid in done:
                 engine.sequences.pop(rid, None)
             done.clear()
@@ -243,10 +240,7 @@ def _decode_worker(config: EngineConfig, inbox: mp.Queue, out: Connection) -> No
                     break
                 del pending[rid]
             if engine.has_work():
-                try:
-                    engine.step()
-                except EngineError:
-                    pass
+                engine.step()
             for rid in done:
                 engine.sequences.pop(rid, None)
             done.clear()
