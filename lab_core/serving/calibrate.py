@@ -66,14 +66,16 @@ def profile_engine(
     seed: int = 0,
     repeats: int = 5,
     progress: Callable[[float], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Time the real engine on a designed sweep of steps; returns ``(prefill, decode)`` samples.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time the real engine on a designed sweep of steps; returns ``(prefill, decode, mixed)`` samples.
 
     ``prefill`` rows are ``(tokens, seconds)``: one prompt of ``tokens`` tokens prefilled in one
     step, for sizes from 8 up to the step budget (``config.token_budget``, the largest chunk a
     step can hold); ``decode`` rows are ``(sum_context, batch, seconds)``: a step that decodes one
     token for each of ``batch`` sequences, for batches up to ``config.max_seqs`` and contexts up
-    to half the context length, within the KV cache. Each row is the median of ``repeats``
+    to half the context length, within the KV cache; ``mixed`` rows are ``(prefill_tokens,
+    decode_batch, sum_context, seconds)``: a new prompt's chunk prefilled in the same step as a
+    decode batch (what ``fit_step_model`` needs for ``mix_overhead``). Each row is the median of ``repeats``
     timings taken in separate rounds; each round visits the shapes in a shuffled order, so a
     drift of a shared machine is spread over the shapes instead of bending the fitted model. The engine is ``config``'s model
     and cache with prefix caching on and room for the sweep (a decode batch shares one prompt, so
@@ -92,10 +94,12 @@ def profile_engine(
     bs = config.block_size
     decode_plan = [(b, c) for b in batches for c in contexts
                    if b * -(-(c + steps + 2) // bs) <= config.num_blocks]
+    mixed_plan = [(b, c, k) for b in batches[:3] for c in contexts[:2] for k in sorted({32, budget // 2})
+                  if b + k <= budget and 2 <= k and (b + 1) * -(-(c + steps + 2) // bs) + -(-k // bs) <= config.num_blocks]
     prof = replace(config, prefix_caching=True, token_budget=max(config.token_budget, max(contexts, default=8) + 1),
                    max_seqs=max(config.max_seqs, max(batches)))
     engine = LLMEngine(prof)
-    total = repeats * (len(sizes) + len(decode_plan))
+    total = repeats * (len(sizes) + len(decode_plan) + len(mixed_plan))
     done = 0
 
     def tick() -> None:
@@ -145,7 +149,31 @@ def profile_engine(
     decode_rows = [(float(np.median([c for c, _ in v])), float(b), float(np.median([t for _, t in v])))
                    for (b, _), v in decode.items()]
     prefill_rows = [(float(s), float(np.median(t))) for s, t in prefill.items()]
-    return np.array(prefill_rows), np.array(sorted(decode_rows))
+
+    # Mixed steps: a batch decoding while one new prompt's chunk is prefilled in the same step.
+    mixed: dict[tuple[int, int, int], list[tuple[int, float]]] = {plan: [] for plan in mixed_plan}
+    for _ in range(repeats):
+        for i in g.permutation(len(mixed_plan)).tolist():
+            batch, ctx, chunk = mixed_plan[i]
+            prompt = _ids(g, ctx)
+            first = engine.add_request(prompt, params)
+            while engine.sequences[first].in_prefill:
+                engine.step()
+            ids = [first] + [engine.add_request(prompt, params) for _ in range(batch - 1)]
+            while any(engine.sequences[r].in_prefill for r in ids):
+                engine.step()
+            ids.append(engine.add_request(_ids(g, chunk), one))
+            seconds = _timed_step(engine)
+            rec = engine.step_log[-1]
+            if rec.prefill_tokens != chunk or rec.decode_batch != batch:
+                raise AssertionError(f"profile: expected {chunk} prefill tokens with {batch} decodes, got {rec}")
+            mixed[(batch, ctx, chunk)].append((rec.sum_context, seconds))
+            for r in ids:
+                engine.abort(r)
+            tick()
+    mixed_rows = [(float(chunk), float(b), float(np.median([c for c, _ in v])), float(np.median([t for _, t in v])))
+                  for (b, _, chunk), v in mixed.items()]
+    return np.array(prefill_rows), np.array(sorted(decode_rows)), np.array(sorted(mixed_rows))
 
 
 def calibrate(
@@ -156,8 +184,7 @@ def calibrate(
     progress: Callable[[float], None] | None = None,
 ) -> StepTimeModel:
     """A :class:`StepTimeModel` of this machine running ``config``: ``profile_engine`` then ``fit_step_model``."""
-    prefill, decode = profile_engine(config, seed=seed, repeats=repeats, progress=progress)
-    return fit_step_model(prefill, decode)
+    return fit_step_model(*profile_engine(config, seed=seed, repeats=repeats, progress=progress))
 
 
 # ----------------------------------------------------------------------------- the same requests
@@ -325,7 +352,7 @@ def validate(
         if progress is not None:
             progress("calibrating again")
         samples.append(profile_engine(config, seed=seed + 1))
-        step_model = fit_step_model(np.vstack([p for p, _ in samples]), np.vstack([d for _, d in samples]))
+        step_model = fit_step_model(*(np.vstack(part) for part in zip(*samples)))
     if progress is not None:
         progress("simulating")
     result = simulate(fleet_config_for(config, step_model), workload, trace=request_trace(workload))

@@ -37,9 +37,9 @@ def one_thread():
     torch.set_num_threads(saved)
 
 
-def test_profile_returns_prefill_and_decode_samples(one_thread):
+def test_profile_returns_prefill_decode_and_mixed_samples(one_thread):
     cfg = EngineConfig(model="tiny", token_budget=64, max_seqs=8, num_blocks=128)
-    prefill, decode = profile_engine(cfg, repeats=2)
+    prefill, decode, mixed = profile_engine(cfg, repeats=2)
     assert prefill.ndim == 2 and prefill.shape[1] == 2 and len(prefill) >= 3
     assert decode.ndim == 2 and decode.shape[1] == 3 and len(decode) >= 3
     assert prefill[:, 0].max() == 64 and prefill[:, 0].min() >= 2  # up to the token budget
@@ -47,6 +47,9 @@ def test_profile_returns_prefill_and_decode_samples(one_thread):
     assert (prefill[:, 1] > 0).all() and (decode[:, 2] > 0).all()
     # Decode rows: batch b with context c has sum_context about b * c, within the cache.
     assert (decode[:, 0] >= decode[:, 1]).all() and (decode[:, 0] <= 128 * 16).all()
+    # Mixed rows: a chunk and a decode batch in one step, within the budget.
+    assert mixed.ndim == 2 and mixed.shape[1] == 4 and len(mixed) >= 2
+    assert (mixed[:, 0] + mixed[:, 1] <= 64).all() and (mixed[:, 3] > 0).all()
 
 
 def test_calibrate_fits_a_step_time_model(one_thread):
@@ -54,6 +57,7 @@ def test_calibrate_fits_a_step_time_model(one_thread):
     assert isinstance(model, StepTimeModel)
     assert model.prefill_time(64) > 0 and model.decode_time(100, 4) > 0
     assert model.prefill_time(64) >= model.prefill_time(8)
+    assert model.mix_overhead is not None, "fitted from the mixed steps"
 
 
 def test_the_simulator_serves_exactly_the_request_trace():

@@ -341,3 +341,19 @@ def test_brief_check_rows():
     assert bound == pytest.approx(decode_tokens_per_s_bound(H100, M8B, batch, 1024))
     # 8B at 1K context is memory-bound near 19K tokens/s: the brief's 50K needs shorter contexts.
     assert df.holds.iloc[0] == "no" and math.isfinite(df.value.iloc[-1])
+
+
+def test_mix_overhead_is_fitted_from_mixed_steps_and_defaults_to_one_shared_overhead():
+    from lab_core.serving.fleet import StepTimeModel, fit_step_model
+
+    true = StepTimeModel(2e-3, 1e-5, 0.0, 3e-3, 1e-7, 2e-5, mix_overhead=1e-3)
+    p = [(t, true.prefill_time(t)) for t in (8, 64, 256, 512)]
+    d = [(s, b, true.decode_time(s, b)) for s, b in ((100, 1), (800, 8), (4000, 32), (9000, 64))]
+    m = [(k, b, s, true.mixed_step_time(k, b, s)) for k, b, s in ((32, 4, 400), (128, 16, 2000))]
+    fitted = fit_step_model(p, d, m)
+    assert fitted.mix_overhead == pytest.approx(1e-3, abs=1e-6)
+    assert fitted.mixed_step_time(32, 4, 400) == pytest.approx(true.mixed_step_time(32, 4, 400), rel=1e-6)
+    plain = StepTimeModel(2e-3, 0, 0, 3e-3, 0, 0)
+    assert plain.mixed_step_time(10, 1, 10) == pytest.approx(3e-3)  # the 2 ms overhead paid once
+    with pytest.raises(ValueError, match="mix_overhead"):
+        StepTimeModel(2e-3, 0, 0, 3e-3, 0, 0, mix_overhead=-5e-3)

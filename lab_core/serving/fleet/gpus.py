@@ -7,7 +7,7 @@ which is how "this CPU" enters the simulator.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -74,7 +74,9 @@ MODELS: dict[str, ModelSpec] = {
 @dataclass(frozen=True)
 class StepTimeModel:
     """Seconds per engine step: ``prefill_time(t) = a + b*t + c*t**2`` for ``t`` prompt tokens and
-    ``decode_time(S, B) = a + b*S + c*B`` for ``B`` sequences holding ``S`` context tokens in all."""
+    ``decode_time(S, B) = a + b*S + c*B`` for ``B`` sequences holding ``S`` context tokens in all.
+    A step doing both costs the two plus ``mix_overhead`` (default ``-min(prefill_a, decode_a)``:
+    one fixed overhead paid once, as on a GPU; a CPU engine is fitted instead, see ``fit_step_model``)."""
 
     prefill_a: float
     prefill_b: float
@@ -82,12 +84,18 @@ class StepTimeModel:
     decode_a: float
     decode_b: float
     decode_c: float
+    mix_overhead: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("prefill_a", "prefill_b", "prefill_c", "decode_a", "decode_b", "decode_c"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        low = -min(self.prefill_a, self.decode_a)
+        if self.mix_overhead is not None and not (isinstance(self.mix_overhead, (int, float))
+                                                  and math.isfinite(self.mix_overhead) and self.mix_overhead >= low):
+            raise ValueError(f"mix_overhead must be a finite number >= -min(prefill_a, decode_a) = {low:g}, "
+                             f"got {self.mix_overhead!r}")
 
     def prefill_time(self, tokens: Num) -> Num:
         """Seconds to prefill ``tokens`` prompt tokens in one step."""
@@ -100,17 +108,19 @@ class StepTimeModel:
     def mixed_step_time(self, prefill_tokens: Num, decode_batch: Num, sum_context: Num) -> Num:
         """Seconds for a step that prefills ``prefill_tokens`` and decodes ``decode_batch`` sequences.
 
-        Both parts run in the same forward pass, so one fixed overhead ``min(prefill_a, decode_a)``
-        is paid once, not twice; a step with only one part costs exactly that part.
+        Both parts run in the same forward pass: the step costs the two parts plus ``mix_overhead``
+        (by default minus one fixed overhead, paid once, not twice); a step with only one part
+        costs exactly that part.
         """
         # Plain comparisons and inlined terms keep Python scalars fast: this is the simulator's hot loop.
         has_p = prefill_tokens > 0
         has_d = decode_batch > 0
         pa, da = self.prefill_a, self.decode_a
+        mix = -min(pa, da) if self.mix_overhead is None else self.mix_overhead
         return (
             has_p * (pa + self.prefill_b * prefill_tokens + self.prefill_c * prefill_tokens * prefill_tokens)
             + has_d * (da + self.decode_b * sum_context + self.decode_c * decode_batch)
-            - (has_p & has_d) * min(pa, da)
+            + (has_p & has_d) * mix
         )
 
 
@@ -158,11 +168,14 @@ def _nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return coef
 
 
-def fit_step_model(prefill_samples: ArrayLike, decode_samples: ArrayLike) -> StepTimeModel:
+def fit_step_model(prefill_samples: ArrayLike, decode_samples: ArrayLike,
+                   mixed_samples: ArrayLike | None = None) -> StepTimeModel:
     """Least-squares coefficients (all >= 0) from measured steps.
 
     ``prefill_samples`` rows are ``(tokens, seconds)``; ``decode_samples`` rows are
-    ``(sum_context, batch, seconds)``. Each needs at least three rows.
+    ``(sum_context, batch, seconds)``. Each needs at least three rows. ``mixed_samples`` rows,
+    ``(prefill_tokens, decode_batch, sum_context, seconds)``, fit ``mix_overhead``: the median of
+    what a mixed step cost beyond its two parts.
     """
     p = np.asarray(prefill_samples, dtype=float)
     d = np.asarray(decode_samples, dtype=float)
@@ -175,7 +188,16 @@ def fit_step_model(prefill_samples: ArrayLike, decode_samples: ArrayLike) -> Ste
     t = p[:, 0]
     pa, pb, pc = _nonneg_lstsq(np.column_stack([np.ones_like(t), t, t * t]), p[:, 1])
     da, db, dc = _nonneg_lstsq(np.column_stack([np.ones(len(d)), d[:, 0], d[:, 1]]), d[:, 2])
-    return StepTimeModel(float(pa), float(pb), float(pc), float(da), float(db), float(dc))
+    model = StepTimeModel(float(pa), float(pb), float(pc), float(da), float(db), float(dc))
+    if mixed_samples is None:
+        return model
+    m = np.asarray(mixed_samples, dtype=float)
+    if m.ndim != 2 or m.shape[1] != 4 or m.shape[0] < 1 or not np.isfinite(m).all():
+        raise ValueError(f"mixed_samples must be finite rows (prefill_tokens, decode_batch, sum_context, seconds), "
+                         f"got shape {m.shape}")
+    parts = model.prefill_time(m[:, 0]) + model.decode_time(m[:, 2], m[:, 1])
+    mix = max(float(np.median(m[:, 3] - parts)), -min(model.prefill_a, model.decode_a))
+    return replace(model, mix_overhead=mix)
 
 
 def decode_tokens_per_s_bound(
