@@ -37,6 +37,7 @@ from lab_core.sim.rng import rng
 __all__ = [
     "calibrate",
     "engine_model_spec",
+    "fit_run",
     "fleet_config_for",
     "profile_engine",
     "run_engine_workload",
@@ -290,6 +291,19 @@ def run_engine_workload(
     return df
 
 
+def fit_run(engine: LLMEngine, step_seconds: np.ndarray) -> StepTimeModel:
+    """A :class:`StepTimeModel` fitted to the steps ``engine`` ran in ``run_engine_workload``
+    (its last ``len(step_seconds)`` step-log entries, each timed around the whole ``step()``):
+    pure prefill, pure decode and mixed steps as ``fit_step_model`` takes them."""
+    log = engine.step_log[-len(step_seconds):] if len(step_seconds) else []
+    prefill = [(r.prefill_tokens, t) for r, t in zip(log, step_seconds) if r.prefill_tokens and not r.decode_batch]
+    decode = [(r.sum_context, r.decode_batch, t) for r, t in zip(log, step_seconds)
+              if r.decode_batch and not r.prefill_tokens]
+    mixed = [(r.prefill_tokens, r.decode_batch, r.sum_context, t) for r, t in zip(log, step_seconds)
+             if r.decode_batch and r.prefill_tokens]
+    return fit_step_model(prefill, decode, mixed or None)
+
+
 # ----------------------------------------------------------------------------- simulator vs engine
 
 
@@ -323,29 +337,37 @@ def validate(
     *,
     seed: int = 0,
     step_model: StepTimeModel | None = None,
+    calibration: str = "profile",
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """The real engine against the simulator's prediction, on the same requests.
 
-    Unless ``step_model`` is given, profiles ``config`` right before and right after the engine
-    run and fits one model to both profiles (a shared machine's load drifts; the two bracket the
-    run). Runs ``run_engine_workload`` and ``simulate`` on :func:`fleet_config_for` with the same trace
+    Unless ``step_model`` is given, ``calibration="profile"`` profiles ``config`` right before and
+    right after the engine run and fits one model to both profiles (a shared machine's load
+    drifts; the two bracket the run); ``calibration="run"`` fits it to the run's own steps
+    (:func:`fit_run`), so the step costs and the latencies are measured under the same load and
+    what is compared is the simulator's scheduling and queueing against the engine's. Runs ``run_engine_workload`` and ``simulate`` on :func:`fleet_config_for` with the same trace
     (``workload.seed``; ``seed`` when it is None). Rows: ``throughput (tok/s)``, ``TTFT p50 (s)``,
     ``TPOT p50 (s)``; columns: ``engine`` (measured), ``simulator`` (predicted), ``rel_error``
     ((simulator - engine) / engine). ``attrs``: ``step_model``, ``engine`` (the per-request
     frame), ``simulator`` (the ``FleetResult``).
     """
+    if calibration not in ("profile", "run"):
+        raise ValueError(f"calibration must be 'profile' or 'run', got {calibration!r}")
     if workload.seed is None:
         workload = replace(workload, seed=seed)
     _check_workload(workload)
     samples = []
-    if step_model is None:
+    if step_model is None and calibration == "profile":
         if progress is not None:
             progress("calibrating")
         samples.append(profile_engine(config, seed=seed))
     if progress is not None:
         progress("running the engine")
-    measured = run_engine_workload(config, workload, seed=seed)
+    engine = LLMEngine(config)
+    measured = run_engine_workload(config, workload, seed=seed, engine=engine)
+    if step_model is None and calibration == "run":
+        step_model = fit_run(engine, measured.attrs["step_seconds"])
     if step_model is None:
         # Profile again after the run and fit both profiles together: on a shared machine the
         # load drifts, and samples from both sides of the run bracket what the run saw.
