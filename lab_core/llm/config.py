@@ -1,7 +1,7 @@
 """Model shapes: a dataclass that checks itself and named presets from CI-tiny to ~1B."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,6 @@ class ModelConfig:
         mlp = 3 * self.dim * self.ffn_dim
         per_layer = attn + mlp + 2 * self.dim
         return self.n_layers * per_layer + 2 * self.vocab_size * self.dim + self.dim
-
-    def to_dict(self) -> dict:
-        """Plain fields, for checkpoints and registries."""
-        return asdict(self)
 
 
 PRESETS: dict[str, ModelConfig] = {

@@ -26,11 +26,6 @@ class PagedKVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.block_size = block_size
 
-    @property
-    def bytes_per_block(self) -> int:
-        """Bytes of K and V one block holds across all layers."""
-        return 2 * self.k[:, 0].numel() * self.k.element_size()
-
     def flat(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer ``layer``'s K and V viewed as ``[slots, kv_heads, head_dim]``."""
         return self.k[layer].flatten(0, 1), self.v[layer].flatten(0, 1)

@@ -310,11 +310,8 @@ def fit_run(engine: LLMEngine, step_seconds: np.ndarray) -> StepTimeModel:
 def engine_model_spec(config: EngineConfig) -> ModelSpec:
     """The engine's model as a fleet :class:`ModelSpec` (fp32 on CPU, bf16 on CUDA), for KV bytes."""
     cfg = get_config(config.model)
-    head_dim = cfg.dim // cfg.n_heads
-    attn = cfg.dim * cfg.n_heads * head_dim + 2 * cfg.dim * cfg.n_kv_heads * head_dim + cfg.n_heads * head_dim * cfg.dim
-    params = cfg.n_layers * (attn + 3 * cfg.dim * cfg.ffn_dim + 2 * cfg.dim) + 2 * cfg.vocab_size * cfg.dim + cfg.dim
     name = config.model if isinstance(config.model, str) else "custom"
-    return ModelSpec(f"engine-{name}", float(params), cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, head_dim,
+    return ModelSpec(f"engine-{name}", float(cfg.num_params()), cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
                      bytes_per_param=2 if config.device.startswith("cuda") else 4)
 
 

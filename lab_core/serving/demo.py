@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 
 from starlette.applications import Starlette
 
@@ -28,7 +29,7 @@ def start_replicas(models: Sequence[str], replicas: int, mode: str, config: Engi
     for name in models:
         if name not in PRESETS:
             raise ValueError(f"unknown model {name!r}; presets: {', '.join(PRESETS)}")
-        cfg = EngineConfig(**{**config.__dict__, "model": name})
+        cfg = replace(config, model=name)
         if mode == "colocated":
             pools[name] = [AsyncEngine(cfg, model_name=name) for _ in range(replicas)]
         else:

@@ -1,11 +1,11 @@
 """A request inside the engine: its tokens, how far its KV is computed, its blocks and its clock."""
 from __future__ import annotations
 
-import codecs
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from lab_core.llm.tokenizer import ByteTokenizer
 from lab_core.serving.protocol import FREE, SamplingParams, TokenEvent
 
 
@@ -46,7 +46,7 @@ class Sequence:
         if not self.prompt:
             raise ValueError("prompt must hold at least one token")
         self.tokens = list(self.prompt)
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = ByteTokenizer.stream_decoder()
 
     @property
     def output(self) -> list[int]:
