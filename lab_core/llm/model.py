@@ -65,9 +65,10 @@ class Attention(nn.Module):
 
     def _qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
         shape = x.shape[:-1]
-        q = self.wq(x).view(*shape, self.n_heads, self.head_dim)
-        k = self.wk(x).view(*shape, self.n_kv, self.head_dim)
-        v = self.wv(x).view(*shape, self.n_kv, self.head_dim)
+        # -1 heads: under tensor parallelism each rank holds only its share of the heads.
+        q = self.wq(x).view(*shape, -1, self.head_dim)
+        k = self.wk(x).view(*shape, -1, self.head_dim)
+        v = self.wv(x).view(*shape, -1, self.head_dim)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,24 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Iterable
+from typing import Protocol
 
 BOS, EOS = 256, 257
+
+
+class Tokenizer(Protocol):
+    """What a model's tokenizer offers: bytes (:class:`ByteTokenizer`) or a trained BPE that keeps the
+    same ids for bytes, BOS and EOS (``lab_core.training.bpe.BPETokenizer``)."""
+
+    vocab_size: int
+    bos_id: int
+    eos_id: int
+
+    def encode(self, text: str, *, bos: bool = False) -> list[int]: ...
+
+    def decode(self, ids: Iterable[int]) -> str: ...
+
+    def token_bytes(self, token: int) -> bytes: ...
 
 
 class ByteTokenizer:
@@ -21,6 +37,10 @@ class ByteTokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         """Text of the byte ids (special ids dropped; broken UTF-8 becomes U+FFFD)."""
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes ``token`` stands for (none for BOS, EOS and padding)."""
+        return bytes([token]) if 0 <= token < 256 else b""
 
     @staticmethod
     def stream_decoder() -> "codecs.IncrementalDecoder":

@@ -13,11 +13,40 @@ from starlette.applications import Starlette
 
 from lab_core.llm.config import PRESETS
 from lab_core.serving.async_engine import AsyncEngine
-from lab_core.serving.engine import EngineConfig
+from lab_core.serving.engine import EngineConfig, LLMEngine
 from lab_core.serving.gateway import DEFAULT_KEYS, Router, create_gateway, load_keys
 from lab_core.serving.protocol import AsyncEngineLike
 
 MODES = ("colocated", "disaggregated")
+
+
+def parse_registered(spec: str) -> tuple[str, int | None, str | None]:
+    """``NAME``, ``NAME@VERSION`` or ``NAME:STAGE`` -> (name, version, stage); no version or stage means
+    production."""
+    if "@" in spec:
+        name, version = spec.split("@", 1)
+        if not version.isdigit():
+            raise ValueError(f"--registered {spec!r}: the version after @ must be a number")
+        return name, int(version), None
+    name, _, stage = spec.partition(":")
+    return name, None, stage or "production"
+
+
+def registered_replicas(specs: Sequence[str], registry: str, replicas: int, config: EngineConfig) -> dict[str, list[AsyncEngineLike]]:
+    """Colocated replicas of models trained in Lab 08 and loaded from its registry, each with its own
+    tokenizer, served under the registered name."""
+    from lab_core.training.registry import ModelRegistry
+
+    pools: dict[str, list[AsyncEngineLike]] = {}
+    for spec in specs:
+        name, version, stage = parse_registered(spec)
+        engines = []
+        for _ in range(replicas):
+            model, tokenizer = ModelRegistry(registry).load(name, version=version, stage=stage)
+            engine = LLMEngine(replace(config, model=model.cfg), model=model, tokenizer=tokenizer)
+            engines.append(AsyncEngine(engine=engine, model_name=name))
+        pools[name] = engines
+    return pools
 
 
 def start_replicas(models: Sequence[str], replicas: int, mode: str, config: EngineConfig) -> dict[str, list[AsyncEngineLike]]:
@@ -40,10 +69,19 @@ def start_replicas(models: Sequence[str], replicas: int, mode: str, config: Engi
 
 
 def create_app(models: Sequence[str] = ("tiny",), *, replicas: int = 1, mode: str = "colocated",
-               keys_file: str | None = None, config: EngineConfig | None = None) -> tuple[Starlette, Router]:
-    """The gateway over fresh replicas, and its router (``close_replicas`` stops them)."""
+               keys_file: str | None = None, config: EngineConfig | None = None,
+               registered: Sequence[str] = (), registry: str | None = None) -> tuple[Starlette, Router]:
+    """The gateway over fresh replicas, and its router (``close_replicas`` stops them). ``registered``
+    models come from the Lab 08 registry at ``registry``."""
     keys = load_keys(keys_file) if keys_file else DEFAULT_KEYS
-    router = Router(start_replicas(models, replicas, mode, config or EngineConfig()))
+    config = config or EngineConfig()
+    if registered and registry is None:
+        raise ValueError("--registered needs --registry (the folder of Lab 08's model registry)")
+    if registered and mode != "colocated":
+        raise ValueError("registered models are served colocated; the disaggregated workers build preset models")
+    pools = start_replicas(models, replicas, mode, config) if models else {}
+    pools.update(registered_replicas(registered, registry, replicas, config) if registered else {})
+    router = Router(pools)
     return create_gateway(router, keys), router
 
 
@@ -65,6 +103,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-blocks", type=int, default=1024, help="KV-cache blocks per replica (default 1024)")
     parser.add_argument("--block-size", type=int, default=16, help="tokens per KV block (default 16)")
     parser.add_argument("--token-budget", type=int, default=256, help="tokens per engine step (default 256)")
+    parser.add_argument("--registry", help="folder of Lab 08's model registry (for --registered)")
+    parser.add_argument("--registered", action="append", default=[], metavar="NAME[:STAGE|@VERSION]",
+                        help="serve a trained model from the registry (repeatable; default stage production)")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -74,8 +115,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.replicas < 1:
         raise ValueError(f"--replicas must be at least 1, got {args.replicas}")
     config = EngineConfig(num_blocks=args.num_blocks, block_size=args.block_size, token_budget=args.token_budget)
-    app, router = create_app(args.model or ["tiny"], replicas=args.replicas, mode=args.mode, keys_file=args.keys,
-                             config=config)
+    models = args.model or ([] if args.registered else ["tiny"])
+    app, router = create_app(models, replicas=args.replicas, mode=args.mode, keys_file=args.keys, config=config,
+                             registered=args.registered, registry=args.registry)
     base = f"http://{args.host}:{args.port}"
     print(f"LLM serving demo ({args.mode}) on {base}/  models: {', '.join(router.models)}")
     print(f"""  try: curl -sN {base}/v1/completions -H 'Authorization: Bearer sk-paid-demo' """

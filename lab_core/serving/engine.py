@@ -17,7 +17,7 @@ import torch
 
 from lab_core.llm.config import ModelConfig, get_config
 from lab_core.llm.model import Transformer, build_model
-from lab_core.llm.tokenizer import EOS, ByteTokenizer
+from lab_core.llm.tokenizer import EOS, ByteTokenizer, Tokenizer
 from lab_core.serving.attention import PagedAttend, PagedKVCache, SeqSlice
 from lab_core.serving.blocks import BlockAllocator, BlockManager
 from lab_core.serving.protocol import FREE, EngineStats, SamplingParams, TokenEvent
@@ -101,9 +101,10 @@ class LLMEngine:
 
     def __init__(self, config: EngineConfig | None = None, *, model: Transformer | None = None,
                  clock: Callable[[], float] = time.perf_counter, block_manager: type[BlockAllocator] = BlockManager,
-                 scheduler: type[SchedulerBase] = Scheduler) -> None:
+                 scheduler: type[SchedulerBase] = Scheduler, tokenizer: Tokenizer | None = None) -> None:
         """``block_manager`` and ``scheduler`` are the classes the engine instantiates (the
-        notebook's and the dashboard's seam for the student's own)."""
+        notebook's and the dashboard's seam for the student's own); ``tokenizer`` is the model's
+        (bytes by default; a trained model from Lab 08's registry brings its BPE)."""
         self.config = config or EngineConfig()
         cfg: ModelConfig = model.cfg if model is not None else get_config(self.config.model)
         dtype = torch.bfloat16 if self.config.device.startswith("cuda") else torch.float32
@@ -111,7 +112,7 @@ class LLMEngine:
                                                                   device=self.config.device, dtype=dtype)
         self.model_config = cfg
         self.device = torch.device(self.config.device)
-        self.tokenizer = ByteTokenizer()
+        self.tokenizer = tokenizer or ByteTokenizer()
         self.blocks = block_manager(self.config.num_blocks, self.config.block_size,
                                     prefix_caching=self.config.prefix_caching)
         self.cache = PagedKVCache(cfg, self.config.num_blocks, self.config.block_size,
@@ -149,7 +150,8 @@ class LLMEngine:
         request_id = request_id or f"req-{next(self._ids)}"
         if request_id in self.sequences:
             raise ValueError(f"request_id {request_id!r} is already in use")
-        seq = Sequence(request_id, ids, params, priority, self.clock() if arrival is None else arrival, on_token)
+        seq = Sequence(request_id, ids, params, priority, self.clock() if arrival is None else arrival, on_token,
+                       token_bytes=self.tokenizer.token_bytes)
         if params.temperature > 0:
             gen = torch.Generator()
             gen.manual_seed(params.seed if params.seed is not None else self.config.seed + hash(request_id) % 2**31)

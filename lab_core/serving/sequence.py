@@ -41,6 +41,7 @@ class Sequence:
     token_times: list[float] = field(default_factory=list)
     text: str = ""
     order: int = 0
+    token_bytes: Callable[[int], bytes] = ByteTokenizer().token_bytes
 
     def __post_init__(self) -> None:
         if not self.prompt:
@@ -64,7 +65,7 @@ class Sequence:
         return self.remaining_prefill > 1
 
     def append_text(self, token: int) -> str:
-        """Decode ``token`` (a byte) incrementally; returns the new text."""
-        piece = self._decoder.decode(bytes([token])) if token < 256 else ""
+        """Decode ``token`` (its bytes) incrementally; returns the new text."""
+        piece = self._decoder.decode(self.token_bytes(token))
         self.text += piece
         return piece

@@ -1,0 +1,52 @@
+"""The process ``torchrun`` starts on every rank: ``python -m lab_core.training.worker --config FILE ...``.
+
+It joins the process group (gloo on CPU, NCCL when a GPU is present), trains, and leaves. Rank, world size
+and rendezvous come from the environment ``torchrun`` sets, so the same command serves a fixed world, an
+elastic one (``--nnodes MIN:MAX``) and a restart after a failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from lab_core.training.config import TrainConfig
+from lab_core.training.trainer import train
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the job's files and flags, set up the process group, train."""
+    parser = argparse.ArgumentParser(prog="lab_core.training.worker")
+    parser.add_argument("--config", required=True, type=Path, help="TrainConfig as JSON")
+    parser.add_argument("--data", required=True, help="object-store URL of the prepared dataset")
+    parser.add_argument("--checkpoints", type=Path, help="checkpoint folder (resume from its newest)")
+    parser.add_argument("--tracker", type=Path, help="tracker SQLite file (rank 0 logs)")
+    parser.add_argument("--run-id", help="tracker run to log into")
+    parser.add_argument("--fail-at-step", type=int, help="exit abruptly after this step on the first attempt")
+    args = parser.parse_args(argv)
+    config = TrainConfig.from_dict(json.loads(args.config.read_text()))
+    distributed = "WORLD_SIZE" in os.environ
+    device = torch.device("cpu")
+    if distributed:
+        if torch.cuda.is_available():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    try:
+        train(config, data_url=args.data, checkpoint_dir=args.checkpoints, tracker_path=args.tracker,
+              run_id=args.run_id, device=device, fail_at_step=args.fail_at_step)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
