@@ -8,6 +8,7 @@ prints, per strategy and precision, the largest per-tensor relative difference `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -28,10 +29,12 @@ def gradient_parity(strategy: str, precision: str, *, model: str = "tiny", batch
                     grad_accum: int = 2) -> float:
     """Largest relative gradient difference between ``strategy`` and one process, over all tensors
     (collective: every rank calls it; all get the same number)."""
-    world, rank = dist.get_world_size(), dist.get_rank()
-    config = TrainConfig(model=model, strategy=strategy, micro_batch=batch // grad_accum // (world if strategy in ("ddp", "fsdp") else 1),
-                         grad_accum=grad_accum, seq_len=seq_len, precision=precision,
-                         pp_microbatches=2 if strategy == "pp" else 4)
+    world = dist.get_world_size()
+    probe = TrainConfig(model=model, strategy=strategy, tp=2 if strategy == "fsdp+tp" else 1,
+                        pp_microbatches=2 if strategy == "pp" else 4)
+    dp = probe.mesh(world).dp
+    config = dataclasses.replace(probe, micro_batch=batch // grad_accum // dp, grad_accum=grad_accum, seq_len=seq_len,
+                                 precision=precision)
     par = parallelize(config, config.model_config())
     gen = torch.Generator().manual_seed(1)
     cfg = config.model_config()

@@ -19,6 +19,18 @@ from lab_core.training.config import TrainConfig
 from lab_core.training.trainer import train
 
 
+def init_process_group(backend: str) -> None:
+    """Join the job's process group. Under torchrun the store outlives a restart, so each attempt gets a
+    key prefix of its own: otherwise restarted ranks read the dead ranks' addresses and fail to connect."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        dist.init_process_group(backend)
+        return
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False)
+    dist.init_process_group(backend, store=dist.PrefixStore(f"attempt{attempt}", store),
+                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the job's files and flags, set up the process group, train."""
     parser = argparse.ArgumentParser(prog="lab_core.training.worker")
@@ -36,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if torch.cuda.is_available():
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        init_process_group("nccl" if device.type == "cuda" else "gloo")
     elif torch.cuda.is_available():
         device = torch.device("cuda")
     try:

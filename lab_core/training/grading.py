@@ -1,0 +1,449 @@
+"""Graders for Lab 08's notebook, so that its test cells stay one line long.
+
+* :func:`check_accumulation` -- the student's ``accumulation_step`` on k micro-batches updates the
+  model exactly as one optimiser step on the whole batch would (same gradients, clipped the same
+  way), returns the whole batch's mean loss and leaves the gradients cleared.
+* :func:`check_accumulation_sync` -- under real ``DistributedDataParallel`` (a one-process gloo
+  group), a comm hook counts gradient all-reduces: one round per optimiser step, not one per
+  micro-batch.
+* :func:`compare_zero_memory` -- ``zero_bytes_per_gpu`` against the ZeRO formula on generated
+  inputs, and ``ValueError`` for a stage that does not exist.
+* :func:`check_min_dp` / :func:`check_interval_answer` -- the analysis answers by value.
+* :func:`check_resume` -- ``save_checkpoint`` / ``load_checkpoint`` in a grader-owned training loop
+  (dropout, AdamW, warmup + cosine LR, a sharded loader, and draws from the torch, NumPy and Python
+  generators): stopping, restoring into fresh objects and continuing reproduces the uninterrupted
+  run's losses bit for bit.
+* :func:`check_atomic_save` -- a crash in the middle of writing (the grader makes ``torch.save``
+  write half its bytes and fail) leaves the previous checkpoint intact and loadable, a successful
+  save leaves no temporary file behind, and the file is fsynced before it becomes visible.
+
+Every check raises ``AssertionError`` with a readable message; a ``NotImplementedError`` from a blank
+exercise is let through unchanged. Hypothesis runs derandomized.
+"""
+from __future__ import annotations
+
+from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
+
+import contextlib
+import io
+import math
+import os
+import random
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from lab_core.llm.config import get_config
+from lab_core.llm.model import build_model
+from lab_core.store.object_store import ObjectStore
+from lab_core.training.calculators import job_mtbf, young_daly_interval, zero_memory
+from lab_core.training.loader import ShardedLoader
+from lab_core.training.parallel import WarmupCosine
+from lab_core.training.shards import write_shards
+
+__all__ = [
+    "MIN_DP_QUESTION",
+    "INTERVAL_QUESTION",
+    "check_accumulation",
+    "check_accumulation_sync",
+    "check_atomic_save",
+    "check_interval_answer",
+    "check_min_dp",
+    "check_resume",
+    "compare_zero_memory",
+]
+
+# --- exercise 1: gradient accumulation ----------------------------------------------------------
+
+_SEQ = 16
+
+
+def _batches(k: int, micro: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    data = torch.randint(0, get_config("tiny").vocab_size, (k * micro, _SEQ + 1), generator=gen)
+    return [(data[i * micro:(i + 1) * micro, :-1], data[i * micro:(i + 1) * micro, 1:]) for i in range(k)]
+
+
+class _RecordingSGD(torch.optim.SGD):
+    """SGD that keeps a copy of the gradients each ``step`` applies, so the grader can compare them."""
+
+    def __init__(self, params: Iterator[nn.Parameter], lr: float) -> None:
+        super().__init__(params, lr=lr)
+        self.applied: list[list[torch.Tensor | None]] = []
+
+    def step(self, closure: Callable | None = None) -> None:  # type: ignore[override]
+        self.applied.append([None if p.grad is None else p.grad.detach().clone()
+                             for group in self.param_groups for p in group["params"]])
+        super().step(closure)
+
+
+def _full_batch_grads(batches: list, max_norm: float) -> tuple[list[torch.Tensor], float]:
+    ref = build_model("tiny", seed=0).train()
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    loss = ref(x, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(ref.parameters(), max_norm)
+    return [p.grad.detach().clone() for p in ref.parameters()], float(loss.detach())
+
+
+def _accumulate_once(step_fn: Callable, k: int, micro: int, max_norm: float, seed: int) -> None:
+    batches = _batches(k, micro, seed)
+    model = build_model("tiny", seed=0).train()
+    opt = _RecordingSGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    got_loss = step_fn(model, batches, opt, max_norm=max_norm)
+    want_grads, want_loss = _full_batch_grads(batches, max_norm)
+    what = f"{k} micro-batches of {micro} sequences, max_norm={max_norm}"
+    assert len(opt.applied) == 1, f"{what}: optimizer.step() was called {len(opt.applied)} times; one step per call"
+    assert got_loss is not None and math.isfinite(float(got_loss)), f"{what}: return the mean loss as a float"
+    assert abs(float(got_loss) - want_loss) <= 1e-5 * abs(want_loss), (
+        f"{what}: returned loss {float(got_loss):.6f}, but the whole batch's mean loss is {want_loss:.6f} "
+        "(return the mean of the unscaled micro-batch losses)")
+    names = [n for n, _ in model.named_parameters()]
+    for name, got, want in zip(names, opt.applied[0], want_grads):
+        assert got is not None, f"{what}: {name} had no gradient when optimizer.step() ran"
+        scale = want.norm().item() or 1.0
+        err = (got - want).norm().item() / scale
+        ratio = got.norm().item() / scale
+        assert err <= 1e-4, (
+            f"{what}: the gradient of {name} that optimizer.step() applied differs from the whole batch's "
+            f"(relative error {err:.2e}; its norm is {ratio:.3f}x the right one). Each micro-batch's loss "
+            "must count 1/k, gradients must add up over all k micro-batches, and clipping comes after the last")
+    for name, p in model.named_parameters():
+        assert p.grad is None or not p.grad.any(), f"{what}: gradients left in {name}: zero them after the step"
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters())), f"{what}: the model did not change"
+
+
+def check_accumulation(step_fn: Callable) -> None:
+    """``step_fn(model, micro_batches, optimizer, max_norm=...)`` equals one step on the whole batch."""
+    for k, micro, max_norm, seed in [(1, 4, 1e6, 0), (4, 2, 1e6, 1), (3, 3, 1e6, 2), (4, 2, 0.05, 3), (8, 1, 0.5, 4)]:
+        _accumulate_once(step_fn, k, micro, max_norm, seed)
+
+
+@contextlib.contextmanager
+def _one_process_group() -> Iterator[None]:
+    """A gloo process group of one rank (this process), unless one is already up."""
+    if dist.is_initialized():
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="syslab-grader-pg-")
+    store = dist.FileStore(os.path.join(folder, "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _counting_ddp(seed: int) -> tuple[nn.Module, list[int]]:
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = DistributedDataParallel(build_model("tiny", seed=seed).train())
+    calls = [0]
+
+    # No annotations: DDP checks them at run time, and this module's are strings (postponed evaluation).
+    def hook(state, bucket):  # noqa: ANN001, ANN202
+        calls[0] += 1
+        fut: torch.futures.Future = torch.futures.Future()
+        fut.set_result(bucket.buffer())  # one rank: the all-reduced mean is the local gradient
+        return fut
+
+    model.register_comm_hook(None, hook)
+    return model, calls
+
+
+def check_accumulation_sync(step_fn: Callable) -> None:
+    """Under DDP, ``step_fn`` all-reduces gradients once per optimiser step (``no_sync`` on all but the
+    last micro-batch), not once per micro-batch; and still updates the model correctly."""
+    with _one_process_group():
+        plain, plain_calls = _counting_ddp(0)
+        x, y = _batches(1, 2, 9)[0]
+        plain(x, y).backward()
+        per_backward = plain_calls[0]
+        assert per_backward >= 1, "grader: DDP issued no all-reduce for a plain backward"
+        for k in (2, 4):
+            model, calls = _counting_ddp(0)
+            opt = _RecordingSGD(model.parameters(), lr=0.1)
+            for step in range(2):
+                before = calls[0]
+                step_fn(model, _batches(k, 2, 10 + step), opt, no_sync=model.no_sync, max_norm=1e6)
+                rounds = calls[0] - before
+                assert rounds == per_backward, (
+                    f"DDP, {k} micro-batches per step: {rounds} gradient all-reduce bucket(s) in optimiser step "
+                    f"{step + 1}, but one synchronised backward issues {per_backward}. Wrap every micro-batch but "
+                    "the last in no_sync() so gradients are all-reduced once per step"
+                    + (" (with none synchronised, replicas would drift apart)" if rounds == 0 else ""))
+            assert len(opt.applied) == 2, f"DDP: optimizer.step() ran {len(opt.applied)} times in 2 calls"
+
+
+# --- exercise 2: ZeRO memory ---------------------------------------------------------------------
+
+
+def compare_zero_memory(fn: Callable, max_examples: int = 150) -> None:
+    """``fn(num_params, stage, dp, k=...)`` gives the ZeRO paper's bytes per GPU; a bad stage is a ValueError."""
+    explicit = [(7_000_000_000, s, 64, 12) for s in range(4)] + [(1_000, 2, 1, 12), (10**9, 1, 8, 8), (10**9, 3, 3, 0)]
+
+    def case(num_params: int, stage: int, dp: int, k: float) -> None:
+        want = zero_memory(num_params, stage, dp, k=k)
+        got = fn(num_params, stage, dp, k=k)
+        assert got is not None and math.isclose(float(got), want, rel_tol=1e-9), (
+            f"zero_bytes_per_gpu({num_params:,}, stage={stage}, dp={dp}, k={k}) = {got!r}; expected {want:,.1f} "
+            f"bytes ({want / 1e9:.3f} GB)")
+
+    for args in explicit:
+        case(*args)
+    default = fn(10**9, 0, 4)
+    assert default is not None and math.isclose(float(default), 16e9), (
+        f"zero_bytes_per_gpu(1e9 params, stage 0) with the default k = {default!r}; expected 16e9 "
+        "(2 + 2 + 12 bytes per parameter)")
+
+    @hypothesis_settings(max_examples)
+    @given(st.integers(1, 10**12), st.sampled_from([0, 1, 2, 3]), st.integers(1, 4096), st.sampled_from([4, 8, 12, 16]))
+    def test(num_params: int, stage: int, dp: int, k: int) -> None:
+        case(num_params, stage, dp, k)
+
+    run_property(test)
+    for bad in (-1, 4, 5):
+        try:
+            fn(10**9, bad, 8)
+        except ValueError:
+            continue
+        except NotImplementedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- any other type is the student's mistake to report
+            raise AssertionError(f"stage={bad}: raise ValueError, not {type(exc).__name__}") from None
+        raise AssertionError(f"stage={bad} does not exist (ZeRO stages are 0 to 3): raise ValueError")
+
+
+MIN_DP_QUESTION = {"num_params": 13_000_000_000, "stage": 2, "gpu_bytes": 80e9, "reserve_bytes": 16e9, "k": 12}
+
+
+def _min_dp() -> int:
+    q = MIN_DP_QUESTION
+    budget = q["gpu_bytes"] - q["reserve_bytes"]
+    return next(dp for dp in range(1, 1 << 16) if zero_memory(q["num_params"], q["stage"], dp, k=q["k"]) <= budget)
+
+
+def check_min_dp(answer: object) -> None:
+    """The smallest data-parallel degree of the question in the notebook."""
+    want = _min_dp()
+    assert isinstance(answer, int | np.integer) and not isinstance(answer, bool), f"give an integer, got {answer!r}"
+    assert int(answer) == want, f"min_dp_answer = {answer}: not the smallest degree at which the states fit"
+
+
+# --- exercise 3: checkpoints ---------------------------------------------------------------------
+
+_VOCAB, _LOOP_SEQ, _LOOP_BATCH, _STEPS = 97, 12, 4, 8
+
+
+class _DropoutLM(nn.Module):
+    """A small bigram-style LM with dropout, so a resumed run depends on the torch RNG."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        self.embed = nn.Embedding(_VOCAB, 32)
+        self.drop = nn.Dropout(0.2)
+        self.hidden = nn.Linear(32, 32)
+        self.head = nn.Linear(32, _VOCAB)
+        torch.random.set_rng_state(gen_state)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.drop(torch.relu(self.hidden(self.drop(self.embed(x)))))
+        return F.cross_entropy(self.head(h).flatten(0, 1), y.flatten())
+
+
+def _store() -> ObjectStore:
+    store = ObjectStore(f"memory://syslab-grader-{uuid.uuid4().hex}")
+    gen = np.random.default_rng(0)
+    docs = [gen.integers(0, _VOCAB - 1, int(gen.integers(20, 60))).tolist() for _ in range(60)]
+    write_shards(store, "train", docs, shard_tokens=512, eos_id=_VOCAB - 1, meta={})
+    return store
+
+
+class _Loop:
+    """Everything a training step touches, built fresh (as a restarted job would build it)."""
+
+    def __init__(self, store: ObjectStore, seed: int) -> None:
+        self.model = _DropoutLM(seed).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=3e-2, weight_decay=0.1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, WarmupCosine(3, _STEPS, 0.1))
+        self.loader = ShardedLoader(store, "train", seq_len=_LOOP_SEQ, batch_size=_LOOP_BATCH, seed=3)
+
+    def step(self) -> float:
+        x, y = self.loader.next_batch()
+        # Random token masking (NumPy) and a random crop (Python): the resume must restore those streams too.
+        mask = torch.from_numpy(np.random.random(x.shape) < 0.1)
+        x = x.masked_fill(mask, 0)
+        t = random.randint(_LOOP_SEQ // 2, _LOOP_SEQ)
+        loss = self.model(x[:, :t], y[:, :t])
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def kwargs(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "loader": self.loader}
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _straight(store: ObjectStore) -> tuple[list[float], list[torch.Tensor]]:
+    _seed_all(1)
+    loop = _Loop(store, seed=0)
+    losses = [loop.step() for _ in range(_STEPS)]
+    return losses, [p.detach().clone() for p in loop.model.parameters()]
+
+
+def _first_half(store: ObjectStore, save: Callable, path: Path) -> _Loop:
+    _seed_all(1)
+    loop = _Loop(store, seed=0)
+    for _ in range(_STEPS // 2):
+        loop.step()
+    save(path, step=_STEPS // 2, **loop.kwargs())
+    return loop
+
+
+def _resume(store: ObjectStore, load: Callable, path: Path) -> tuple[int, list[float], list[torch.Tensor]]:
+    _seed_all(12345)  # a restarted process: other random state, other initial weights, loader at 0
+    loop = _Loop(store, seed=99)
+    for _ in range(2):  # a restarted process has used its generators before it loads
+        torch.rand(3), np.random.random(), random.random()
+    step = load(path, **loop.kwargs())
+    losses = [loop.step() for _ in range(_STEPS - _STEPS // 2)]
+    return step, losses, [p.detach().clone() for p in loop.model.parameters()]
+
+
+def _compare_resumed(what: str, want_losses: list[float], want_params: list[torch.Tensor], step: object,
+                     losses: list[float], params: list[torch.Tensor]) -> None:
+    assert step == _STEPS // 2, f"{what}: load_checkpoint returned {step!r}; expected the saved step {_STEPS // 2}"
+    tail = want_losses[_STEPS // 2:]
+    for i, (got, want) in enumerate(zip(losses, tail)):
+        assert got == want, (
+            f"{what}: step {_STEPS // 2 + i + 1} after resuming has loss {got:.6f}, the uninterrupted run "
+            f"{want:.6f}.\n  resumed:       {[round(v, 6) for v in losses]}\n  uninterrupted: "
+            f"{[round(v, 6) for v in tail]}\nA resume must restore the model, the optimizer, the LR schedule, "
+            "the data position and the random generators (torch, NumPy, Python)")
+    for got, want in zip(params, want_params):
+        assert torch.equal(got, want), f"{what}: the final weights differ from the uninterrupted run's"
+
+
+def check_resume(save: Callable, load: Callable) -> None:
+    """Stop after half the steps, save, load into fresh objects, continue: the same losses bit for bit."""
+    store = _store()
+    want_losses, want_params = _straight(store)
+    with tempfile.TemporaryDirectory(prefix="syslab-grader-ckpt-") as folder:
+        path = Path(folder) / "ckpt.pt"
+        _first_half(store, save, path)
+        assert path.is_file(), f"save_checkpoint({path}, ...) left no file at {path}"
+        _compare_resumed("resume", want_losses, want_params, *_resume(store, load, path))
+
+
+class _InjectedCrash(OSError):
+    pass
+
+
+@contextlib.contextmanager
+def _crashing_save() -> Iterator[None]:
+    """``torch.save`` writes the first half of its bytes to its target, then fails (a crash mid-write)."""
+    real = torch.save
+
+    def half_save(obj: object, f: object, *args: object, **kwargs: object) -> None:
+        buf = io.BytesIO()
+        real(obj, buf, *args, **kwargs)
+        data = buf.getvalue()[: len(buf.getvalue()) // 2]
+        if isinstance(f, str | os.PathLike):
+            with open(f, "wb") as out:
+                out.write(data)
+        else:
+            f.write(data)  # type: ignore[attr-defined]
+            f.flush()  # type: ignore[attr-defined]
+        raise _InjectedCrash("injected crash: the machine died half way through writing the checkpoint")
+
+    torch.save = half_save  # type: ignore[assignment]
+    torch.serialization.save = half_save  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.save = real
+        torch.serialization.save = real
+
+
+@contextlib.contextmanager
+def _counting_fsync() -> Iterator[list[int]]:
+    real = os.fsync
+    calls = [0]
+
+    def fsync(fd: int) -> None:
+        calls[0] += 1
+        real(fd)
+
+    os.fsync = fsync  # type: ignore[assignment]
+    try:
+        yield calls
+    finally:
+        os.fsync = real
+
+
+def check_atomic_save(save: Callable, load: Callable) -> None:
+    """A crash while writing leaves the previous checkpoint intact; a save leaves no temporary files and
+    fsyncs before the checkpoint becomes visible."""
+    store = _store()
+    want_losses, want_params = _straight(store)
+    with tempfile.TemporaryDirectory(prefix="syslab-grader-ckpt-") as folder:
+        path = Path(folder) / "ckpt.pt"
+        with _counting_fsync() as fsyncs:
+            loop = _first_half(store, save, path)
+        leftovers = sorted(set(os.listdir(folder)) - {path.name})
+        assert not leftovers, f"after a successful save the folder holds {leftovers} besides {path.name}: clean up"
+        assert fsyncs[0] >= 1, ("save_checkpoint never called os.fsync: after a power cut the rename could reach "
+                                "the disk before the data")
+        # The job trains on and tries to save again; the machine dies half way through the write.
+        for _ in range(2):
+            loop.step()
+        crashed = False
+        with _crashing_save():
+            try:
+                save(path, step=_STEPS // 2 + 2, **loop.kwargs())
+            except _InjectedCrash:
+                crashed = True
+        assert crashed, "save_checkpoint did not write with torch.save (or swallowed its error): write with torch.save"
+        try:
+            resumed = _resume(store, load, path)
+        except NotImplementedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- whatever the torn file raises, report it as the failure
+            raise AssertionError(
+                f"after a crash half way through the second save, {path.name} no longer loads "
+                f"({type(exc).__name__}: {str(exc)[:120]}). Write to a temporary file in the same folder, flush "
+                "and fsync it, then os.replace it onto the path") from None
+        _compare_resumed("after a crash during the next save", want_losses, want_params, *resumed)
+
+
+# --- checkpoint interval -------------------------------------------------------------------------
+
+INTERVAL_QUESTION = {"n_gpus": 1000, "gpu_mtbf_hours": 40_000, "checkpoint_minutes": 2.0}
+
+
+def check_interval_answer(answer: object) -> None:
+    """Young/Daly's interval, in minutes, for the notebook's job (its MTBF, not one GPU's)."""
+    q = INTERVAL_QUESTION
+    want = young_daly_interval(q["checkpoint_minutes"] * 60, job_mtbf(q["gpu_mtbf_hours"] * 3600, q["n_gpus"])) / 60
+    assert isinstance(answer, int | float) and not isinstance(answer, bool), f"give a number of minutes, got {answer!r}"
+    assert abs(answer - want) <= 0.02 * want, f"interval_answer = {answer:.1f} minutes: not the Young/Daly optimum"

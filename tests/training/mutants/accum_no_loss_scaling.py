@@ -1,0 +1,18 @@
+"""Backpropagates each micro-batch's loss unscaled: the accumulated gradient is k times the batch's.
+
+Expected to fail: the visible test and the by-value comparison of Exercise 1.
+"""
+
+# %% grade_id: accumulation
+def accumulation_step(model, micro_batches, optimizer, *, no_sync=contextlib.nullcontext, max_norm=1.0):
+    k = len(micro_batches)
+    total = 0.0
+    for i, (x, y) in enumerate(micro_batches):
+        with no_sync() if i < k - 1 else contextlib.nullcontext():
+            loss = model(x, y)
+            loss.backward()
+        total += loss.item()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total / k
