@@ -13,6 +13,7 @@ c.CourseDirectory.db_assignments = [
     {"name": "03_feed"},
     {"name": "06_rag"},
     {"name": "07_llm_serving"},
+    {"name": "08_training"},
     {"name": "09_gpu_scheduler"},
 ]
 c.Exchange.assignment_dir = "."

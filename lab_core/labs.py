@@ -56,6 +56,7 @@ LABS: dict[str, Lab] = {
         Lab("feed", "03_feed", "feed.ipynb", "News feed"),
         Lab("rag", "06_rag", "rag.ipynb", "RAG: retrieval and grounded answers"),
         Lab("serving", "07_llm_serving", "llm_serving.ipynb", "LLM inference serving"),
+        Lab("training", "08_training", "training.ipynb", "Distributed training"),
         Lab("cluster", "09_gpu_scheduler", "gpu_scheduler.ipynb", "GPU cluster scheduler"),
     )
 }

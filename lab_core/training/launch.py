@@ -23,10 +23,9 @@ from lab_core.training.tracker import Tracker
 
 
 @dataclass
-class LaunchedRun:
-    """A running (or finished) ``torchrun`` job and where it reports."""
+class RunInfo:
+    """Where a training run reports: its tracker run, its folder (config, checkpoints, log)."""
 
-    proc: subprocess.Popen
     run_id: str
     tracker_path: Path
     run_dir: Path
@@ -46,6 +45,13 @@ class LaunchedRun:
         """The last step the tracker has for this run (0 before the first)."""
         frame = Tracker(self.tracker_path).metrics(self.run_id, ["loss"])
         return int(frame["step"].max()) if len(frame) else 0
+
+
+@dataclass
+class LaunchedRun(RunInfo):
+    """A running (or finished) ``torchrun`` job."""
+
+    proc: subprocess.Popen | None = None
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the job; its exit code."""
@@ -117,7 +123,7 @@ def start(config: TrainConfig, *, workdir: Path | None = None, nproc: int = 1, r
                            max_restarts=max_restarts, rdzv_id=run_id)
     with open(run_dir / "log.txt", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env(), start_new_session=True)
-    return LaunchedRun(proc, run_id, workdir / "tracker.db", run_dir, config)
+    return LaunchedRun(run_id, workdir / "tracker.db", run_dir, config, proc)
 
 
 def run(config: TrainConfig, *, workdir: Path | None = None, nproc: int = 1, run_name: str | None = None,
@@ -142,3 +148,14 @@ def run(config: TrainConfig, *, workdir: Path | None = None, nproc: int = 1, run
         Tracker(job.tracker_path).finish(job.run_id, "failed")
         raise RuntimeError(f"training run {job.run_id} failed (exit {job.proc.returncode}):\n{job.log_tail()}")
     return job
+
+
+def run_in_process(config: TrainConfig, *, workdir: Path | None = None, run_name: str | None = None) -> RunInfo:
+    """The same job in this process, without torchrun (one rank; ``strategy`` "single" or "ddp"): the
+    quick path for notebooks under ``SYSLAB_FAST``, where a launch's start-up would dominate."""
+    from lab_core.training.trainer import train
+
+    workdir, run_dir, run_id, data_url = prepare_run(config, workdir=workdir, world_sizes=(1,), run_name=run_name)
+    train(config, data_url=data_url, checkpoint_dir=run_dir / "checkpoints", tracker_path=workdir / "tracker.db",
+          run_id=run_id)
+    return RunInfo(run_id, workdir / "tracker.db", run_dir, config)

@@ -235,29 +235,41 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
     return 6 * cfg.num_params() + 12 * cfg.n_layers * cfg.dim * seq_len
 
 
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+def datasheet_peak(name: str) -> float | None:
+    """BF16 dense peak of a GPU by its CUDA device name, from Lab 07's GPU specs (the H200 has the
+    H100's compute), or None for a GPU without a spec."""
+    from lab_core.serving.fleet.gpus import GPUS
+
+    for key, spec in (("H100", "H100-SXM"), ("H200", "H100-SXM"), ("A100", "A100-SXM")):
+        if key in name:
+            return GPUS[spec].peak_flops
+    return None
 
 
-def peak_flops(device: torch.device, measure: Callable[[], float] | None = None) -> float:
+def peak_flops(device: torch.device, measure: Callable[[torch.device], float] | None = None) -> float:
     """Peak FLOP/s of one rank's device: the BF16 dense datasheet figure for known GPUs, else a measured
-    matrix-multiply rate (CPU), so CPU MFU is against what this core can actually do."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, value in PEAK_FLOPS.items():
-            if key in name:
-                return value
-    return (measure or measure_matmul_flops)()
+    matrix-multiply rate on that device, so MFU is against what it can actually do."""
+    if device.type == "cuda" and (peak := datasheet_peak(torch.cuda.get_device_name(device))) is not None:
+        return peak
+    return (measure or measure_matmul_flops)(device)
 
 
-def measure_matmul_flops(n: int = 384, repeats: int = 6) -> float:
-    """Best FP32 matmul rate of an ``n x n`` product on this process's threads."""
+def measure_matmul_flops(device: torch.device = torch.device("cpu"), n: int = 384, repeats: int = 6) -> float:
+    """Best matmul rate of an ``n x n`` product on ``device`` (FP32 on CPU, BF16 on GPU)."""
     import time
 
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    n = n if device.type != "cuda" else 4096
     gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    a = torch.randn(n, n, generator=gen).to(device, dtype)
+    b = torch.randn(n, n, generator=gen).to(device, dtype)
     best = float("inf")
     for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best

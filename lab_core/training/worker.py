@@ -44,13 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig.from_dict(json.loads(args.config.read_text()))
     distributed = "WORLD_SIZE" in os.environ
     device = torch.device("cpu")
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    # One GPU per rank when there are enough; otherwise every rank runs on the CPU (gloo), rather than
+    # several ranks sharing a GPU that NCCL would refuse.
+    if torch.cuda.is_available() and int(os.environ.get("LOCAL_WORLD_SIZE", 1)) <= torch.cuda.device_count():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
     if distributed:
-        if torch.cuda.is_available():
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(device)
         init_process_group("nccl" if device.type == "cuda" else "gloo")
-    elif torch.cuda.is_available():
-        device = torch.device("cuda")
     try:
         train(config, data_url=args.data, checkpoint_dir=args.checkpoints, tracker_path=args.tracker,
               run_id=args.run_id, device=device, fail_at_step=args.fail_at_step)

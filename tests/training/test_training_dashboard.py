@@ -177,7 +177,7 @@ def test_a_launch_that_fails_is_reported_and_marked(tmp_path: Path, monkeypatch:
             proc = subprocess.Popen([sys.executable, "-c", "print('rank 1: out of memory'); raise SystemExit(3)"],
                                     stdout=log, stderr=subprocess.STDOUT)
         proc.wait(30)
-        return launch.LaunchedRun(proc, run_id, workdir / "tracker.db", run_dir, config)
+        return launch.LaunchedRun(run_id, workdir / "tracker.db", run_dir, config, proc)
 
     monkeypatch.setattr(launch, "start", dies)
     dash.start_run(wait=True)
