@@ -40,7 +40,6 @@ import itertools
 import statistics
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch

@@ -31,7 +31,7 @@ from panel.io.state import set_curdoc
 from lab_core.llm.model import Transformer, build_model
 from lab_core.serving.blocks import BlockAllocator, BlockManager
 from lab_core.serving.engine import EngineConfig, LLMEngine
-from lab_core.serving.fleet import GPUS, MODELS, SLA, FleetConfig, FleetResult, Workload, fleet_vs_load, simulate
+from lab_core.serving.fleet import MODELS, SLA, FleetConfig, FleetResult, Workload, fleet_vs_load, simulate
 from lab_core.serving.fleet.planner import min_tp
 from lab_core.serving.protocol import FREE, PAID, SamplingParams
 from lab_core.serving.scheduler import Scheduler, SchedulerBase

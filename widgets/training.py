@@ -19,7 +19,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from lab_core.llm.config import ModelConfig, get_config
+from lab_core.llm.config import ARCHITECTURES, ModelConfig, get_config
 from lab_core.training.calculators import (
     GB,
     STRATEGIES,
@@ -33,15 +33,8 @@ from lab_core.training.calculators import (
 )
 from widgets import kit
 
-#: Llama 3's shapes (Meta, 2024) next to the course's own presets.
-MODELS: dict[str, ModelConfig] = {
-    "100m": get_config("100m"),
-    "1b": get_config("1b"),
-    "8B": ModelConfig(vocab_size=128256, dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=14336,
-                      max_seq_len=8192, rope_theta=500000.0),
-    "70B": ModelConfig(vocab_size=128256, dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, ffn_dim=28672,
-                       max_seq_len=8192, rope_theta=500000.0),
-}
+#: Llama 3's shapes next to the course's own presets.
+MODELS: dict[str, ModelConfig] = {"100m": get_config("100m"), "1b": get_config("1b"), **ARCHITECTURES}
 GPU_MEMORY_GB: dict[str, float] = {"H100 (80 GB)": 80.0, "H200 (141 GB)": 141.0, "A100 (40 GB)": 40.0}
 PARTS: dict[str, str] = {"params": "#1f77b4", "grads": "#ff7f0e", "optimizer": "#2ca02c", "activations": "#9467bd"}
 PART_LABELS: dict[str, str] = {"params": "weights", "grads": "gradients", "optimizer": "optimizer state",

@@ -58,6 +58,15 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+#: Real architectures, for calculators and plans (far too big to build here): Llama 3 (Meta, 2024).
+ARCHITECTURES: dict[str, ModelConfig] = {
+    "8B": ModelConfig(vocab_size=128256, dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=14336,
+                      max_seq_len=8192, rope_theta=500000.0),
+    "70B": ModelConfig(vocab_size=128256, dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, ffn_dim=28672,
+                       max_seq_len=8192, rope_theta=500000.0),
+}
+
+
 def get_config(model: str | ModelConfig) -> ModelConfig:
     """A preset by name, or ``model`` itself; ValueError listing the presets for an unknown name."""
     if isinstance(model, ModelConfig):

@@ -25,13 +25,11 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-import torch
 
 from lab_core.llm.config import get_config
 from lab_core.serving.engine import EngineConfig, LLMEngine
 from lab_core.serving.fleet import FleetConfig, ModelSpec, StepTimeModel, Workload, fit_step_model, request_trace, simulate
-from lab_core.serving.protocol import FREE, PAID, SamplingParams
-from lab_core.sim import arrivals
+from lab_core.serving.protocol import SamplingParams
 from lab_core.sim.rng import rng
 
 __all__ = [

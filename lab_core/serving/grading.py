@@ -20,7 +20,6 @@ from a blank exercise is let through unchanged. Hypothesis runs derandomized.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -38,7 +37,7 @@ from lab_core.serving.engine import EngineConfig, LLMEngine
 from lab_core.serving.fleet import FleetConfig, Workload, plan_capacity, simulate
 from lab_core.serving.protocol import FREE, PAID, SamplingParams
 from lab_core.serving.scheduler import Scheduler, SchedulerConfig
-from lab_core.serving.sequence import Sequence, Status
+from lab_core.serving.sequence import Sequence
 from lab_core.sim.clock import ManualClock
 
 __all__ = [

@@ -3,7 +3,7 @@ and the engine surface the gateway drives (the real engine or a test double)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 PAID, FREE = 0, 1

@@ -44,7 +44,7 @@ def run_demo(args: argparse.Namespace) -> int:
     version, result = publish_run(job.run_dir, str(workdir / "data"), workdir / "registry", name, run_id=job.run_id)
     from lab_core.training.tracker import Tracker
 
-    logdir = Tracker(job.tracker_path).export_tensorboard(job.run_id, workdir / "tensorboard" / job.run_id)
+    logdir = Tracker(job.tracker_path).export_tensorboard(job.run_id, workdir / "tensorboard")
     losses = Tracker(job.tracker_path).metrics(job.run_id, ["loss"])["value"]
     print(f"run {job.run_id}: loss {losses.iloc[0]:.3f} -> {losses.iloc[-1]:.3f}; held-out perplexity "
           f"{result.perplexity:.2f}")

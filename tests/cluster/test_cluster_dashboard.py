@@ -9,7 +9,7 @@ import numpy as np
 import panel as pn
 import pytest
 
-from lab_core.cluster import FULL_GPU, SCHEDULERS, Cluster, Job, first_fit, stranded_gpus
+from lab_core.cluster import FULL_GPU, SCHEDULERS, first_fit, stranded_gpus
 from widgets import cluster
 from lab_core.cluster import stranded_mask
 from widgets.cluster import YOURS, ClusterDashboard, app, cluster_at, dashboard

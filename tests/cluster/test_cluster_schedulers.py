@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab_core.cluster import FULL_GPU, SCHEDULERS, Cluster, Job, SimConfig, Simulation, synthetic
+from lab_core.cluster import SCHEDULERS, Cluster, Job, SimConfig, Simulation, synthetic
 
 CHECKED = SimConfig(check_invariants=True)
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from lab_core.llm.config import ModelConfig, get_config
+from lab_core.llm.config import ARCHITECTURES, get_config
 from lab_core.training.calculators import (
     GB,
     STRATEGIES,
@@ -25,8 +25,7 @@ from lab_core.training.calculators import (
 )
 
 PSI = 7_500_000_000  # the ZeRO paper's running example: 7.5B parameters, 64 GPUs, K = 12
-LLAMA8B = ModelConfig(vocab_size=128256, dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=14336,
-                      max_seq_len=8192, rope_theta=500000.0)
+LLAMA8B = ARCHITECTURES["8B"]
 
 
 def test_zero_memory_reproduces_the_papers_7_5b_example() -> None:
