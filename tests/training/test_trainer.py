@@ -89,3 +89,14 @@ def test_unknown_settings_are_named() -> None:
 def test_nproc_must_be_a_positive_integer(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nproc must be a positive integer"):
         launch.start(TrainConfig(), workdir=tmp_path, nproc=0)
+
+
+def test_fsdp_x_tp_on_four_ranks_computes_one_process_gradients() -> None:
+    # 2D: FSDP over 2 data-parallel groups of 2 tensor-parallel ranks (4 processes on this machine).
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "4", "--master-port", str(free_port()),
+           "-m", "lab_core.training.parity", "--strategies", "fsdp+tp", "--precisions", "fp32"]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["fsdp+tp"]["fp32"] < 1e-5
