@@ -1,6 +1,6 @@
 """A training job's settings: one dataclass that checks itself, and the mesh it implies for a world size.
 
-``TrainConfig.check(world_size)`` runs before ``torchrun`` is started, so a tensor-parallel size that does
+``TrainConfig.mesh(world_size)`` runs before ``torchrun`` is started, so a tensor-parallel size that does
 not divide the heads, or a world that does not fit the mesh, fails with a message naming the field instead
 of a stack trace from inside a collective.
 """
@@ -126,10 +126,6 @@ class TrainConfig:
         if pp > cfg.n_layers:
             raise ValueError(f"pipeline size {pp} exceeds the model's {cfg.n_layers} layers")
         return Mesh(dp, tp, pp)
-
-    def check(self, world_size: int) -> Mesh:
-        """Everything that can be known before launch; returns the mesh."""
-        return self.mesh(world_size)
 
     def tokens_per_step(self, world_size: int) -> int:
         """Tokens in one optimiser step across all data-parallel replicas."""

@@ -42,10 +42,8 @@ def run_demo(args: argparse.Namespace) -> int:
     job = launch.run(config, workdir=workdir, nproc=args.nproc)
     name = f"demo-{config.model}"
     version, result = publish_run(job.run_dir, str(workdir / "data"), workdir / "registry", name, run_id=job.run_id)
-    from lab_core.training.tracker import Tracker
-
-    logdir = Tracker(job.tracker_path).export_tensorboard(job.run_id, workdir / "tensorboard")
-    losses = Tracker(job.tracker_path).metrics(job.run_id, ["loss"])["value"]
+    logdir = job.tracker.export_tensorboard(job.run_id, workdir / "tensorboard")
+    losses = job.tracker.metrics(job.run_id, ["loss"])["value"]
     print(f"run {job.run_id}: loss {losses.iloc[0]:.3f} -> {losses.iloc[-1]:.3f}; held-out perplexity "
           f"{result.perplexity:.2f}")
     print(f"registered {name} v{version.version} ({version.stage}) in {workdir / 'registry'}")

@@ -20,8 +20,7 @@ import torch.distributed as dist
 
 from lab_core.procs import free_port, stop_process
 from lab_core.training.config import TrainConfig
-from lab_core.training.launch import prepare_run, torchrun_command, worker_args, worker_env
-from lab_core.training.tracker import Tracker
+from lab_core.training.launch import RunInfo, prepare_run, torchrun_command, worker_args, worker_env
 
 
 def _descendants(pid: int) -> list[int]:
@@ -44,15 +43,11 @@ def _descendants(pid: int) -> list[int]:
 
 
 @dataclass
-class ElasticJob:
+class ElasticJob(RunInfo):
     """Agents of one elastic run, and the rendezvous store they share."""
 
-    agents: list[subprocess.Popen]
-    run_id: str
-    tracker_path: Path
-    run_dir: Path
-    config: TrainConfig
-    store: dist.TCPStore
+    agents: list[subprocess.Popen] = field(default_factory=list)
+    store: dist.TCPStore | None = None
     logs: list[Path] = field(default_factory=list)
 
     def kill_node(self, index: int) -> None:
@@ -64,11 +59,6 @@ class ElasticJob:
             except ProcessLookupError:
                 pass
         agent.wait()
-
-    def step(self) -> int:
-        """The last step the tracker has."""
-        frame = Tracker(self.tracker_path).metrics(self.run_id, ["loss"])
-        return int(frame["step"].max()) if len(frame) else 0
 
     def wait(self, timeout: float | None = None) -> list[int]:
         """Exit codes of every agent (killed ones included)."""
@@ -110,4 +100,4 @@ def start_elastic(config: TrainConfig, *, nodes: int = 2, min_nodes: int = 1, np
             agents.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env(),
                                            start_new_session=True))
         logs.append(log_path)
-    return ElasticJob(agents, run_id, workdir / "tracker.db", run_dir, config, store, logs)
+    return ElasticJob(run_id, workdir / "tracker.db", run_dir, config, agents, store, logs)

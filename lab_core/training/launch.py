@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from lab_core.procs import free_port, stop_process
@@ -41,9 +42,14 @@ class RunInfo:
         """torchrun's and the workers' combined output."""
         return self.run_dir / "log.txt"
 
+    @cached_property
+    def tracker(self) -> Tracker:
+        """The tracker this run logs to (one connection, reused by every poll)."""
+        return Tracker(self.tracker_path)
+
     def step(self) -> int:
         """The last step the tracker has for this run (0 before the first)."""
-        frame = Tracker(self.tracker_path).metrics(self.run_id, ["loss"])
+        frame = self.tracker.metrics(self.run_id, ["loss"])
         return int(frame["step"].max()) if len(frame) else 0
 
 
@@ -92,7 +98,7 @@ def prepare_run(config: TrainConfig, *, workdir: Path | None = None, world_sizes
     """Check ``config`` for every world size the job may take, prepare the dataset, open the tracker run
     and write the config. Returns (workdir, run folder, run id, dataset URL)."""
     for world in world_sizes:
-        config.check(world)
+        config.mesh(world)
     workdir = Path(workdir or default_workdir())
     data_url = str(workdir / "data")
     prepare_dataset(data_url)
@@ -145,7 +151,7 @@ def run(config: TrainConfig, *, workdir: Path | None = None, nproc: int = 1, run
             time.sleep(0.5)
         bar.update(job.step() - bar.n)
     if job.proc.returncode != 0:
-        Tracker(job.tracker_path).finish(job.run_id, "failed")
+        job.tracker.finish(job.run_id, "failed")
         raise RuntimeError(f"training run {job.run_id} failed (exit {job.proc.returncode}):\n{job.log_tail()}")
     return job
 

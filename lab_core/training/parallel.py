@@ -154,7 +154,7 @@ def parallelize(config: TrainConfig, cfg: ModelConfig, *, device: torch.device |
     device = device or torch.device("cpu")
     world = dist.get_world_size() if dist.is_initialized() else 1
     rank = dist.get_rank() if dist.is_initialized() else 0
-    mesh = config.check(world)
+    mesh = config.mesh(world)
     full = build_model(cfg, seed=config.seed).train()
     if config.strategy == "pp":
         module, schedule = _pipeline(config, full, mesh, rank, device, config.grad_accum)

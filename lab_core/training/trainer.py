@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,17 +21,6 @@ from lab_core.training.parallel import (Parallel, flops_per_token, grad_norm_and
                                         peak_flops)
 from lab_core.store.object_store import ObjectStore
 from lab_core.training.tracker import Tracker
-
-
-@dataclass
-class TrainResult:
-    """What one rank saw: per-step global losses, where it started (after a resume) and the last step."""
-
-    losses: dict[int, float] = field(default_factory=dict)
-    start_step: int = 0
-    final_step: int = 0
-    world_size: int = 1
-    checkpoint_blocked_s: list[float] = field(default_factory=list)
 
 
 def _world() -> tuple[int, int]:
@@ -53,11 +40,12 @@ def _global_loss(par: Parallel, local: float | None) -> float:
 
 
 def train(config: TrainConfig, *, data_url: str, checkpoint_dir: Path | None = None, tracker_path: Path | None = None,
-          run_id: str | None = None, device: torch.device | None = None, fail_at_step: int | None = None,
-          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+          run_id: str | None = None, device: torch.device | None = None,
+          fail_at_step: int | None = None) -> dict[int, float]:
     """Train ``config.steps`` optimiser steps on the dataset at ``data_url``, resuming from the newest
     valid checkpoint in ``checkpoint_dir`` if there is one. ``fail_at_step`` kills this process (exit 1)
-    once that step is done: the fault the checkpoint and elastic tests inject."""
+    once that step is done: the fault the checkpoint and elastic tests inject. Returns the global loss
+    of each step this process ran."""
     device = device or torch.device("cpu")
     rank, world = _world()
     tokenizer = load_tokenizer(data_url)
@@ -66,12 +54,13 @@ def train(config: TrainConfig, *, data_url: str, checkpoint_dir: Path | None = N
     opt, sched = make_optimizer(par.module, config)
     loader = ShardedLoader(ObjectStore(data_url), "train", seq_len=config.seq_len, batch_size=config.micro_batch,
                            rank=par.dp_rank, world_size=par.dp_size, seed=config.seed)
-    result = TrainResult(world_size=world)
+    losses: dict[int, float] = {}
+    step = 0
     ckpt = CheckpointManager(checkpoint_dir, keep_last=config.keep_last) if checkpoint_dir else None
     if ckpt is not None:
         state = ckpt.load(par.module, opt, scheduler=sched)
         if state is not None:
-            result.start_step = state.step
+            step = state.step
             loader.load_state_dict(state.loader_state)
     tracker = Tracker(tracker_path) if tracker_path is not None and rank == 0 else None
     if tracker is not None and run_id is None:
@@ -80,7 +69,6 @@ def train(config: TrainConfig, *, data_url: str, checkpoint_dir: Path | None = N
     peak = peak_flops(device) * world
     tokens = config.tokens_per_step(world)
     params = list(par.module.parameters())
-    step = result.start_step
     try:
         while step < config.steps:
             t0 = time.perf_counter()
@@ -99,18 +87,15 @@ def train(config: TrainConfig, *, data_url: str, checkpoint_dir: Path | None = N
             step += 1
             loss = _global_loss(par, sum(local) / len(local) if local else None)
             seconds = time.perf_counter() - t0
-            result.losses[step] = loss
+            losses[step] = loss
             if tracker is not None and (step % config.log_every == 0 or step == config.steps):
                 tracker.log(run_id, step, {"loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tokens / seconds,
                                            "mfu": per_token * tokens / seconds / peak, "step_time_s": seconds,
                                            "world_size": world})
-            if on_step is not None:
-                on_step(step, loss)
             if ckpt is not None and (step == config.steps or config.checkpoint_every
                                      and step % config.checkpoint_every == 0):
                 saved = ckpt.save(step, par.module, opt, scheduler=sched, loader_state=loader.state_dict(),
                                   asynchronous=config.async_checkpoint and step != config.steps)
-                result.checkpoint_blocked_s.append(saved.blocked_s)
                 if tracker is not None:
                     tracker.log(run_id, step, {"checkpoint_blocked_s": saved.blocked_s})
             if fail_at_step is not None and step == fail_at_step and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
@@ -120,7 +105,6 @@ def train(config: TrainConfig, *, data_url: str, checkpoint_dir: Path | None = N
     finally:
         if ckpt is not None:
             ckpt.close()
-    result.final_step = step
     if tracker is not None:
         tracker.finish(run_id, "finished")
-    return result
+    return losses

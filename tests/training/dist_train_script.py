@@ -28,7 +28,7 @@ RUNS = {
 def main() -> None:
     data, out = sys.argv[1], sys.argv[2]
     dist.init_process_group("gloo")
-    losses = {name: train(config, data_url=data).losses for name, config in RUNS.items()}
+    losses = {name: train(config, data_url=data) for name, config in RUNS.items()}
     if dist.get_rank() == 0:
         with open(out, "w") as f:
             json.dump(losses, f)
