@@ -39,6 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="course integrity: student notebooks current, grader catches mutants")
     check.add_argument("labs", nargs="*", metavar="LAB", help="labs to check (default: all)")
     check.add_argument("--keep", action="store_true", help="keep the temporary nbgrader course folder")
+    check.add_argument("--compare", type=int, default=0, metavar="N",
+                       help="also grade the first N mutants with cold kernels and require equal per-cell points")
+    check.add_argument("--all-nbgrader", action="store_true",
+                       help="grade every submission with cold kernels (the slow path the fast one is checked against)")
+
+    grade = sub.add_parser("grade", help="grade a folder of student notebooks with nbgrader (warm kernels, sandboxed)")
+    grade.add_argument("lab", metavar="LAB")
+    grade.add_argument("submissions", metavar="SUBMISSIONS_DIR",
+                       help="<student>.ipynb files or <student>/ folders holding the notebook")
+    grade.add_argument("--course", default=None, metavar="DIR",
+                       help="new nbgrader course folder for the results (default: ./graded-<lab folder>)")
+    grade.add_argument("--timeout", type=int, default=120, help="seconds one cell may run before it is interrupted (default 120)")
+    grade.add_argument("--workers", type=int, default=None, help="parallel nbgrader processes (default: cores, at least 2)")
+    grade.add_argument("--no-sandbox", action="store_true", help="let notebooks write outside their folder (trusted code only)")
 
     bench = sub.add_parser("bench", help="run a lab's benchmarks; table on stdout, JSON in benchmarks/results/")
     bench.add_argument("lab", metavar="LAB")
@@ -70,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
 
             for name in args.labs:
                 get_lab(name)
-            return check_labs(args.labs or list(LABS), keep=args.keep)
+            if args.compare < 0:
+                raise ValueError(f"--compare takes a count of mutants >= 0, got {args.compare}")
+            return check_labs(args.labs or list(LABS), keep=args.keep, fast=not args.all_nbgrader, compare=args.compare)
+        if args.command == "grade":
+            return _grade(args)
         if args.command == "bench":
             from lab_core.bench import run_benchmark
 
@@ -79,6 +97,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"syslab: error: {exc}", file=sys.stderr)
         return 2
     return 2
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lab_core.autograde.classroom import default_workers, format_outcomes, grade_class
+
+    lab = get_lab(args.lab)
+    if not 1 <= args.timeout <= 3600:
+        raise ValueError(f"--timeout is seconds per cell, 1 to 3600; got {args.timeout}")
+    workers = args.workers or default_workers()
+    if not 1 <= workers <= 16:
+        raise ValueError(f"--workers takes 1 to 16 processes; got {workers}")
+    course = Path(args.course or f"graded-{lab.folder}").resolve()
+    outcomes = grade_class(lab, Path(args.submissions), course, timeout=args.timeout, workers=workers,
+                           sandbox=not args.no_sandbox)
+    print(format_outcomes(outcomes))
+    print(f"{len(outcomes)} notebooks; nbgrader course folder {course} (grades.csv, cells.csv, autograded/)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,14 @@ For each lab, in a throwaway nbgrader course folder:
 
 Checks 5 and 6 read the notebooks nbgrader executed for checks 2 and 3, so they cost no extra run.
 
+The fast path (the default): the reference and the blank are graded by plain ``nbgrader
+autograde`` with cold kernels, as an instructor's machine would; every submission, the reference
+and the blank included, is graded again by ``nbgrader autograde`` with warm kernels forked from a
+zygote that has run the notebook's imports (:mod:`lab_core.autograde`). A seventh check holds the
+fast path to nbgrader's verdicts: for each submission graded both ways (the reference, the blank,
+and ``compare`` mutants), the points of every cell must be equal. ``fast=False`` grades everything
+cold, as before the fast path existed (the benchmark's baseline).
+
 Submissions are built from the student notebook, as a student would hand it in: "reference"
 has every exercise cell answered with the solution; a mutant is that, with the cells it names
 replaced by its wrong answer.
@@ -24,15 +32,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
+from lab_core.autograde.nbgrader_runs import Grade, Shard, autograde, nbgrader, nbgrader_env, write_course
+from lab_core.autograde.warm import preload_statements, warm_kernels
 from lab_core.labs import Lab, get_lab
+
+# Per cell, as the course's nbgrader_config.py: the slowest graded demonstration stays well below it.
+EXECUTE_TIMEOUT = 300
 
 # The blank student version may break only in these ways: a stub, a name a stub never defined,
 # a test that fails on the stub's absence.
@@ -101,44 +112,6 @@ def _comparable(nb: nbformat.NotebookNode) -> list[tuple]:
     return [(c.cell_type, c.source.strip(), c.get("metadata", {}).get("nbgrader")) for c in nb.cells]
 
 
-def _nbgrader_command(course: Path, *args: str) -> tuple[list[str], dict[str, str]]:
-    bindir = Path(sys.executable).parent
-    exe = bindir / "nbgrader"
-    # nbgrader runs alembic (and the kernel) as subprocesses found on PATH: put this environment first.
-    env = {**os.environ, "SYSLAB_FAST": "1", "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return [str(exe) if exe.exists() else "nbgrader", *args], env
-
-
-def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd, env = _nbgrader_command(course, *args)
-    return subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True)
-
-
-def _autograde_in_parallel(course: Path, lab: Lab, students: list[str], workers: int) -> tuple[dict, str]:
-    """Autograde ``students`` split over ``workers`` copies of the course (one gradebook each, since
-    nbgrader's SQLite gradebook takes one writer); returns merged scores and any error text."""
-    shards = [students[i::workers] for i in range(workers) if students[i::workers]]
-    procs = []
-    for i, shard in enumerate(shards):
-        copy = course.parent / f"{course.name}-grader{i}"
-        shutil.copytree(course, copy, ignore=shutil.ignore_patterns("submitted"))
-        for student in shard:
-            shutil.copytree(course / "submitted" / student, copy / "submitted" / student)
-        cmd, env = _nbgrader_command(copy, "autograde", lab.folder, "--force")
-        # A log file, not a pipe: pipes read one after another would stall a chatty second grader.
-        with (copy / "autograde.log").open("w") as log:
-            procs.append((copy, subprocess.Popen(cmd, cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT)))
-    scores: dict[str, tuple[float, float, list[str]]] = {}
-    errors = []
-    for copy, proc in procs:
-        if proc.wait() != 0:
-            errors.append((copy / "autograde.log").read_text(errors="replace").strip()[-800:])
-        scores.update(_scores(copy, lab))
-        if (copy / "autograded").is_dir():
-            shutil.copytree(copy / "autograded", course / "autograded", dirs_exist_ok=True)
-    return scores, "\n".join(errors)
-
-
 def _label(cell: nbformat.NotebookNode) -> str:
     return _grade_id(cell) or cell.get("id", "?")
 
@@ -191,19 +164,18 @@ class LabReport:
         return bool(self.rows) and all(row[3] for row in self.rows)
 
 
-def check_lab(lab: Lab, workdir: Path) -> LabReport:
-    """Run the four checks for ``lab`` inside ``workdir`` (an empty folder)."""
+def check_lab(lab: Lab, workdir: Path, *, fast: bool = True, compare: int = 0, workers: int | None = None) -> LabReport:
+    """Run the checks for ``lab`` inside ``workdir`` (an empty folder).
+
+    ``fast``: mutants through warm kernels, the reference and the blank both ways (see the module
+    docstring); ``compare``: how many mutants (first by name) are graded cold too, to prove the
+    fast path on them. ``workers``: concurrent warm nbgrader processes (default: the cores, 2 to 4).
+    """
     report = LabReport(lab.name)
     course = workdir / lab.name
-    (course / "source" / lab.folder).mkdir(parents=True)
-    shutil.copy(lab.solution, course / "source" / lab.folder / lab.notebook)
-    (course / "nbgrader_config.py").write_text(
-        "c = get_config()\n"
-        "c.CourseDirectory.root = '.'\n"
-        f"c.CourseDirectory.db_assignments = [{{'name': {lab.folder!r}}}]\n"
-        "c.Execute.timeout = 300\n"
-    )
-    gen = _nbgrader(course, "generate_assignment", lab.folder, "--force")
+    env = nbgrader_env(SYSLAB_FAST="1")
+    write_course(course, lab.folder, lab.solution, timeout=EXECUTE_TIMEOUT)
+    gen = nbgrader(course, "generate_assignment", lab.folder, "--force", env=env)
     generated = course / "release" / lab.folder / lab.notebook
     if gen.returncode != 0 or not generated.exists():
         report.rows.append(("generate student version", None, None, False, gen.stderr.strip()[-800:]))
@@ -226,52 +198,60 @@ def check_lab(lab: Lab, workdir: Path) -> LabReport:
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / lab.notebook)
 
-    workers = max(1, min(os.cpu_count() or 1, 4))
-    scores, errors = _autograde_in_parallel(course, lab, list(submissions), workers)
+    workers = workers or max(2, min(os.cpu_count() or 1, 4))
+    students = list(submissions)
+    if fast:
+        cold_students = ["reference", "blank", *[f"mutant-{m.name}" for m in mutants[:compare]]]
+        with warm_kernels(preload_statements(fresh), env) as warm_env:
+            cold = [Shard(cold_students[i::2], env) for i in range(2)]
+            warm = [Shard(students[i::workers], warm_env) for i in range(workers)]
+            autograde(course, lab.folder, cold + warm)
+    else:
+        cold = [Shard(students[i::workers], env) for i in range(workers)]
+        warm = []
+        autograde(course, lab.folder, cold)
+    errors = [s.log.strip()[-800:] for s in cold + warm if s.returncode != 0]
     if errors:
-        report.rows.append(("autograde", None, None, False, errors))
+        report.rows.append(("autograde", None, None, False, "\n".join(errors)))
         return report
+    graded_cold = {k: v for s in cold for k, v in s.grades.items()}
+    graded_fast = {k: v for s in warm for k, v in s.grades.items()}
+    scores = {**graded_fast, **graded_cold}  # nbgrader's own verdict wherever there is one
     descriptions = {f"mutant-{m.name}": m.description for m in mutants}
     for student in submissions:
-        score, max_score, lost = scores.get(student, (None, None, []))
-        if score is None:
+        grade = scores.get(student)
+        if grade is None:
             report.rows.append((student, None, None, False, "not graded"))
             continue
-        full = score >= max_score
+        full = grade.score >= grade.max_score
         ok = full if student == "reference" else not full
         detail = descriptions.get(student, "")
-        if lost:
-            detail = (detail + "; " if detail else "") + "lost: " + ", ".join(lost)
-        report.rows.append((student, score, max_score, ok, detail))
-    executed = course / "autograded"
+        if grade.lost:
+            detail = (detail + "; " if detail else "") + "lost: " + ", ".join(grade.lost)
+        if fast and student not in graded_cold:
+            detail += " (fast path)"
+        report.rows.append((student, grade.score, grade.max_score, ok, detail))
+    if fast:
+        differences = [f"{s}: {d}" for s in graded_cold for d in cell_differences(graded_cold[s], graded_fast.get(s))]
+        report.rows.append((f"fast path = nbgrader ({len(graded_cold)})", None, None, not differences,
+                            "; ".join(differences)[:1500] or "per-cell points equal: " + ", ".join(graded_cold)))
+    executed = {s: shard.folder / "autograded" for shard in cold for s in shard.students if shard.folder}
     for student, what, problems_of in (
         ("reference", "no errors in the reference run", run_errors),
         ("blank", "only exercises break in blank", blank_problems),
     ):
-        path = executed / student / lab.folder / lab.notebook
+        path = executed[student] / student / lab.folder / lab.notebook
         problems = problems_of(nbformat.read(path, as_version=4)) if path.exists() else [f"{path} was not written"]
         report.rows.append((what, None, None, not problems, "; ".join(problems)[:1500]))
     return report
 
 
-def _scores(course: Path, lab: Lab) -> dict[str, tuple[float, float, list[str]]]:
-    from nbgrader.api import Gradebook
-
-    out: dict[str, tuple[float, float, list[str]]] = {}
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for student in gb.students:
-            try:
-                sub = gb.find_submission(lab.folder, student.id)
-            except Exception:  # nbgrader raises MissingEntry for students without this assignment
-                continue
-            lost = [
-                g.name
-                for nb in sub.notebooks
-                for g in nb.grades
-                if g.max_score and (g.score or 0) < g.max_score
-            ]
-            out[student.id] = (float(sub.score), float(sub.max_score), sorted(lost))
-    return out
+def cell_differences(cold: Grade, fast: Grade | None) -> list[str]:
+    """Where two gradings of one submission disagree, cell by cell ("cell: cold -> fast")."""
+    if fast is None:
+        return ["not graded by the fast path"]
+    cells = sorted(set(cold.cells) | set(fast.cells))
+    return [f"{c}: {cold.cells.get(c)} -> {fast.cells.get(c)}" for c in cells if cold.cells.get(c) != fast.cells.get(c)]
 
 
 def format_report(reports: list[LabReport]) -> str:
@@ -284,12 +264,12 @@ def format_report(reports: list[LabReport]) -> str:
     return "\n".join(lines)
 
 
-def check_labs(names: list[str], *, keep: bool = False) -> int:
+def check_labs(names: list[str], *, keep: bool = False, fast: bool = True, compare: int = 0) -> int:
     """Check each lab, print the table; 0 only if every check of every lab holds."""
     labs = [get_lab(n) for n in names]
     workdir = Path(tempfile.mkdtemp(prefix="syslab-check-"))
     try:
-        reports = [check_lab(lab, workdir) for lab in labs]
+        reports = [check_lab(lab, workdir, fast=fast, compare=compare) for lab in labs]
     finally:
         if keep:
             print(f"course folders kept in {workdir}")

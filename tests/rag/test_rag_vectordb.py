@@ -125,7 +125,9 @@ def test_save_load_round_trip(kind, data, tmp_path):
     queries = vectors[::7]
     expected, got = index.search(queries, 10), loaded.search(queries, 10)
     if kind == "hnsw":  # the graph is rebuilt; the exact top result and its score must agree
-        assert [h[0] for h in got] == [h[0] for h in expected]
+        assert [h[0][0] for h in got] == [h[0][0] for h in expected]
+        # The rebuilt graph may sum the same distance in another order: equal to float32 rounding.
+        np.testing.assert_allclose([h[0][1] for h in got], [h[0][1] for h in expected], rtol=1e-5)
         assert np.mean([len({a for a, _ in x} & {a for a, _ in y}) / 10 for x, y in zip(got, expected)]) >= 0.95
     else:
         assert [[a for a, _ in h] for h in got] == [[a for a, _ in h] for h in expected]
