@@ -15,7 +15,6 @@ import os
 import resource
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 
 # Landlock's system calls have the same numbers on every architecture (added after the unification).
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
@@ -120,9 +119,3 @@ def cap_output(shell: object, streams: Iterable[object], limit: int = DEFAULT_OU
             return _original(text)
 
         stream.write = write  # type: ignore[attr-defined]
-
-
-def writable_roots(cwd: Path, private_tmp: Path) -> list[Path]:
-    """Where a graded kernel may write: its submission folder, its private temporary folder, and
-    /dev (``/dev/null``, ``/dev/shm`` for torch and multiprocessing)."""
-    return [cwd, private_tmp, Path("/dev")]

@@ -16,6 +16,7 @@ Run as ``python -m lab_core.autograde.zygote --socket PATH --preload FILE``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -32,7 +33,9 @@ from pathlib import Path
 
 from lab_core.autograde import sandbox
 
-# The project's own cache (lab_core.rag.system.cache_path); a kernel gets a private copy of it.
+# The project's embedding cache (lab_core.rag.system.cache_path) stays writable, as under plain
+# nbgrader: it is keyed by the text's hash, and re-embedding the corpus in every kernel would
+# cost the RAG lab tens of seconds per notebook. It is the one place outside its folder a kernel writes.
 CACHE_ENV = "SYSLAB_CACHE"
 
 
@@ -66,7 +69,7 @@ def _prepare_kernel_machinery() -> None:
     """Import ipykernel and create IPython's profile folder while writes are still allowed."""
     from IPython.core.profiledir import ProfileDir
     from IPython.paths import get_ipython_dir
-    from ipykernel import kernelapp  # noqa: F401  (imported here, before any fork)
+    importlib.import_module("ipykernel.kernelapp")
 
     try:
         ProfileDir.create_profile_dir_by_name(get_ipython_dir(), "default")
@@ -74,15 +77,11 @@ def _prepare_kernel_machinery() -> None:
         pass
 
 
-def _private_cache(env: dict[str, str], tmp: Path) -> None:
-    """Point the project's cache at a private copy, so one submission cannot poison another's."""
-    shared = Path(env.get(CACHE_ENV) or Path(env.get("HOME", str(Path.home()))) / ".cache" / "sysdesign-lab")
-    private = tmp / "syslab-cache"
-    if shared.is_dir():
-        shutil.copytree(shared, private, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
-    else:
-        private.mkdir()
-    env[CACHE_ENV] = str(private)
+def _shared_cache(env: dict[str, str]) -> Path:
+    """The project's embedding cache, as :func:`lab_core.rag.system.cache_path` finds it (created)."""
+    folder = Path(env.get(CACHE_ENV) or Path(env.get("HOME", str(Path.home()))) / ".cache" / "sysdesign-lab")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _become_kernel(request: dict, tmp: Path, confine: bool) -> None:
@@ -95,7 +94,6 @@ def _become_kernel(request: dict, tmp: Path, confine: bool) -> None:
     os.chdir(cwd)
     env = dict(request["env"])
     env.update(TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp), MPLCONFIGDIR=str(tmp / "matplotlib"))
-    _private_cache(env, tmp)
     os.environ.clear()
     os.environ.update(env)
     tempfile.tempdir = None
@@ -109,7 +107,7 @@ def _become_kernel(request: dict, tmp: Path, confine: bool) -> None:
         sys.modules["numpy"].random.seed()
     sandbox.limit_resources()
     if confine:
-        sandbox.restrict_writes([cwd, tmp, Path("/dev")])
+        sandbox.restrict_writes([cwd, tmp, Path("/dev"), _shared_cache(env)])
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()
