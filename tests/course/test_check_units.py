@@ -115,3 +115,15 @@ def test_blank_that_breaks_only_at_its_exercises_has_no_problems():
 def test_blank_problems_name_what_breaks_where_the_student_does_not_write(kwargs, expected):
     problems = blank_problems(_blank(**kwargs))
     assert any(expected in p for p in problems), problems
+
+
+def test_cell_differences_name_each_cell_that_scored_differently():
+    from lab_core.autograde.nbgrader_runs import Grade
+    from lab_core.course import cell_differences
+
+    cold = Grade(3.0, 4.0, {"a": (1.0, 1.0), "b": (0.0, 1.0), "c": (2.0, 2.0)})
+    assert cell_differences(cold, Grade(3.0, 4.0, dict(cold.cells))) == []
+    fast = Grade(3.0, 4.0, {"a": (1.0, 1.0), "b": (1.0, 1.0), "c": (1.0, 2.0)})
+    assert cell_differences(cold, fast) == ["b: (0.0, 1.0) -> (1.0, 1.0)", "c: (2.0, 2.0) -> (1.0, 2.0)"]
+    assert cell_differences(cold, Grade(1.0, 1.0, {"a": (1.0, 1.0)})) == ["b: (0.0, 1.0) -> None", "c: (2.0, 2.0) -> None"]
+    assert cell_differences(cold, None) == ["not graded by the fast path"]
