@@ -33,11 +33,16 @@ def main(argv: list[str]) -> int:
     conn.connect(path)
     conn.sendall(json.dumps({"argv": kernel_argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode() + b"\n")
     buffer = bytearray()
-    pid = _read_line(conn, buffer)["pid"]
+    answer = _read_line(conn, buffer)
+    if "pid" not in answer:
+        print(f"warm kernel refused: {answer.get('error')}", file=sys.stderr)
+        return 1
+    pid = answer["pid"]
 
     def forward(signum: int, _frame: object) -> None:
+        # To the kernel's process group, as Jupyter signals a kernel it started itself.
         try:
-            os.kill(pid, signum)
+            os.killpg(pid, signum)
         except ProcessLookupError:
             pass
 

@@ -16,6 +16,7 @@ Run as ``python -m lab_core.autograde.zygote --socket PATH --preload FILE``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import importlib.util
 import json
@@ -131,12 +132,21 @@ class Zygote:
 
     def _spawn(self, kernel: _Kernel) -> None:
         line, _, kernel.buffer = kernel.buffer.partition(b"\n")
-        request = json.loads(line)
+        try:
+            request = json.loads(line)
+            if not (isinstance(request.get("argv"), list) and isinstance(request.get("cwd"), str)
+                    and isinstance(request.get("env"), dict)):
+                raise ValueError("a request needs argv (list), cwd (str) and env (object)")
+        except (ValueError, AttributeError) as exc:  # not a launcher: answer and hang up, keep serving
+            kernel.conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
+            self._close(kernel, None)
+            return
         kernel.tmp = Path(tempfile.mkdtemp(prefix="syslab-kernel-"))
         pid = os.fork()
         if pid == 0:
             status = 1
             try:
+                _die_with_parent(signal.SIGKILL)
                 self.selector.close()
                 self.listener.close()
                 for other in self.kernels.values():
@@ -206,6 +216,12 @@ class Zygote:
         self._reap()
 
 
+def _die_with_parent(signum: int) -> None:
+    """Have Linux send ``signum`` to this process when its parent dies (elsewhere: nothing)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signum)  # PR_SET_PDEATHSIG
+
+
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -220,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preload", required=True, help="JSON file: a list of import statements")
     parser.add_argument("--no-sandbox", action="store_true", help="let kernels write anywhere (trusted code only)")
     args = parser.parse_args(argv)
+    owner = os.getppid()
+    _die_with_parent(signal.SIGTERM)  # an owner killed outright must not leave a zygote behind
+    if os.getppid() != owner:
+        return 1
     for problem in preload(json.loads(Path(args.preload).read_text())):
         print(f"zygote: preload failed: {problem}", file=sys.stderr)
     _prepare_kernel_machinery()

@@ -132,7 +132,7 @@ def test_a_class_with_hostile_notebooks_is_graded_and_harms_nothing(tmp_path):
     if sandbox.landlock_abi():
         assert solution_error("deleter") == "PermissionError"
     assert solution_error("looper") in ("KeyboardInterrupt", "CellTimeoutError")
-    assert not (executed / "exiter").exists()
+    assert not (executed / "exiter" / lab.folder / lab.notebook).exists()  # nbgrader removed the failed run
 
     with (course / "cells.csv").open() as f:
         cells = list(csv.DictReader(f))

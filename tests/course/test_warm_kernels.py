@@ -201,3 +201,19 @@ def test_the_sandbox_in_a_plain_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["denied", "child", "1"], out.stderr
     assert (inside / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_the_zygote_refuses_a_malformed_request_and_keeps_serving(warm, tmp_path):
+    import json
+    import socket
+
+    spec = Path(warm["JUPYTER_PATH"].split(os.pathsep)[0]) / "kernels" / "python3" / "kernel.json"
+    path = json.loads(spec.read_text())["argv"][2]
+    for junk in (b"not json\n", b'{"argv": "x"}\n', b"[1, 2]\n"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(10)
+            conn.connect(path)
+            conn.sendall(junk)
+            assert "error" in json.loads(conn.makefile().readline())
+    nb = _run(_notebook("print('still serving')"), tmp_path, warm)
+    assert _text(nb.cells[0]) == "still serving\n"
