@@ -103,6 +103,7 @@ def test_an_elastic_job_that_loses_a_node_resumes_with_fewer_ranks(tmp_path: Pat
             assert all(a.poll() is None for a in job.agents), "\n".join(p.read_text()[-2000:] for p in job.logs)
             time.sleep(0.2)
         job.kill_node(1)
+        killed_at = job.step()
         codes = job.wait(timeout=240)
     finally:
         job.stop()
@@ -113,5 +114,7 @@ def test_an_elastic_job_that_loses_a_node_resumes_with_fewer_ranks(tmp_path: Pat
     resumed = sizes[sizes == 1].index.min()
     # Steps after the last checkpoint before the loss were redone by the one rank left.
     assert sizes.loc[: resumed - 1].eq(2).all() and sizes.loc[resumed:].eq(1).all()
-    assert (resumed - 1) % config.checkpoint_every == 0 and resumed <= 7
+    # The node dies at step 6 or a little later on a busy machine (the poll above is not instant):
+    # the survivor resumes from the last checkpoint the two ranks completed before the loss.
+    assert (resumed - 1) % config.checkpoint_every == 0 and 4 <= resumed - 1 <= killed_at + 1, (resumed, killed_at)
     assert Tracker(job.tracker_path).run(job.run_id)["status"] == "finished"
