@@ -78,18 +78,22 @@ def _prepare_kernel_machinery() -> None:
         pass
 
 
-def _shared_cache(env: dict[str, str]) -> Path:
-    """The project's embedding cache, as :func:`lab_core.rag.system.cache_path` finds it (created)."""
+def _shared_cache(env: dict[str, str]) -> list[Path]:
+    """The project's embedding cache, as :func:`lab_core.rag.system.cache_path` finds it (created),
+    or nothing where it cannot be created (the notebook then meets that itself, as a cold kernel would)."""
     folder = Path(env.get(CACHE_ENV) or Path(env.get("HOME", str(Path.home()))) / ".cache" / "sysdesign-lab")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return []
+    return [folder]
 
 
 def _become_kernel(request: dict, tmp: Path, confine: bool) -> None:
     """In the forked child: take the request's folder, environment and arguments, then run ipykernel."""
     os.setsid()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     cwd = Path(request["cwd"]).resolve()
     os.chdir(cwd)
@@ -108,7 +112,7 @@ def _become_kernel(request: dict, tmp: Path, confine: bool) -> None:
         sys.modules["numpy"].random.seed()
     sandbox.limit_resources()
     if confine:
-        sandbox.restrict_writes([cwd, tmp, Path("/dev"), _shared_cache(env)])
+        sandbox.restrict_writes([cwd, tmp, Path("/dev"), *_shared_cache(env)])
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()
