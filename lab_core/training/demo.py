@@ -7,6 +7,8 @@ Everything lands in ``--workdir`` (default ``~/.cache/syslab/training``): the pr
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from lab_core.training.config import PRECISIONS, STRATEGIES, TrainConfig
@@ -55,11 +57,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if not args.serve:
         print(f"serve it:    {serve}")
         return 0
-    from lab_core.serving.demo import run_demo as serve_demo, add_demo_arguments as serve_arguments
-
-    serve_parser = argparse.ArgumentParser()
-    serve_arguments(serve_parser)
-    serve_args = serve_parser.parse_args(["--registry", str(workdir / "registry"), "--registered",
-                                          f"{name}:{version.stage}"])
-    serve_args.host, serve_args.port = args.host, args.port
-    return serve_demo(serve_args)
+    # Lab 07's own command, not its demo module: one lab never imports another lab's demo.
+    argv = [sys.executable, "-m", "lab_core.cli", "demo", "serving", "--host", args.host, "--port", str(args.port),
+            "--registry", str(workdir / "registry"), "--registered", f"{name}:{version.stage}"]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
