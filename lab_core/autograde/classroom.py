@@ -28,6 +28,11 @@ from lab_core.labs import Lab
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
+# nbgrader export's CSV columns (CsvExportPlugin), in its order.
+EXPORT_COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
+                  "raw_score", "late_submission_penalty", "score", "max_score"]
+
+
 class SubmissionError(ValueError):
     """A submissions folder that cannot be graded as it is; the message names the entry."""
 
@@ -41,13 +46,15 @@ class Outcome:
     failure: str = ""
 
 
-def find_submissions(folder: Path, notebook: str) -> dict[str, Path]:
+def find_submissions(folder: Path, notebook: str) -> tuple[dict[str, Path], dict[str, str]]:
     """Student id -> notebook, from ``folder``: ``<student>.ipynb`` files, or ``<student>/`` folders
     holding one notebook at any depth (preferring one named ``notebook``), as nbgrader's
-    ``submitted/`` and most LMS downloads are laid out."""
+    ``submitted/`` and most LMS downloads are laid out; and student id -> why their notebook
+    cannot be read (a corrupt upload scores 0 and the others are graded)."""
     if not folder.is_dir():
         raise SubmissionError(f"submissions folder {str(folder)!r} does not exist")
     found: dict[str, Path] = {}
+    unreadable: dict[str, str] = {}
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
@@ -65,23 +72,24 @@ def find_submissions(folder: Path, notebook: str) -> dict[str, Path]:
             continue
         if not _STUDENT_ID.match(student):
             raise SubmissionError(f"{entry.name!r}: a student id may hold letters, digits and _ . @ - (at most 100)")
-        if student in found:
+        if student in found or student in unreadable:
             raise SubmissionError(f"student {student!r} has both a file and a folder")
         try:
             nbformat.read(path, as_version=4)
-        except Exception as exc:  # a corrupt upload is the student's zero, said before any grading starts
-            raise SubmissionError(f"{path.relative_to(folder)}: not a readable notebook ({type(exc).__name__}: {exc})") from None
+        except Exception as exc:  # a corrupt upload (bad JSON, bad Unicode, deep nesting) is that student's zero
+            unreadable[student] = f"not a readable notebook: {path.relative_to(folder)} ({type(exc).__name__}: {str(exc)[:200]})"
+            continue
         found[student] = path
-    if not found:
+    if not found and not unreadable:
         raise SubmissionError(f"no notebooks in {str(folder)!r} (expected <student>.ipynb or <student>/…/{notebook})")
-    return found
+    return found, unreadable
 
 
 def grade_class(lab: Lab, submissions: Path, course: Path, *, timeout: int = 120, workers: int = 2,
                 sandbox: bool = True, show_progress: bool = True) -> list[Outcome]:
     """Grade every notebook in ``submissions`` into the nbgrader course folder ``course`` (created;
     it must not exist yet); write ``grades.csv`` (nbgrader export) and ``cells.csv`` there."""
-    found = find_submissions(submissions, lab.notebook)
+    found, unreadable = find_submissions(submissions, lab.notebook)
     if course.exists():
         raise SubmissionError(f"course folder {str(course)!r} already exists; name a new one with --course")
     env = nbgrader_env(SYSLAB_FAST="1")  # demonstrations at grading size, as `syslab check` runs them
@@ -109,7 +117,8 @@ def grade_class(lab: Lab, submissions: Path, course: Path, *, timeout: int = 120
         progress(len(students))
     finally:
         bar.close()
-    outcomes = _collect(course, lab, shards)
+    outcomes = sorted(_collect(course, lab, shards) + [Outcome(s, None, why) for s, why in unreadable.items()],
+                      key=lambda o: o.student)
     _write_csvs(course, lab, shards, outcomes)
     return outcomes
 
@@ -126,7 +135,7 @@ def _collect(course: Path, lab: Lab, shards: list[Shard]) -> list[Outcome]:
             if grade is None and not failure:
                 failure = "not graded (see autograde.log)"
             outcomes.append(Outcome(student, grade, failure))
-    return sorted(outcomes, key=lambda o: o.student)
+    return outcomes
 
 
 def _write_csvs(course: Path, lab: Lab, shards: list[Shard], outcomes: list[Outcome]) -> None:
@@ -147,7 +156,7 @@ def _write_csvs(course: Path, lab: Lab, shards: list[Shard], outcomes: list[Outc
             for row in reader:
                 if row["student_id"] in shard.students:
                     rows[row["student_id"]] = row
-    assert header is not None
+    header = header or EXPORT_COLUMNS  # no notebook could be read: no shard ran to export
     max_score = next((o.grade.max_score for o in outcomes if o.grade), 0.0)
     with (course / "grades.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header)

@@ -34,8 +34,8 @@ def test_submissions_as_files_folders_and_nbgrader_layout(tmp_path):
     _nb(tmp_path / "dee" / "lab.ipynb")
     _nb(tmp_path / "dee" / "scratch.ipynb")
     (tmp_path / "notes.txt").write_text("ignored")
-    found = find_submissions(tmp_path, "lab.ipynb")
-    assert sorted(found) == ["ada", "bob", "cy", "dee"]
+    found, unreadable = find_submissions(tmp_path, "lab.ipynb")
+    assert sorted(found) == ["ada", "bob", "cy", "dee"] and unreadable == {}
     assert found["dee"].name == "lab.ipynb" and found["cy"].parent.name == "01_rate_limiter"
 
 
@@ -44,7 +44,6 @@ def test_submissions_as_files_folders_and_nbgrader_layout(tmp_path):
     [
         (lambda d: _nb(d / "two" / "a.ipynb") and _nb(d / "two" / "b.ipynb"), "two/: 2 notebooks"),
         (lambda d: (d / "empty").mkdir(), "empty/: no .ipynb"),
-        (lambda d: (d / "broken.ipynb").write_text("{not json"), "broken.ipynb: not a readable notebook"),
         (lambda d: _nb(d / "bad name!.ipynb"), "'bad name!.ipynb': a student id"),
         (lambda d: _nb(d / "\u00e9l\u00e8ve.ipynb"), "a student id"),
         (lambda d: None, "no notebooks in"),
@@ -54,6 +53,19 @@ def test_a_folder_that_cannot_be_graded_is_refused_naming_the_entry(tmp_path, ma
     make(tmp_path)
     with pytest.raises(SubmissionError, match=message.replace("(", r"\(").replace("!", "!")):
         find_submissions(tmp_path, "lab.ipynb")
+
+
+@pytest.mark.parametrize("content", [
+    b"{not json",
+    b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5, "x": "\\ud800"}\xff',
+    b"[" * 100_000 + b"]" * 100_000,
+])
+def test_an_unreadable_notebook_is_that_students_zero_not_the_classs(tmp_path, content):
+    _nb(tmp_path / "ada.ipynb")
+    (tmp_path / "broken.ipynb").write_bytes(content)
+    found, unreadable = find_submissions(tmp_path, "lab.ipynb")
+    assert list(found) == ["ada"]
+    assert list(unreadable) == ["broken"] and "not a readable notebook: broken.ipynb" in unreadable["broken"]
 
 
 def test_a_missing_folder_and_bad_options_exit_2_with_the_reason(tmp_path):
@@ -104,15 +116,17 @@ def test_a_class_with_hostile_notebooks_is_graded_and_harms_nothing(tmp_path):
     for name, cells in hostile.items():
         nbformat.write(fill(release, {**answers, **cells}), subs / f"{name}.ipynb")
     nbformat.write(release, subs / "blank.ipynb")
+    (subs / "corrupt.ipynb").write_text("{half an upload")
     course = tmp_path / "course"
     proc = subprocess.run([SYSLAB, "grade", "ratelimit", str(subs), "--course", str(course), "--timeout", "20"],
                           capture_output=True, text=True, timeout=380)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "grading 01_rate_limiter" in proc.stderr and "6/6" in proc.stderr  # the progress bar
+    assert "grading 01_rate_limiter" in proc.stderr and "6/6" in proc.stderr  # the progress bar (readable ones)
 
     with (course / "grades.csv").open() as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f)}
-    assert sorted(rows) == sorted([*hostile, "blank"])
+    assert sorted(rows) == sorted([*hostile, "blank", "corrupt"])
+    assert float(rows["corrupt"]["score"]) == 0 and "not a readable notebook" in proc.stdout
     top = float(rows["reference"]["max_score"])
     score = {s: float(r["score"]) for s, r in rows.items()}
     assert score["reference"] == top > 0 and score["blank"] == 0
