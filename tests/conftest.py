@@ -74,6 +74,17 @@ def assert_bench_table(stdout: str, record: dict, lab: str) -> None:
         assert f["name"] in stdout
     assert "targets met" in stdout and f"{lab}.json" in stdout
 
+# Under pytest-xdist each worker (and what it starts: kernels, torchrun ranks) gets one OpenMP
+# thread: a thread per core in every worker makes their spinning threads starve one another.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, so the workers share them out instead of one finishing with a long tail."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
