@@ -39,8 +39,15 @@ lab: setup
 apps: setup
 	$(VENV)/bin/syslab serve --port $(PORT)
 
+# Two passes, both always run: the bulk on one pytest-xdist worker per core (up to 4), then the
+# tests that grade notebooks or drive chromium one at a time (they use every core themselves, and
+# a browser starved by a busy neighbour times out).
+SERIAL_TESTS := notebook or browser
 test: setup
-	$(PY) -m pytest
+	@status=0; \
+	$(PY) -m pytest -m "not ($(SERIAL_TESTS))" -n auto --maxprocesses=4 --dist load || status=$$?; \
+	$(PY) -m pytest -m "$(SERIAL_TESTS)" || { s=$$?; [ $$status -ne 0 ] || status=$$s; }; \
+	exit $$status
 
 check: setup
 	$(VENV)/bin/syslab check
