@@ -238,7 +238,7 @@ def _gpu_mfu(workdir: Path) -> list[Figure]:
     name = torch.cuda.get_device_name(device)
     peak = datasheet_peak(name)
     if peak is None:
-        machine_note("gpu_mfu", f"{name}: no bf16 datasheet peak in lab_core.serving.fleet.gpus; MFU left out")
+        machine_note("gpu_mfu", f"{name}: no bf16 datasheet peak in lab_core.llm.gpus; MFU left out")
         return []
     config = TrainConfig(model="100m", strategy="single", precision="bf16", steps=30, seq_len=1024, micro_batch=8,
                          warmup_steps=5, checkpoint_every=0)

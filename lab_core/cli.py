@@ -8,20 +8,26 @@ import sys
 from lab_core.labs import LABS, Lab, get_lab
 
 
-def _demo_parser(sub: argparse._SubParsersAction) -> None:
+def _demo_parser(sub: argparse._SubParsersAction, used: str | None) -> None:
+    """``syslab demo LAB``: only the lab named on the command line (``used``) is imported, for its
+    own options; the others are listed by their catalogue titles, so ``syslab`` never loads every
+    lab's code (and torch) to parse its arguments."""
     demo = sub.add_parser("demo", help="run a lab's real system as a service on loopback")
     labs = demo.add_subparsers(dest="lab", required=True, metavar="LAB")
-    for name in LABS:
+    for name, lab in LABS.items():
+        parser = labs.add_parser(name, help=lab.title)
+        if name != used:
+            continue
         module = importlib.import_module(f"lab_core.{name}.demo")
-        parser = labs.add_parser(name, help=module.__doc__.splitlines()[0] if module.__doc__ else None)
+        parser.description = module.__doc__.splitlines()[0] if module.__doc__ else None
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
         parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
         module.add_demo_arguments(parser)
         parser.set_defaults(run=module.run_demo)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser for every subcommand; ``argv`` says which lab's demo options to load."""
     parser = argparse.ArgumentParser(prog="syslab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -34,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="extra origins allowed to open the websocket (repeatable)")
     serve.add_argument("--show", action="store_true", help="open a browser")
 
-    _demo_parser(sub)
+    words = sys.argv[1:] if argv is None else argv
+    _demo_parser(sub, words[1] if len(words) > 1 and words[0] == "demo" else None)
 
     check = sub.add_parser("check", help="course integrity: student notebooks current, grader catches mutants")
     check.add_argument("labs", nargs="*", metavar="LAB", help="labs to check (default: all)")
@@ -62,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         if args.command == "serve":
             # The one place lab_core reaches the dashboards: loaded by name, only for this

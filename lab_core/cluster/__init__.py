@@ -13,7 +13,8 @@ from lab_core.cluster.fragmentation import (
     stranded_mask,
     stranded_ratio,
 )
-from lab_core.cluster.health import HealthConfig, detection_tradeoff
+from lab_core.cluster.experiments import detection_tradeoff
+from lab_core.cluster.health import HealthConfig
 from lab_core.cluster.job import FULL_GPU, Job, JobError, State
 from lab_core.cluster.model import GPU_TYPES, Cluster, NodeSpec, Placement, PlacementError
 from lab_core.cluster.placement import FGD, PLACERS, best_fit, first_fit, gpus_in_node, topology_aware

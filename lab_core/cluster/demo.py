@@ -96,7 +96,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus-per-node", type=int, default=d["gpus_per_node"],
                         help=f"GPUs in each node (default {d['gpus_per_node']})")
     parser.add_argument("--background-jobs", type=int, default=d["background_jobs"],
-                        help=f"seeded synthetic jobs arriving over time at ~{d['load']:.0%} load (default {d['background_jobs']}; 0: none)")
+                        help=f"seeded synthetic jobs arriving over time at ~{d['load'] * 100:.0f}%% load (default {d['background_jobs']}; 0: none)")
     parser.add_argument("--seed", type=int, default=d["seed"], help=f"seed of the background load (default {d['seed']})")
     parser.add_argument("--heartbeats", action="store_true",
                         help="detect failures by heartbeat timeout (10 s beats, 30 s timeout) instead of at once")

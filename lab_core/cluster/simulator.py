@@ -17,6 +17,7 @@ from lab_core.cluster.health import HealthConfig, HealthMonitor
 from lab_core.cluster.job import Job, JobError, State
 from lab_core.cluster.model import Cluster, Placement
 from lab_core.cluster.placement import PLACERS, Placer
+from lab_core.cluster.schedulers import SCHEDULERS
 from lab_core.cluster.view import Reservation, Running, Scheduler, View, earliest_start, gpu_free_at
 from lab_core.sim.arrivals import drive
 from lab_core.sim.clock import SimClock
@@ -57,8 +58,6 @@ class Simulation:
         placer: Placer | str = "best_fit",
         config: SimConfig | None = None,
     ) -> None:
-        from lab_core.cluster.schedulers import SCHEDULERS
-
         self.cluster = cluster
         self.config = config or SimConfig()
         self.scheduler = SCHEDULERS[scheduler]() if isinstance(scheduler, str) else scheduler

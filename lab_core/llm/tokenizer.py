@@ -10,7 +10,7 @@ BOS, EOS = 256, 257
 
 class Tokenizer(Protocol):
     """What a model's tokenizer offers: bytes (:class:`ByteTokenizer`) or a trained BPE that keeps the
-    same ids for bytes, BOS and EOS (``lab_core.training.bpe.BPETokenizer``)."""
+    same ids for bytes, BOS and EOS (``lab_core.llm.bpe.BPETokenizer``)."""
 
     vocab_size: int
     bos_id: int

@@ -35,7 +35,7 @@ def parse_registered(spec: str) -> tuple[str, int | None, str | None]:
 def registered_replicas(specs: Sequence[str], registry: str, replicas: int, config: EngineConfig) -> dict[str, list[AsyncEngineLike]]:
     """Colocated replicas of models trained in Lab 08 and loaded from its registry, each with its own
     tokenizer, served under the registered name."""
-    from lab_core.training.registry import ModelRegistry
+    from lab_core.llm.registry import ModelRegistry
 
     pools: dict[str, list[AsyncEngineLike]] = {}
     for spec in specs:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lab_core.store.object_store import MissingObjectError, ObjectStore
-from lab_core.training.bpe import EOS_ID, BPETokenizer, train_bpe
+from lab_core.llm.bpe import EOS_ID, BPETokenizer, train_bpe
 from lab_core.training.clean import run_pipeline
 from lab_core.training.corpus import demo_corpus
 from lab_core.training.shards import write_shards

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from lab_core.training.registry import ModelRegistry
+    from lab_core.llm.registry import ModelRegistry
 
 DEFAULT_PROMPTS = (
     "A distributed system",

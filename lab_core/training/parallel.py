@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from lab_core.llm.gpus import GPUS
 from lab_core.llm.config import ModelConfig
 from lab_core.llm.model import Transformer, build_model
 from lab_core.training.config import Mesh, TrainConfig
@@ -236,10 +237,8 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
 
 
 def datasheet_peak(name: str) -> float | None:
-    """BF16 dense peak of a GPU by its CUDA device name, from Lab 07's GPU specs (the H200 has the
-    H100's compute), or None for a GPU without a spec."""
-    from lab_core.serving.fleet.gpus import GPUS
-
+    """BF16 dense peak of a GPU by its CUDA device name, from the shared GPU datasheets (the H200
+    has the H100's compute), or None for a GPU without a spec."""
     for key, spec in (("H100", "H100-SXM"), ("H200", "H100-SXM"), ("A100", "A100-SXM")):
         if key in name:
             return GPUS[spec].peak_flops

@@ -12,7 +12,7 @@ from lab_core.training.config import TrainConfig
 from lab_core.training.dataset import load_tokenizer
 from lab_core.training.evaluate import EvalResult, evaluate
 from lab_core.training.loader import ShardedLoader
-from lab_core.training.registry import ModelRegistry, ModelVersion
+from lab_core.llm.registry import ModelRegistry, ModelVersion
 
 
 def load_trained(checkpoint_dir: Path, config: TrainConfig, vocab_size: int) -> tuple[Transformer, int]:

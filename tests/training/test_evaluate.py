@@ -20,7 +20,7 @@ from lab_core.training.evaluate import (
     generate,
     perplexity,
 )
-from lab_core.training.registry import ModelRegistry
+from lab_core.llm.registry import ModelRegistry
 
 CFG = get_config("tiny")
 TOK = ByteTokenizer()

@@ -11,8 +11,8 @@ from lab_core.llm.config import get_config
 from lab_core.llm.model import build_model
 from lab_core.llm.tokenizer import ByteTokenizer
 from lab_core.sim.clock import ManualClock
-from lab_core.training import registry as registry_module
-from lab_core.training.registry import (
+from lab_core.llm import registry as registry_module
+from lab_core.llm.registry import (
     CorruptModelError,
     ModelRegistry,
     ModelVersion,
@@ -218,7 +218,7 @@ def test_ddp_wrapper_is_unwrapped_and_sharded_weights_are_refused(reg, tmp_path)
 
 
 def test_bpe_tokenizer_is_stored_with_the_model(reg):
-    from lab_core.training.bpe import BPETokenizer, train_bpe
+    from lab_core.llm.bpe import BPETokenizer, train_bpe
 
     texts = ["the cache is warm and the cache is fast"] * 20 + ["shards of the database are replicated"] * 20
     tok = train_bpe(texts, 300)

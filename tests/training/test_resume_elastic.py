@@ -16,7 +16,7 @@ from lab_core.training.checkpoint import CheckpointManager
 from lab_core.training.config import TrainConfig
 from lab_core.training.elastic import start_elastic
 from lab_core.training.publish import publish_run
-from lab_core.training.registry import ModelRegistry
+from lab_core.llm.registry import ModelRegistry
 from lab_core.training.tracker import Tracker
 from conftest import run_asgi
 

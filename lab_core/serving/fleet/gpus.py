@@ -12,29 +12,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
+from lab_core.llm.gpus import GPU
+
 Num = float | np.ndarray
 
 STEP_OVERHEAD_S = 2e-3
 """Assumed fixed cost of one engine step (kernel launches, scheduling, sampling) on a GPU."""
-
-
-@dataclass(frozen=True)
-class GPU:
-    """One accelerator. ``mfu`` and ``bw_efficiency`` are assumptions: the fraction of peak FLOP/s a
-    prefill reaches (~0.5) and of peak bandwidth a decode reaches (~0.8)."""
-
-    name: str
-    peak_flops: float  # bf16 dense FLOP/s
-    mem_bandwidth: float  # bytes/s
-    memory: float  # bytes
-    mfu: float = 0.5
-    bw_efficiency: float = 0.8
-
-
-GPUS: dict[str, GPU] = {
-    "H100-SXM": GPU("H100-SXM", peak_flops=989e12, mem_bandwidth=3.35e12, memory=80e9),
-    "A100-SXM": GPU("A100-SXM", peak_flops=312e12, mem_bandwidth=2.039e12, memory=80e9),
-}
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def load_tokenizer_json(text: str) -> Any:
         return ByteTokenizer()
     if kind != "bpe":
         raise RegistryError(f"tokenizer.json field 'kind' must be 'byte' or 'bpe', got {kind!r}")
-    from lab_core.training.bpe import BPETokenizer
+    from lab_core.llm.bpe import BPETokenizer
 
     return BPETokenizer.from_json(text)
 
