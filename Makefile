@@ -39,10 +39,10 @@ lab: setup
 apps: setup
 	$(VENV)/bin/syslab serve --port $(PORT)
 
-# Two passes, both always run: the bulk on one pytest-xdist worker per core (up to 4), then the
-# tests that grade notebooks or drive chromium one at a time (they use every core themselves, and
-# a browser starved by a busy neighbour times out).
-SERIAL_TESTS := notebook or browser
+# Two passes, both always run: the bulk on one pytest-xdist worker per core (up to 4), then one
+# at a time the tests that grade notebooks (they use every core themselves), drive chromium (a
+# browser starved by a busy neighbour times out) or compare wall-clock timings.
+SERIAL_TESTS := notebook or browser or timed
 test: setup
 	@status=0; \
 	$(PY) -m pytest -m "not ($(SERIAL_TESTS))" -n auto --maxprocesses=4 --dist load || status=$$?; \

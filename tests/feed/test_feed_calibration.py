@@ -31,6 +31,9 @@ from lab_core.feed.calibrate import (
 )
 from lab_core.feed.simulate import CostModel
 
+# The simulator against timings of the real system: run alone, not beside another worker.
+pytestmark = pytest.mark.timed
+
 TOLERANCE = 0.50  # relative error allowed on mean fan-out and read time
 HELD_OUT_SEEDS = (12, 13, 14)
 ATTEMPTS = 3  # full re-measurements allowed when the machine's load shifts mid-test

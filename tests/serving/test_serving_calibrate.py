@@ -22,6 +22,9 @@ from lab_core.serving.calibrate import (
 )
 from lab_core.serving.fleet import StepTimeModel, Workload, request_trace, simulate
 
+# The simulator against timings of the real system: run alone, not beside another worker.
+pytestmark = pytest.mark.timed
+
 TINY = EngineConfig(model="tiny", token_budget=256, max_seqs=64, num_blocks=1024)
 # About 12 requests/s of ~64-token prompts and ~32-token answers: the tiny engine is busy about half
 # the time with a few sequences in flight, so latencies are steps, not a growing queue.
