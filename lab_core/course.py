@@ -169,7 +169,7 @@ def check_lab(lab: Lab, workdir: Path, *, fast: bool = True, compare: int = 0, w
 
     ``fast``: mutants through warm kernels, the reference and the blank both ways (see the module
     docstring); ``compare``: how many mutants (first by name) are graded cold too, to prove the
-    fast path on them. ``workers``: nbgrader processes at once (default: the cores, 2 to 4).
+    fast path on them. ``workers``: concurrent warm nbgrader processes (default: the cores, 2 to 4).
     """
     report = LabReport(lab.name)
     course = workdir / lab.name
@@ -203,16 +203,15 @@ def check_lab(lab: Lab, workdir: Path, *, fast: bool = True, compare: int = 0, w
     if fast:
         cold_students = ["reference", "blank", *[f"mutant-{m.name}" for m in mutants[:compare]]]
         with warm_kernels(preload_statements(fresh), env) as warm_env:
-            # One nbgrader process per core: cold ones first (they are the slowest), then warm ones
-            # in smaller shards so the last to finish leaves little idle time on the other cores.
-            cold = [Shard(cold_students[i::workers], env) for i in range(workers) if cold_students[i::workers]]
-            pieces = 2 * workers
-            warm = [Shard(students[i::pieces], warm_env) for i in range(pieces) if students[i::pieces]]
-            autograde(course, lab.folder, cold + warm, at_once=workers)
+            # Cold and warm shards all at once, more processes than cores: a notebook often waits
+            # (servers starting, sockets, sleeps), and one process per core left cores idle then.
+            cold = [Shard(cold_students[i::2], env) for i in range(2)]
+            warm = [Shard(students[i::workers], warm_env) for i in range(workers)]
+            autograde(course, lab.folder, cold + warm)
     else:
         cold = [Shard(students[i::workers], env) for i in range(workers)]
         warm = []
-        autograde(course, lab.folder, cold, at_once=workers)
+        autograde(course, lab.folder, cold)
     errors = [s.log.strip()[-800:] for s in cold + warm if s.returncode != 0]
     if errors:
         report.rows.append(("autograde", None, None, False, "\n".join(errors)))

@@ -55,7 +55,7 @@ def nbgrader_env(base: dict[str, str] | None = None, **extra: str) -> dict[str, 
     """The environment for nbgrader and its kernels: this interpreter's folder first on PATH
     (nbgrader runs alembic and kernels found there), one OpenMP thread unless set, plus ``extra``."""
     env = dict(os.environ if base is None else base)
-    # One kernel runs per core; with OpenMP's default of a thread per core each, their spinning
+    # Several kernels run at once; with OpenMP's default of a thread per core in each, their spinning
     # threads starve one another (the training notebook ran 5x slower two at a time).
     env.setdefault("OMP_NUM_THREADS", "1")
     bindir = str(Path(sys.executable).parent)
@@ -87,35 +87,36 @@ def write_course(course: Path, assignment: str, notebook: Path, *, timeout: int)
 
 
 def autograde(course: Path, assignment: str, shards: list[Shard],
-              progress: Callable[[int], None] | None = None, *, at_once: int | None = None) -> list[Shard]:
-    """Autograde every shard's students, each shard in its own copy of ``course`` (which holds
-    ``submitted/<student>/<assignment>/``), kept as ``shard.folder``; at most ``at_once`` shards run
-    together (default: all), started in list order. ``progress(n)`` is called as the number of
-    finished submissions grows. A submission nbgrader could not grade (its kernel died, it hung past
-    every interrupt) is in ``shard.failures`` with the error's name; the others are graded all the same."""
-    limit = at_once or len(shards)
-    waiting = list(enumerate(shards))
-    running: list[tuple[Shard, Path, subprocess.Popen, object]] = []
-    finished: list[tuple[Shard, Path, subprocess.Popen, object]] = []
+              progress: Callable[[int], None] | None = None) -> list[Shard]:
+    """Autograde every shard's students at once, each shard in its own copy of ``course``
+    (which holds ``submitted/<student>/<assignment>/``), kept as ``shard.folder``. ``progress(n)`` is called as the number of finished submissions grows.
+    A submission nbgrader could not grade (its kernel died, it hung past every interrupt) is in
+    ``shard.failures`` with the error's name; the other submissions are graded all the same."""
+    running = []
+    for i, shard in enumerate(shards):
+        copy = course.parent / f"{course.name}-shard{i}"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(course, copy, ignore=shutil.ignore_patterns("submitted", "autograded"))
+        for student in shard.students:
+            shutil.copytree(course / "submitted" / student, copy / "submitted" / student)
+        # A log file, not a pipe: pipes read one after another would stall a chatty shard.
+        log = (copy / "autograde.log").open("w")
+        proc = subprocess.Popen(_command("autograde", assignment, "--force"), cwd=copy, env=shard.env,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        running.append((shard, copy, proc, log))
     done = -1
-    while waiting or running:
-        while waiting and len(running) < limit:
-            i, shard = waiting.pop(0)
-            running.append((shard, *_start(course, assignment, shard, course.parent / f"{course.name}-shard{i}")))
-        still = []
-        for entry in running:
-            (still if entry[2].poll() is None else finished).append(entry)
-        running = still
+    while True:
+        alive = [proc.poll() is None for _, _, proc, _ in running]
         if progress is not None:
-            logs = [copy / "autograde.log" for _, copy, _, _ in running + finished]
-            started = sum(len(set(_STARTED.findall(_read(log)))) for log in logs)
-            count = started - len(running)
-            if count != done:
-                done = count
+            started = sum(len(set(_STARTED.findall(_read(copy / "autograde.log")))) for _, copy, _, _ in running)
+            finished = started - sum(alive)
+            if finished != done:
+                done = finished
                 progress(max(0, done))
-        if running:
-            time.sleep(0.25)
-    for shard, copy, proc, log in finished:
+        if not any(alive):
+            break
+        time.sleep(0.25)
+    for shard, copy, proc, log in running:
         log.close()
         shard.returncode = proc.returncode
         shard.log = _read(copy / "autograde.log")
@@ -123,19 +124,6 @@ def autograde(course: Path, assignment: str, shards: list[Shard],
         shard.failures = _failures(shard.log)
         shard.folder = copy
     return shards
-
-
-def _start(course: Path, assignment: str, shard: Shard, copy: Path) -> tuple[Path, subprocess.Popen, object]:
-    """Start ``nbgrader autograde`` for ``shard`` in ``copy``, a fresh copy of ``course`` with only its students."""
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(course, copy, ignore=shutil.ignore_patterns("submitted", "autograded"))
-    for student in shard.students:
-        shutil.copytree(course / "submitted" / student, copy / "submitted" / student)
-    # A log file, not a pipe: pipes read one after another would stall a chatty shard.
-    log = (copy / "autograde.log").open("w")
-    proc = subprocess.Popen(_command("autograde", assignment, "--force"), cwd=copy, env=shard.env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return copy, proc, log
 
 
 def _read(path: Path) -> str:
