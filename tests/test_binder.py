@@ -1,12 +1,20 @@
 """Binder's pinned requirements must be the project's runtime dependencies, at versions pyproject admits."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+import httpx
+
+from lab_core.procs import free_port, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,9 +52,30 @@ def test_binder_pins_are_exact_and_admitted_by_pyproject():
         assert pin.extras == deps[name].extras, f"{name}: extras differ ({pin.extras} vs {deps[name].extras})"
 
 
-def test_binder_hooks_are_executable_and_open_the_labs():
+def test_binder_hooks_are_executable_and_serve_the_dashboards():
     for hook in ("postBuild", "start"):
         assert (ROOT / "binder" / hook).stat().st_mode & 0o111, f"binder/{hook} must be executable"
     config = (ROOT / "binder" / "jupyter_server_config.py").read_text()
-    assert '"/lab/tree/labs"' in config
     assert '"syslab", "serve"' in config and "{base_url}panel" in config
+
+
+def test_jupyterlab_with_the_binder_config_opens_on_the_labs(tmp_path):
+    """The config Binder installs, read by a real ``jupyter lab``: ``/`` lands on ``labs/``
+    (JupyterLab's own default URL overrides the server's, so both must be set)."""
+    shutil.copy(ROOT / "binder" / "jupyter_server_config.py", tmp_path / "jupyter_server_config.py")
+    port = free_port()
+    log = tmp_path / "lab.log"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path)}
+    cmd = [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+           f"--port={port}", "--ServerApp.token=t", f"--notebook-dir={ROOT}"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(f"{base}/api/status?token=t").status_code == 200, proc, timeout=60,
+                   what="jupyter lab", log=log)
+        r = httpx.get(f"{base}/?token=t")
+        assert r.status_code == 302 and r.headers["location"].startswith("/lab/tree/labs"), r.headers
+        assert httpx.get(f"{base}/lab/tree/labs?token=t").status_code == 200
+    finally:
+        stop_process(proc, timeout=10)
