@@ -83,10 +83,10 @@ def test_a_lab_notebook_draws_and_updates_with_no_internet(chromium, tmp_path):
                 page.set_default_timeout(90_000)
                 page.goto(f"{base}/lab/tree/{notebook.name}?token={token}")
                 page.locator(".jp-Notebook").wait_for()
-                page.locator(".jp-Notebook").click()
-                page.keyboard.press("Escape")
-                page.get_by_role("menuitem", name="Run", exact=True).click()
-                page.get_by_text("Run All Cells", exact=True).click()
+                page.get_by_text("(ipykernel) | Idle").wait_for()  # the kernel is up before cells are sent
+                page.locator(".jp-Notebook .jp-Cell").first.click()
+                page.click("text=Run")  # the menu bar's Run menu
+                page.click("text=Run All Cells")
                 page.locator(".jp-OutputArea canvas").first.wait_for()
                 page.wait_for_timeout(1000)  # the first paint of the canvas
                 before = _canvas_hash(page)
@@ -97,8 +97,8 @@ def test_a_lab_notebook_draws_and_updates_with_no_internet(chromium, tmp_path):
                 while _canvas_hash(page) == before:
                     assert time.monotonic() < deadline, "the plot did not redraw after the slider moved"
                     time.sleep(0.5)
-                page.screenshot(path=str(tmp_path / "offline.png"))
             finally:
+                page.screenshot(path=str(tmp_path / "offline.png"))  # kept in the test's folder for a look
                 browser.close()
     finally:
         stop_process(proc, timeout=10)
