@@ -110,7 +110,9 @@ def test_simulator_predicts_the_real_engine_within_20_percent(one_thread):
     engine = table.attrs["engine"]
     assert len(engine) > 150 and engine.finish.notna().all() and engine.preemptions.sum() == 0
     model = table.attrs["step_model"]
-    assert model.prefill_b > 0 and model.mix_overhead is not None, "fitted to prefill, decode and mixed steps"
+    # Prefill cost grows with the chunk (through the linear or the quadratic term: the non-negative
+    # fit may put it all in one of them, as a CI run did with prefill_b = 0) and mixed steps were fitted.
+    assert model.prefill_time(256) > model.prefill_time(16) and model.mix_overhead is not None, model
     print("\n" + table.to_string())
     errors = table.rel_error.abs()
     assert (errors <= 0.20).all(), table.to_string()
