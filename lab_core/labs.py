@@ -22,6 +22,18 @@ class Lab:
     folder: str
     notebook: str
     title: str
+    uses: tuple[str, ...] = ()
+    """Other labs whose public API this one calls, as the brief says (one way only; checked by tests)."""
+
+    @property
+    def number(self) -> str:
+        """The two-digit lab number from the folder name."""
+        return self.folder.split("_", 1)[0]
+
+    @property
+    def page_title(self) -> str:
+        """The title of the lab's served page: ``Lab 01 · Rate limiter``."""
+        return f"Lab {self.number} · {self.title}"
 
     @property
     def solution(self) -> Path:
@@ -55,7 +67,7 @@ LABS: dict[str, Lab] = {
         Lab("ratelimit", "01_rate_limiter", "rate_limiter.ipynb", "Rate limiter"),
         Lab("feed", "03_feed", "feed.ipynb", "News feed"),
         Lab("rag", "06_rag", "rag.ipynb", "RAG: retrieval and grounded answers"),
-        Lab("serving", "07_llm_serving", "llm_serving.ipynb", "LLM inference serving"),
+        Lab("serving", "07_llm_serving", "llm_serving.ipynb", "LLM inference serving", uses=("ratelimit",)),
         Lab("training", "08_training", "training.ipynb", "Distributed training"),
         Lab("cluster", "09_gpu_scheduler", "gpu_scheduler.ipynb", "GPU cluster scheduler"),
     )

@@ -1,4 +1,5 @@
-"""Shared dashboard pieces: bounded controls, SLA badges, percentile, time-series and bar plots, busy indicators.
+"""Shared dashboard pieces: the :class:`LabDashboard` base, bounded controls, SLA badges,
+percentile, time-series and bar plots, busy indicators.
 
 Every plot takes a tidy DataFrame (as ``lab_core`` returns them), labels both axes with units,
 has a title and stretches to the width of its container.
@@ -6,12 +7,14 @@ has a title and stretches to the width of its container.
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import holoviews as hv
 import numpy as np
@@ -19,7 +22,8 @@ import pandas as pd
 import panel as pn
 import param
 
-from lab_core.sim import PERCENTILES
+from lab_core.labs import get_lab
+from lab_core.sim import PERCENTILES, Progress
 
 hv.extension("bokeh", logo=False)
 pn.extension("tabulator")
@@ -260,6 +264,15 @@ def progress_bar() -> pn.indicators.Progress:
     return pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width", bar_color="info")
 
 
+def reporter(bar: pn.indicators.Progress) -> Progress:
+    """A ``progress=`` callback for ``lab_core`` experiments that moves ``bar`` (hidden again when done)."""
+
+    def report(done: int, total: int, label: str) -> None:
+        bar.param.update(value=min(done, total), max=max(1, total), visible=done < total)
+
+    return report
+
+
 def track(items: Sequence[T], bar: pn.indicators.Progress) -> Iterator[T]:
     """Yield ``items`` while ``bar`` shows how many are done; the bar hides again at the end."""
     bar.param.update(value=0, max=max(1, len(items)), visible=True)
@@ -269,3 +282,110 @@ def track(items: Sequence[T], bar: pn.indicators.Progress) -> Iterator[T]:
             bar.value = done + 1
     finally:
         bar.visible = False
+
+
+class OfflineFast(pn.theme.Fast):
+    """Panel's Fast design without its Google web font: pages are served offline (Binder, classrooms,
+    interview laptops), where that request hangs or fails. Text falls back to the system font."""
+
+    _resources = {key: value for key, value in pn.theme.Fast._resources.items() if key != "font"}
+
+
+SYSTEM_FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """An exercise whose class or function a student can plug into a dashboard, shown as "yours".
+
+    ``seam`` names the protocol it must follow (for the error message); ``reference`` is the lab's
+    own implementation of it, which the lab-contract test plugs in to check the dashboard takes it.
+    """
+
+    label: str
+    seam: str
+    reference: Callable[..., object]
+
+
+class LabDashboard(pn.viewable.Viewer):
+    """The shape every lab's dashboard shares: the student's plug-ins, newest-wins recomputes, an error
+    pane, a progress bar, and the served page titled from the catalogue.
+
+    Subclasses set ``lab`` (the catalogue name) and ``plugins`` (keyword name -> :class:`Plugin`),
+    build their plots in ``__init__`` after ``super().__init__``, and implement ``controls`` and ``main``.
+    """
+
+    lab: ClassVar[str]
+    plugins: ClassVar[Mapping[str, Plugin]] = {}
+
+    errors = param.Dict(default={}, precedence=-1, doc="what failed in the latest recompute: name -> message")
+
+    def __init__(self, **params: Any) -> None:
+        given = {name: params.pop(name) for name in list(params) if name in self.plugins}
+        for name, value in given.items():
+            if value is not None and not callable(value):
+                plugin = self.plugins[name]
+                raise TypeError(f"{name} must be a {plugin.label} ({plugin.seam}): a class or function, "
+                                f"got {type(value).__name__}")
+        self.yours: dict[str, Callable[..., object]] = {k: v for k, v in given.items() if v is not None}
+        # Slider drags can start overlapping recomputes on a threaded server; only the newest one publishes.
+        self._generations = itertools.count()
+        self._latest = -1
+        self._progress = progress_bar()
+        super().__init__(**params)
+
+    def begin(self) -> int:
+        """Start a recompute; pass the token to :meth:`is_latest` before publishing its result."""
+        self._latest = next(self._generations)
+        return self._latest
+
+    def is_latest(self, token: int) -> bool:
+        """Whether no recompute started after the one holding ``token`` (older ones drop their result)."""
+        return token == self._latest
+
+    @staticmethod
+    def attempt(errors: dict[str, str], name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``fn(*args, **kwargs)``, or None with the exception described under ``errors[name]``: a
+        student's class may raise anything, and the page shows it instead of breaking."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any error of the student's code is shown, not raised
+            errors[name] = describe(exc)
+            return None
+
+    @param.depends("errors")
+    def error_view(self) -> pn.viewable.Viewable:
+        """What went wrong in the latest recompute, per part (the student's exceptions land here)."""
+        lines = "\n".join(f"- **{name}**: `{text}`" for name, text in self.errors.items())
+        return pn.pane.Alert(f"Could not compute:\n\n{lines}", alert_type="danger",
+                             visible=bool(self.errors), sizing_mode="stretch_width")
+
+    def controls(self) -> pn.viewable.Viewable:
+        """The sidebar: the parameters a practitioner would tune."""
+        raise NotImplementedError
+
+    def main(self) -> pn.viewable.Viewable:
+        """The plots, headline and tables."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop whatever the dashboard runs in the background (a served session ended)."""
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Row(pn.Column(self.controls(), width=320), self.main(), sizing_mode="stretch_width")
+
+    @classmethod
+    def page(cls, **params: Any) -> pn.template.FastListTemplate:
+        """A fresh dashboard in the lab's page, one per browser session (``syslab serve``)."""
+        dash = cls(**params)
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.on_session_destroyed(lambda _ctx: dash.close())
+        return pn.template.FastListTemplate(
+            title=get_lab(cls.lab).page_title,
+            sidebar=[dash.controls()],
+            main=[dash.main()],
+            sidebar_width=340,
+            accent="#1f77b4",
+            design=OfflineFast,
+            font=SYSTEM_FONT,
+        )
