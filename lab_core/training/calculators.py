@@ -1,7 +1,7 @@
 """Back-of-the-envelope numbers for distributed training: memory per GPU by strategy, ZeRO stages,
 checkpoint sizes, the Young/Daly checkpoint interval, and the layout of a DP x TP x PP device mesh.
 
-Pure arithmetic (no torch), checked against measured tensors in ``tests/training/test_calculators_measured.py``.
+Pure arithmetic (no torch), checked against measured tensors in ``tests/training/test_training_calculators_measured.py``.
 References: Rajbhandari et al. 2020 (ZeRO) for model state; Korthikanti et al. 2022 ("Reducing Activation
 Recomputation in Large Transformer Models") for activations; Young 1974 / Daly 2006 for checkpoint intervals.
 """

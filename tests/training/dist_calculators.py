@@ -2,7 +2,7 @@
 
 Writes ``<out>/rank<r>.json`` with the local bytes of weights, gradients and AdamW state after one step of a
 tiny Transformer under ``fully_shard``, and the local weight bytes under a Megatron-style TP plan, for
-``test_calculators_measured.py`` to compare with ``memory_per_gpu``.
+``test_training_calculators_measured.py`` to compare with ``memory_per_gpu``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run under torchrun (2 ranks, gloo) by test_checkpoint_dist.py: save from FSDP2, load back three ways.
+"""Run under torchrun (2 ranks, gloo) by test_training_checkpoint_dist.py: save from FSDP2, load back three ways.
 
 usage: dist_checkpoint_script.py ROOT OUT. Rank 0 writes OUT/ref_step{2,3}.pt (the full, unsharded
 model and optimizer state at each save) for the parent test, which loads the checkpoint in a
