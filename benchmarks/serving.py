@@ -204,11 +204,12 @@ def _validation(quick: bool) -> list[Figure]:
     wl = Workload(rate=20.0, duration=3.0 if quick else 10.0, prompt_median=64, prompt_sigma=0.6, output_median=32,
                   output_sigma=0.6, max_prompt=256, max_output=128, seed=7)
     table = validate(EngineConfig(model="tiny"), wl)
-    machine_note("serving_validation", {m: {"engine": round(r.engine, 6), "simulator": round(r.simulator, 6)}
-                                        for m, r in table.iterrows()})
+    machine_note("serving_validation", {f"{r.metric} ({r.unit})": {"engine": round(r.measured, 6),
+                                                                   "simulator": round(r.predicted, 6)}
+                                        for r in table.itertuples()})
     n = len(table.attrs["engine"])
-    return [Figure(f"simulator vs real engine: |error| of {m.split(' (')[0]} (tiny model, {wl.rate:g} req/s, {n} requests)",
-                   abs(float(r.rel_error)) * 100, "%", target="value <= 20") for m, r in table.iterrows()]
+    return [Figure(f"simulator vs real engine: |error| of {r.metric} (tiny model, {wl.rate:g} req/s, {n} requests)",
+                   abs(float(r.rel_error)) * 100, "%", target="value <= 20") for r in table.itertuples()]
 
 
 # ----------------------------------------------------------------------------- 6. prefix caching

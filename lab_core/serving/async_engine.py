@@ -42,7 +42,9 @@ class AsyncEngine:
     """``AsyncEngineLike`` over an ``LLMEngine`` running on a background thread."""
 
     def __init__(self, config: EngineConfig | None = None, *, engine: LLMEngine | None = None,
-                 model_name: str = "tiny", torch_threads: int | None = 1) -> None:
+                 model_name: str = "tiny", torch_threads: int | None = 1, keep_finished: bool = False) -> None:
+        """``keep_finished`` keeps finished requests in ``engine.sequences`` (a dashboard draws
+        them); a server drops each once it has streamed to its end."""
         self.engine = engine or LLMEngine(config)
         self.model_name = model_name
         self.max_context = self.engine.max_context
@@ -51,6 +53,8 @@ class AsyncEngine:
         self._live: set[str] = set()
         self._stats = self.engine.stats()
         self._error: str | None = None
+        self.exception: Exception | None = None
+        self._keep_finished = keep_finished
         self._closed = False
         self._torch_threads = torch_threads
         self.on_step: Callable[[LLMEngine], None] | None = None
@@ -78,7 +82,7 @@ class AsyncEngine:
                 self._drain()
                 if self.engine.has_work():
                     for event in self.engine.step():
-                        if event.finished:  # streamed to its end: a server keeps nothing per request
+                        if event.finished and not self._keep_finished:  # a server keeps nothing per request
                             self.engine.sequences.pop(event.request_id, None)
                     if self.on_step is not None:
                         self.on_step(self.engine)
@@ -86,7 +90,8 @@ class AsyncEngine:
                     self._wake.wait(0.05)
                     self._wake.clear()
                 self._stats = self.engine.stats()
-        except Exception:
+        except Exception as exc:
+            self.exception = exc
             self._error = traceback.format_exc()
             raise
 
@@ -106,6 +111,13 @@ class AsyncEngine:
                 self.engine.abort(payload)
                 self.engine.sequences.pop(payload, None)
                 self._live.discard(payload)
+
+    def submit(self, prompt: str | list[int], params: SamplingParams, *, request_id: str, priority: int = FREE,
+               on_token: Callable[[TokenEvent | Exception], None] | None = None) -> None:
+        """Queue a request from any thread without waiting for it; ``on_token`` gets each event on
+        the engine thread (or the ValueError of a request the engine refuses)."""
+        self._commands.put(("add", (request_id, prompt, params, priority, on_token or (lambda _item: None))))
+        self._wake.set()
 
     async def stream(self, prompt_ids: list[int], params: SamplingParams, *, request_id: str,
                      priority: int = FREE) -> AsyncIterator[TokenEvent]:

@@ -30,6 +30,8 @@ from lab_core.llm.config import get_config
 from lab_core.serving.engine import EngineConfig, LLMEngine
 from lab_core.serving.fleet import FleetConfig, ModelSpec, StepTimeModel, Workload, fit_step_model, request_trace, simulate
 from lab_core.serving.protocol import SamplingParams
+from lab_core.serving.timeline import request_table
+from lab_core.sim.calibration import validation_table
 from lab_core.sim.rng import rng
 
 __all__ = [
@@ -213,9 +215,9 @@ def run_engine_workload(
     back while it has work and sleeps until the next arrival when it has none. A request's arrival
     is its scheduled time, so a late loop counts against TTFT as it would for a real client.
 
-    Returns one row per request: ``arrival``, ``first_token``, ``finish`` (seconds from the start),
-    ``prompt_len``, ``output_len``, ``ttft``, ``tpot`` (NaN for one-token answers), ``e2e``,
-    ``preemptions``. ``attrs``: ``throughput`` (output tokens emitted during the arrival window
+    Returns :func:`~lab_core.serving.timeline.request_table` rows (times in seconds from the start:
+    ``arrival``, ``first_token``, ``finish``, ``ttft``, ``tpot`` (NaN for one-token answers),
+    ``e2e``; ``prompt_len``, ``output_len``, ``preemptions``, ...). ``attrs``: ``throughput`` (output tokens emitted during the arrival window
     per second of it, the simulator's definition), ``output_tokens``, ``wall_seconds``,
     ``steps``, ``busy_fraction`` (share of the wall time spent in steps), ``step_seconds`` (each
     step timed around ``LLMEngine.step()``, in ``engine.step_log``'s order from this run).
@@ -263,20 +265,8 @@ def run_engine_workload(
                 engine.abort(rid)
             break
     wall = clock() - t0
-    rows = []
-    window_tokens = 0
-    for rid, plen in zip(ids, trace.prompt_len.tolist()):
-        seq = engine.sequences[rid]
-        window_tokens += sum(1 for t in seq.token_times if t - t0 <= workload.duration)
-        first = (seq.first_token_time - t0) if seq.first_token_time is not None else math.nan
-        finish = (seq.finish_time - t0) if seq.finish_time is not None and seq.finish_reason != "abort" else math.nan
-        out = len(seq.output)
-        rows.append((seq.arrival - t0, first, finish, plen, out, seq.preemptions))
-    df = pd.DataFrame(rows, columns=["arrival", "first_token", "finish", "prompt_len", "output_len", "preemptions"])
-    df.insert(3, "ttft", df.first_token - df.arrival)
-    df.insert(4, "tpot", np.where(df.output_len > 1, (df.finish - df.first_token) / (df.output_len - 1).clip(lower=1),
-                                  np.nan))
-    df.insert(5, "e2e", df.finish - df.arrival)
+    window_tokens = sum(1 for rid in ids for t in engine.sequences[rid].token_times if t - t0 <= workload.duration)
+    df = request_table(engine, t0, ids)
     steps = engine.step_log[log_start:]
     df.attrs.update(
         throughput=window_tokens / workload.duration,
@@ -322,10 +312,6 @@ def fleet_config_for(config: EngineConfig, step_model: StepTimeModel) -> FleetCo
                        kv_tokens=config.num_blocks * config.block_size)
 
 
-def _rel(predicted: float, measured: float) -> float:
-    return (predicted - measured) / measured if measured else math.nan
-
-
 def validate(
     config: EngineConfig,
     workload: Workload,
@@ -342,9 +328,10 @@ def validate(
     drifts; the two bracket the run); ``calibration="run"`` fits it to the run's own steps
     (:func:`fit_run`), so the step costs and the latencies are measured under the same load and
     what is compared is the simulator's scheduling and queueing against the engine's. Runs ``run_engine_workload`` and ``simulate`` on :func:`fleet_config_for` with the same trace
-    (``workload.seed``; ``seed`` when it is None). Rows: ``throughput (tok/s)``, ``TTFT p50 (s)``,
-    ``TPOT p50 (s)``; columns: ``engine`` (measured), ``simulator`` (predicted), ``rel_error``
-    ((simulator - engine) / engine). ``attrs``: ``step_model``, ``engine`` (the per-request
+    (``workload.seed``; ``seed`` when it is None). Returns a
+    :func:`lab_core.sim.calibration.validation_table`: metrics ``throughput`` (tok/s), ``TTFT p50``
+    and ``TPOT p50`` (s), ``measured`` by the engine, ``predicted`` by the simulator, ``rel_error``
+    ((predicted - measured) / measured). ``attrs``: ``step_model``, ``engine`` (the per-request
     frame), ``simulator`` (the ``FleetResult``).
     """
     if calibration not in ("profile", "run"):
@@ -374,14 +361,10 @@ def validate(
         progress("simulating")
     result = simulate(fleet_config_for(config, step_model), workload, trace=request_trace(workload))
     sim = result.requests
-    rows = {
-        "throughput (tok/s)": (measured.attrs["throughput"], result.summary["throughput"]),
-        "TTFT p50 (s)": (float(measured.ttft.median()), float(sim.ttft.median())),
-        "TPOT p50 (s)": (float(measured.tpot.median()), float(sim.tpot.median())),
-    }
-    table = pd.DataFrame(
-        [(e, s, _rel(s, e)) for e, s in rows.values()], index=pd.Index(list(rows), name="metric"),
-        columns=["engine", "simulator", "rel_error"],
-    )
+    table = validation_table([
+        ("throughput", "tok/s", measured.attrs["throughput"], result.summary["throughput"]),
+        ("TTFT p50", "s", float(measured.ttft.median()), float(sim.ttft.median())),
+        ("TPOT p50", "s", float(measured.tpot.median()), float(sim.tpot.median())),
+    ])
     table.attrs.update(step_model=step_model, engine=measured, simulator=result)
     return table

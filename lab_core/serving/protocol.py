@@ -1,13 +1,41 @@
 """The types every part of the serving lab speaks: what a client asks for, what streams back,
-and the engine surface the gateway drives (the real engine or a test double)."""
+the engine surface the gateway drives (the real engine or a test double), and the two seams the
+notebook's exercises fill (a block manager and a scheduler).
+
+**Priority** means one thing everywhere: a request's tier, ``PAID`` (0) or ``FREE`` (1), a smaller
+number served first. What differs between the parts is the *queue order* built on it, and each
+has its own name (:data:`QUEUE_ORDERS`): the engine's strict ``paid-first``, the fleet
+simulator's ``paid-first, aged`` and the gateway's ``tier + length + age`` score.
+"""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from lab_core.serving.scheduler import StepPlan
+    from lab_core.serving.sequence import Sequence
 
 PAID, FREE = 0, 1
-"""Priorities: a smaller number is served first (paid before free)."""
+"""Priorities (tiers): a smaller number is served first (paid before free)."""
+TIERS: dict[int, str] = {PAID: "paid", FREE: "free"}
+
+QUEUE_ORDERS: dict[str, str] = {
+    "fcfs": "arrival order (engine and fleet simulator, policy='fcfs')",
+    "paid-first": "engine, policy='priority': paid before free, then arrival; free waits while paid waits",
+    "paid-first, aged": ("fleet simulator, policy='priority': a free request ranks like a paid one arriving "
+                         "FleetConfig.aging s later (and longer prompts slightly later), so free is delayed, "
+                         "never starved"),
+    "tier + length + age": ("gateway queue: score = tier_weight*tier + length_weight*ln(prompt + max_tokens) "
+                            "- wait/aging_seconds, smallest first"),
+}
+"""Each queue order built on the priority, by the name the pages and docs use for it."""
+
+
+def tier_name(priority: int) -> str:
+    """``"paid"`` or ``"free"`` for a priority (any other value in words)."""
+    return TIERS.get(priority, f"priority {priority}")
 
 
 @dataclass(frozen=True)
@@ -94,4 +122,35 @@ class AsyncEngineLike(Protocol):
     @property
     def healthy(self) -> bool:
         """False once the replica's worker has died or keeps failing."""
+        ...
+
+
+class BlockManagerSeam(Protocol):
+    """The block-manager exercise: what the engine's scheduler calls on its KV block manager.
+
+    A student's class subclasses ``lab_core.serving.blocks.BlockAllocator`` (which holds the free
+    list, the prefix cache and ``can_allocate``/``grow``) and writes ``allocate`` and
+    ``free_sequence``; the reference is ``lab_core.serving.blocks.BlockManager``."""
+
+    block_size: int
+
+    def allocate(self, seq: Sequence) -> int:
+        """Give a waiting ``seq`` blocks for all its tokens, sharing cached prefix blocks; returns
+        how many of its tokens are already computed (cached)."""
+        ...
+
+    def free_sequence(self, seq: Sequence) -> None:
+        """Drop ``seq``'s references to its blocks (a block nobody references is free again)."""
+        ...
+
+
+class SchedulerSeam(Protocol):
+    """The scheduler exercise: one engine step's plan.
+
+    A student's class subclasses ``lab_core.serving.scheduler.SchedulerBase`` (which owns the
+    waiting and running lists, ``ordered``, ``admit`` and ``reserve``) and writes ``schedule``;
+    the reference is ``lab_core.serving.scheduler.Scheduler``."""
+
+    def schedule(self) -> StepPlan:
+        """Which sequences compute how many tokens in the next step (within the token budget)."""
         ...

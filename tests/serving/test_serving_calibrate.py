@@ -21,6 +21,7 @@ from lab_core.serving.calibrate import (
     validate,
 )
 from lab_core.serving.fleet import StepTimeModel, Workload, request_trace, simulate
+from lab_core.sim.calibration import COLUMNS
 
 # The simulator against timings of the real system: run alone, not beside another worker.
 pytestmark = pytest.mark.timed
@@ -105,8 +106,11 @@ def test_simulator_predicts_the_real_engine_within_20_percent(one_thread):
     # as a CI run did: -26 % TTFT). The profile-based figure is the benchmark's.
     table = validate(TINY, WORKLOAD, calibration="run")
     assert isinstance(table, pd.DataFrame)
-    assert list(table.index) == ["throughput (tok/s)", "TTFT p50 (s)", "TPOT p50 (s)"]
-    assert list(table.columns) == ["engine", "simulator", "rel_error"]
+    assert list(table.columns) == list(COLUMNS)
+    assert list(zip(table.metric, table.unit)) == [("throughput", "tok/s"), ("TTFT p50", "s"), ("TPOT p50", "s")]
+    assert table.measured.iloc[1] == pytest.approx(table.attrs["engine"].ttft.median())
+    assert table.predicted.iloc[1] == pytest.approx(table.attrs["simulator"].requests.ttft.median())
+    np.testing.assert_allclose(table.rel_error, (table.predicted - table.measured) / table.measured)
     engine = table.attrs["engine"]
     assert len(engine) > 150 and engine.finish.notna().all() and engine.preemptions.sum() == 0
     model = table.attrs["step_model"]
