@@ -1,23 +1,27 @@
 """Migration cost from a measured checkpoint: how long moving a job really takes.
 
 Defragmentation and preemption move a job by checkpointing it, copying the checkpoint and
-restoring it. ``measure_checkpoint`` times a real ``torch.save`` and ``torch.load`` of a state
-dict on this machine's disk; ``migration_seconds`` turns the measured bandwidths into the time to
-move a job whose full checkpoint (weights, gradients are not saved, Adam's two moments) is
-``bytes_per_param`` bytes per parameter, sharded over the job's GPUs (each rank saves its shard
-in parallel).
+restoring it. ``measure_checkpoint`` times writing (with fsync) and reading back a job's state
+(weights and optimizer moments as arrays) on this machine's disk; ``migration_seconds`` turns the
+measured bandwidths into the time to move a job whose full checkpoint (weights, gradients are not
+saved, Adam's two moments) is ``bytes_per_param`` bytes per parameter, sharded over the job's GPUs
+(each rank saves its shard in parallel). The simulator charges ``measured_migration_seconds`` per
+move unless told a cost; ``lab_core.cluster.validate`` checks the model against a real torch job.
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 # bf16 weights (2) + fp32 master weights (4) + Adam m and v in fp32 (8): about 3x a bf16+fp32 model.
 BYTES_PER_PARAM = 14
+#: The job whose move the simulator charges: a 7B-parameter model trained on one 8-GPU node.
+REFERENCE_PARAMS, REFERENCE_GPUS = 7e9, 8
 
 
 @dataclass(frozen=True)
@@ -30,23 +34,25 @@ class CheckpointSpeed:
 
 
 def measure_checkpoint(size_mb: int = 64, repeats: int = 3, folder: str | None = None) -> CheckpointSpeed:
-    """Time ``torch.save`` (with fsync) and ``torch.load`` of a ``size_mb`` state dict; medians of ``repeats``."""
+    """Time writing (with fsync) and reading back a ``size_mb`` job state of eight arrays; medians of ``repeats``."""
     if size_mb < 1 or repeats < 1:
         raise ValueError(f"size_mb and repeats must be >= 1, got {size_mb!r} and {repeats!r}")
-    state = {f"layer{i}.weight": torch.randn(size_mb * 2**20 // 4 // 8) for i in range(8)}
-    size = sum(t.numel() * t.element_size() for t in state.values())
+    g = np.random.default_rng(0)
+    state = {f"layer{i}.weight": g.standard_normal(size_mb * 2**20 // 4 // 8, dtype=np.float32) for i in range(8)}
+    size = sum(a.nbytes for a in state.values())
     writes, reads = [], []
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        path = os.path.join(tmp, "ckpt.pt")
+        path = os.path.join(tmp, "ckpt.npz")
         for _ in range(repeats):
             t0 = time.perf_counter()
             with open(path, "wb") as f:
-                torch.save(state, f)
+                np.savez(f, **state)
                 f.flush()
                 os.fsync(f.fileno())
             writes.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            loaded = torch.load(path)
+            with np.load(path) as stored:
+                loaded = {name: stored[name] for name in stored.files}
             reads.append(time.perf_counter() - t0)
             if loaded.keys() != state.keys():
                 raise RuntimeError("checkpoint read back differs from what was written")
@@ -71,3 +77,10 @@ def migration_seconds(
         raise ValueError(f"params must be > 0 and gpus >= 1, got {params!r} and {gpus!r}")
     shard = params * bytes_per_param / gpus
     return shard / speed.write_bps + shard / speed.read_bps + restart_seconds
+
+
+@functools.cache
+def measured_migration_seconds() -> float:
+    """Seconds to move the reference job (7B parameters on 8 GPUs), from a checkpoint measured once
+    per process (16 MB, median of three; about 0.3 s)."""
+    return migration_seconds(REFERENCE_PARAMS, REFERENCE_GPUS, measure_checkpoint(size_mb=16, repeats=3))

@@ -1,24 +1,19 @@
 """Placement policies: given a job and the cluster now, which GPUs it gets (or None: not now).
 
-Each policy is a callable ``place(cluster, job, exclude=None) -> Placement | None``; ``exclude``
+Each policy is a ``protocol.Placer``: ``place(cluster, job, exclude=None) -> Placement | None``; ``exclude``
 is a node mask the caller wants kept clear (a reservation). Jobs wider than a node get whole
 nodes, within one rack when possible, for every policy.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 
 from lab_core.cluster.fragmentation import Workload, node_fragmentation
 from lab_core.cluster.job import FULL_GPU, Job
 from lab_core.cluster.model import Cluster, Placement
-
-
-class Placer(Protocol):
-    """A placement policy."""
-
-    def __call__(self, cluster: Cluster, job: Job, exclude: np.ndarray | None = None) -> Placement | None: ...
+from lab_core.cluster.protocol import Placer
 
 
 def gpus_in_node(cluster: Cluster, node: int, job: Job, *, topology: bool = True) -> Placement:

@@ -1,5 +1,8 @@
 """The discrete-event cluster simulator (simpy): arrivals, a scheduling pass after every change,
 completions, preemption, migration, node failures and recovery from checkpoints.
+
+Jobs and node failures are its inputs; :meth:`Simulation.run` is the one loop that advances it,
+for notebooks, benchmarks and the dashboard alike (which watches it through ``observe``).
 """
 from __future__ import annotations
 
@@ -12,16 +15,22 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from lab_core.cluster.calibrate import measured_migration_seconds
+from lab_core.cluster.failures import Failure
 from lab_core.cluster.fragmentation import Workload, fragmentation_ratio, stranded_ratio
 from lab_core.cluster.health import HealthConfig, HealthMonitor
 from lab_core.cluster.job import Job, JobError, State
 from lab_core.cluster.model import Cluster, Placement
-from lab_core.cluster.placement import PLACERS, Placer
+from lab_core.cluster.placement import PLACERS
+from lab_core.cluster.protocol import Placer, Scheduler
 from lab_core.cluster.schedulers import SCHEDULERS
-from lab_core.cluster.view import Reservation, Running, Scheduler, View, earliest_start, gpu_free_at
+from lab_core.cluster.view import Reservation, Running, View, earliest_start, gpu_free_at
 from lab_core.sim.arrivals import drive
 from lab_core.sim.clock import SimClock
 from lab_core.sim.metrics import Recorder
+from lab_core.sim.progress import Progress
+
+RUN_STEPS = 50  # steps of Simulation.run over the trace's span (progress reports, observe calls)
 
 
 @dataclass
@@ -29,7 +38,9 @@ class SimConfig:
     """Knobs of the simulation itself (not of the policies)."""
 
     sample_every: float | None = None  # seconds between metric samples; None: about 300 samples over the trace
-    migration_seconds: float = 120.0  # checkpoint + copy + restore of one job during defragmentation
+    # Checkpoint + copy + restore of one job during defragmentation; None: measured on this machine
+    # (calibrate.measured_migration_seconds), the first time a job moves.
+    migration_seconds: float | None = None
     backfill_depth: int = 100  # queued jobs a backfill pass may consider
     health: HealthConfig | None = None  # heartbeats and a failure detector; None: failures seen at once
     workload: Workload | None = None  # shape mix for the FGD fragmentation ratio; None: from the jobs
@@ -45,6 +56,7 @@ class SimResult:
     events: pd.DataFrame
     summary: dict[str, float]
     recorder: Recorder = field(repr=False)
+    stopped: str | None = None  # why the run ended before every job was done (None: it did not)
 
 
 class Simulation:
@@ -57,6 +69,7 @@ class Simulation:
         scheduler: Scheduler | str = "fifo",
         placer: Placer | str = "best_fit",
         config: SimConfig | None = None,
+        failures: Iterable[Failure] = (),
     ) -> None:
         self.cluster = cluster
         self.config = config or SimConfig()
@@ -97,6 +110,11 @@ class Simulation:
         every = self.config.sample_every or max(self._horizon / 300.0, 1.0)
         self._sample_every = every
         self.env.process(self._sampler())
+        self.failures = tuple(failures)
+        for failure in self.failures:
+            nodes = failure.nodes(cluster)  # an unknown node or rack is refused now, not mid-run
+            ev = self.env.timeout(failure.at)
+            ev.callbacks.append(lambda _e, n=nodes, r=failure.repair_after: self.fail_nodes(n, r))
 
     # -- submission ----------------------------------------------------------------------------
     def _validate(self, job: Job) -> None:
@@ -305,12 +323,17 @@ class Simulation:
             self._launch(job, r.placement, 0.0)
             raise
         job.migrations += 1
-        cost = self.config.migration_seconds
+        cost = self.migration_seconds()
         job.lost_gpu_seconds += cost * job.gpus
         job.log(self.env.now, f"migrated to nodes {sorted({n for n, _, _ in placement})}")
         self.events.append({"t": self.env.now, "event": "migrated", "job": job_id, "lost_gpu_hours": cost * job.gpus / 3600})
         self._free_at = None
         self._launch(job, placement, cost)
+
+    def migration_seconds(self) -> float:
+        """What moving a job costs: the configured time, else the one measured on this machine."""
+        cost = self.config.migration_seconds
+        return measured_migration_seconds() if cost is None else cost
 
     # -- failures ----------------------------------------------------------------------------------
     def fail_nodes(self, nodes: Iterable[int], repair_after: float | None = None) -> None:
@@ -335,10 +358,7 @@ class Simulation:
 
     def fail_rack(self, rack: int, repair_after: float | None = None) -> None:
         """Every node of ``rack`` dies now (a top-of-rack switch or power failure)."""
-        nodes = np.flatnonzero(self.cluster.rack == rack)
-        if not nodes.size:
-            raise ValueError(f"no rack {rack}; racks are {sorted(set(self.cluster.rack.tolist()))}")
-        self.fail_nodes(nodes.tolist(), repair_after)
+        self.fail_nodes(Failure(self.env.now, rack=rack).nodes(self.cluster), repair_after)
 
     def declare_dead(self, nodes: Iterable[int]) -> None:
         """The failure detector gives up on ``nodes``: their jobs restart from checkpoints elsewhere."""
@@ -385,25 +405,53 @@ class Simulation:
         }
 
     # -- running the simulation ------------------------------------------------------------------
-    def run(self, until: float | None = None, progress: Callable[[float], None] | None = None) -> SimResult:
-        """Simulate until every job is done (or ``until`` seconds); ``progress(fraction)`` is called as it goes."""
+    def run(
+        self,
+        until: float | None = None,
+        progress: Progress | None = None,
+        *,
+        steps: int = RUN_STEPS,
+        observe: Callable[[Simulation], None] | None = None,
+        give_up_after: float = 100.0,
+        max_wall_seconds: float | None = None,
+    ) -> SimResult:
+        """Simulate until every job is done, or to ``until`` seconds (past the last job too: a failure
+        study needs no jobs), in ``steps`` equal steps over that span (more if the queue outlasts it);
+        ``observe(self)`` sees the start and every step.
+
+        Stops early, saying why in ``SimResult.stopped``, when jobs wait with none running after
+        ``give_up_after`` spans (nothing will ever start them) or after ``max_wall_seconds`` of computing.
+        """
         wall = time.perf_counter()
-        steps = 50
-        while not self.finished() and (until is None or self.env.now < until):
-            target = self.env.now + max(self._horizon, 1.0) / steps
+        span = max(self._horizon if until is None else until, 1.0)
+        stopped = None
+        if observe is not None:
+            observe(self)
+        while self.env.now < until if until is not None else not self.finished():
+            target = self.env.now + span / steps
             if until is not None:
                 target = min(target, until)
             self.env.run(until=target)
+            if observe is not None:
+                observe(self)
             if progress is not None:
-                progress(min(self.env.now / max(self._horizon, 1e-9), 1.0))
-            if self.env.now > 100 * max(self._horizon, 1.0) and self.queue and not self._running:
-                break  # the queue can never drain (e.g. every node is down for good)
+                progress(min(int(100 * self.env.now / span), 99), 100, f"simulated {self.env.now / 3600:.1f} h")
+            if self.env.now > give_up_after * span and self.queue and not self._running:
+                stopped = (f"stopped at t={self.env.now / 3600:.1f} h with {len(self.queue)} jobs still waiting and "
+                           "none running: does the scheduler start the jobs that fit?")
+                break
+            if max_wall_seconds is not None and time.perf_counter() - wall > max_wall_seconds:
+                stopped = f"stopped after {max_wall_seconds:g} s of computing at t={self.env.now / 3600:.1f} h"
+                break
+        if progress is not None:
+            progress(100, 100, "done")
         result = self.result()
+        result.stopped = stopped
         result.summary["wall_seconds"] = time.perf_counter() - wall
         return result
 
     def step(self, seconds: float) -> None:
-        """Advance simulated time by ``seconds`` (the dashboard's play/step)."""
+        """Advance simulated time by ``seconds`` (live submission and tests)."""
         self.env.run(until=self.env.now + seconds)
 
     def finished(self) -> bool:
@@ -471,6 +519,10 @@ def summarise(jobs: pd.DataFrame, samples: pd.DataFrame, cluster: Cluster) -> di
         slowdown = per_tenant(jobs)["mean_slowdown"]
         out["fairness"] = float(slowdown.sum() ** 2 / (len(slowdown) * (slowdown**2).sum()))
     if len(samples):
+        # The makespan utilisation above is diluted by the drain after the last arrival; sampled
+        # utilisation while jobs still arrive is the steady state a cluster runs at.
+        arriving = samples["t"] <= (jobs["submit"].max() if len(jobs) else 0.0)
+        out["arrival_utilisation"] = float(samples.loc[arriving, "utilisation"].mean())
         out["mean_stranded"] = float(samples["stranded"].mean())
         out["mean_fragmentation"] = float(samples["fragmentation"].mean())
         out["mean_queue"] = float(samples["queue"].mean())

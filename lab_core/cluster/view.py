@@ -1,8 +1,8 @@
-"""What a scheduler sees and may do in one scheduling pass: the protocol student code plugs into."""
+"""What a scheduler (``protocol.Scheduler``) sees and may do in one scheduling pass."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,14 +33,6 @@ class Reservation:
     def touches(self, placement: Placement) -> bool:
         """True when ``placement`` uses any reserved node."""
         return any(self.nodes[node] for node, _, _ in placement)
-
-
-class Scheduler(Protocol):
-    """A queueing policy: called whenever something changes, it starts (or moves) jobs through ``view``."""
-
-    name: str
-
-    def __call__(self, view: "View") -> None: ...
 
 
 class View:
