@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import redis
 
 from lab_core.feed.config import FeedConfig
@@ -44,9 +45,13 @@ from lab_core.feed.service import FeedService
 from lab_core.feed.simulate import CostModel, FeedSimResult, simulate
 from lab_core.feed.store import FeedStore
 from lab_core.feed.timeline import Timelines
+from lab_core.sim.calibration import validation_table
 from lab_core.store import redis_client
 
 __all__ = [
+    "FANOUT_TIME",
+    "READ_TIME",
+    "WRITES_PER_POST",
     "Calibration",
     "RealRun",
     "Validation",
@@ -60,6 +65,10 @@ __all__ = [
 
 #: One pipeline per post, as the real ``FanoutWorker.write`` sends it.
 ONE_PIPELINE = 10**9
+#: The metrics of :meth:`Validation.table`.
+WRITES_PER_POST = "fan-out writes per post"
+FANOUT_TIME = "mean fan-out time per pushed post"
+READ_TIME = "mean read time"
 
 
 def calibration_graph(n_users: int = 300, seed: int = 11) -> SocialGraph:
@@ -350,6 +359,17 @@ class Validation:
     def read_ratio(self) -> float:
         """Simulated / real mean read time."""
         return self.sim_read_mean / self.real_read_mean
+
+    def table(self) -> pd.DataFrame:
+        """The comparison as ``lab_core.sim.calibration.validation_table`` rows (times in ms); the
+        per-post write counts of both sides are in ``attrs["real_writes"]`` and ``attrs["sim_writes"]``."""
+        table = validation_table([
+            (WRITES_PER_POST, "writes/post", self.real_writes.mean(), self.sim_writes.mean()),
+            (FANOUT_TIME, "ms", self.real_fanout_mean * 1e3, self.sim_fanout_mean * 1e3),
+            (READ_TIME, "ms", self.real_read_mean * 1e3, self.sim_read_mean * 1e3),
+        ])
+        table.attrs.update(real_writes=self.real_writes, sim_writes=self.sim_writes)
+        return table
 
 
 def validate(

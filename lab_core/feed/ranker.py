@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from lab_core.feed.policy import FeedItem
+from lab_core.feed.protocol import Features
 from lab_core.sim import rng
 
 __all__ = [
@@ -93,14 +94,16 @@ def features(item: FeedItem, viewer: int, stats: EngagementStats) -> np.ndarray:
     )
 
 
-def feature_matrix(items: Sequence[FeedItem], viewer: int | Sequence[int], stats: EngagementStats) -> np.ndarray:
-    """:func:`features` of each item stacked: shape ``(len(items), NUM_FEATURES)``."""
+def feature_matrix(items: Sequence[FeedItem], viewer: int | Sequence[int], stats: EngagementStats,
+                   using: Features | None = None) -> np.ndarray:
+    """:func:`features` (or ``using``, e.g. a student's) of each item stacked: shape ``(len(items), NUM_FEATURES)``."""
     viewers = [viewer] * len(items) if isinstance(viewer, (int, np.integer)) else list(viewer)
     if len(viewers) != len(items):
         raise ValueError(f"{len(items)} items but {len(viewers)} viewers")
     if not items:
         return np.empty((0, NUM_FEATURES), dtype=np.float64)
-    return np.stack([features(i, int(v), stats) for i, v in zip(items, viewers)])
+    fn = using or features  # looked up per call, so a patched module seam is used too
+    return np.stack([np.asarray(fn(i, int(v), stats), dtype=np.float64) for i, v in zip(items, viewers)])
 
 
 @dataclass(frozen=True)
@@ -214,18 +217,20 @@ class Ranker:
             raise ValueError(f"X must have shape (n, {NUM_FEATURES}), got {X.shape}")
         return ((X - self.mean) / self.std) @ self.weights + self.bias
 
-    def score(self, items: Sequence[FeedItem], viewer: int, stats: EngagementStats) -> np.ndarray:
-        """Engagement logits of ``items`` for ``viewer``, shape ``(len(items),)``."""
-        return self.score_features(feature_matrix(items, viewer, stats))
+    def score(self, items: Sequence[FeedItem], viewer: int, stats: EngagementStats,
+              using: Features | None = None) -> np.ndarray:
+        """Engagement logits of ``items`` for ``viewer`` (features by ``using``, default :func:`features`)."""
+        return self.score_features(feature_matrix(items, viewer, stats, using))
 
     def probability(self, items: Sequence[FeedItem], viewer: int, stats: EngagementStats) -> np.ndarray:
         """Predicted engagement probabilities of ``items`` for ``viewer``."""
         return 1.0 / (1.0 + np.exp(-self.score(items, viewer, stats)))
 
-    def rank(self, items: Sequence[FeedItem], viewer: int, stats: EngagementStats) -> list[FeedItem]:
+    def rank(self, items: Sequence[FeedItem], viewer: int, stats: EngagementStats,
+             using: Features | None = None) -> list[FeedItem]:
         """``items`` best first; equal scores fall back to newest first."""
         items = list(items)
-        scores = self.score(items, viewer, stats)
+        scores = self.score(items, viewer, stats, using)
         order = sorted(range(len(items)), key=lambda i: (-scores[i], tuple(-x for x in items[i].order)))
         return [items[i] for i in order]
 

@@ -34,7 +34,8 @@ import simpy
 
 from lab_core.feed.graph import SocialGraph
 from lab_core.feed.policy import fanout_targets, is_celebrity
-from lab_core.sim import DEFAULT_SEED, Recorder, arrivals, drive, percentiles, rng
+from lab_core.feed.protocol import FanoutPolicy
+from lab_core.sim import DEFAULT_SEED, Progress, Recorder, arrivals, drive, percentiles, rng, steps
 
 __all__ = [
     "CostModel",
@@ -44,6 +45,7 @@ __all__ = [
     "STRATEGIES",
     "SUMMARY_COLUMNS",
     "Strategy",
+    "add_ratios",
     "compare",
     "simulate",
 ]
@@ -252,6 +254,7 @@ def simulate(
     activity_sigma: float = 1.0,
     cost: CostModel | None = None,
     seed: int | None = None,
+    fanout: FanoutPolicy | None = None,
 ) -> FeedSimResult:
     """Run ``strategy`` for ``duration`` simulated seconds of posts and reads on ``graph``.
 
@@ -260,6 +263,7 @@ def simulate(
     are drawn by activity ``(1 + followers)^author_exponent * lognormal(0, activity_sigma)``,
     readers by ``lognormal(0, activity_sigma)``. After the last arrival the simulation runs on
     until every queued fan-out is done, so every post has a visibility time.
+    ``fanout`` replaces the fan-out decision (``policy.fanout_targets``), e.g. by a student's.
     Cache sizes assume every list read holds at least a page (steady state) and count entries
     written during the run, each list capped at ``timeline_cap`` entries.
     """
@@ -275,6 +279,7 @@ def simulate(
     if not activity_sigma >= 0:
         raise ValueError(f"activity_sigma must be >= 0, got {activity_sigma!r}")
     cost = cost or CostModel()
+    decide = fanout or fanout_targets  # looked up per call, so a patched module seam is used too
     work = _workload(graph, duration, write_rate, read_ratio, author_exponent, activity_sigma, seed)
 
     counts = graph.follower_counts()
@@ -300,7 +305,7 @@ def simulate(
         yield env.timeout(cost.post_write)
         followers = int(counts[author])
         celebrity = is_celebrity(followers, cut)
-        targets = fanout_targets(followers, graph.followers(author), None, cut)
+        targets = list(decide(followers, graph.followers(author), None, cut))
         batch = int(cost.fanout_batch)
         sizes = [min(batch, len(targets) - k) for k in range(0, len(targets), batch)]
         if sizes:
@@ -359,16 +364,31 @@ def _reads_frame(recorder: Recorder) -> pd.DataFrame:
     return frame[READ_COLUMNS].sort_values("t", kind="stable").reset_index(drop=True)
 
 
+def add_ratios(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (``SUMMARY_COLUMNS``) with ``writes_vs_push`` and ``read_p99_vs_push``: each row over
+    the push row (NaN when push is not among the rows, or when push writes nothing)."""
+    push = table[table["strategy"] == "push"]
+    writes = float(push["writes_per_post"].iloc[0]) if len(push) else math.nan
+    p99 = float(push["read_p99"].iloc[0]) if len(push) else math.nan
+    return table.assign(
+        writes_vs_push=table["writes_per_post"].astype(float) / writes if writes else math.nan,
+        read_p99_vs_push=table["read_p99"].astype(float) / p99 if p99 else math.nan,
+    )
+
+
 def compare(
     graph: SocialGraph,
     thresholds: Iterable[int] = (),
     strategies: Sequence[str] = ("push", "pull"),
+    *,
+    progress: Progress | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Summaries of ``strategies`` plus ``hybrid`` at each of ``thresholds``, same workload for all.
 
     Returns ``SUMMARY_COLUMNS`` plus ``writes_vs_push`` and ``read_p99_vs_push`` (ratios to
-    the push row; NaN when push is not among the runs). ``kwargs`` go to :func:`simulate`.
+    the push row; NaN when push is not among the runs). ``kwargs`` go to :func:`simulate`;
+    ``progress`` hears of each run before it starts.
     """
     runs: list[tuple[str, int | None]] = []
     for s in strategies:
@@ -379,12 +399,9 @@ def compare(
     runs += [("hybrid", int(t)) for t in thresholds]
     if not runs:
         raise ValueError("nothing to compare: give strategies and/or thresholds")
-    table = pd.concat([simulate(graph, s, t, **kwargs).summary() for s, t in runs], ignore_index=True)
-    push = table[table["strategy"] == "push"]
-    if len(push):
-        table["writes_vs_push"] = table["writes_per_post"] / float(push["writes_per_post"].iloc[0])
-        table["read_p99_vs_push"] = table["read_p99"] / float(push["read_p99"].iloc[0])
-    else:
-        table["writes_vs_push"] = math.nan
-        table["read_p99_vs_push"] = math.nan
-    return table
+    def label(run: tuple[str, int | None]) -> str:
+        return run[0] if run[1] is None else f"{run[0]} at {run[1]:,}"
+
+    table = pd.concat([simulate(graph, s, t, **kwargs).summary() for s, t in steps(runs, progress, label)],
+                      ignore_index=True)
+    return add_ratios(table)

@@ -16,7 +16,7 @@ def default() -> FeedDashboard:
 
 
 def test_builds_and_renders(default):
-    assert default.run.errors == {}
+    assert default.errors == {}
     assert list(default.summary()["strategy"]) == ["push", "pull", "hybrid"]
     for view in (default.writes_plot, default.visibility_plot, default.read_plot, default.memory_plot,
                  default.tradeoff_plot):
@@ -105,7 +105,7 @@ def test_user_feed_has_push_and_pull_items_and_a_ranked_order(default):
 
 def test_too_much_traffic_is_refused_with_a_message():
     dash = dashboard(duration=10.0, read_ratio=200.0)
-    assert "lower the duration" in dash.run.errors["simulation"]
+    assert "lower the duration" in dash.errors["simulation"]
     assert dash.summary().empty
     for view in (dash.writes_plot, dash.visibility_plot, dash.read_plot, dash.memory_plot, dash.tradeoff_plot):
         hv.render(view())
@@ -114,7 +114,7 @@ def test_too_much_traffic_is_refused_with_a_message():
     pn.panel(dash).get_root()
     dash.duration = 1.0
     dash.read_ratio = 50.0
-    assert dash.run.errors == {} and len(dash.summary()) == 3
+    assert dash.errors == {} and len(dash.summary()) == 3
 
 
 def test_settings_are_bounded():
