@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from panel.io.resources import CDN_DIST
 
 from lab_core.labs import get_lab
 from lab_core.sim import PERCENTILES, Progress
@@ -288,7 +289,15 @@ class OfflineFast(pn.theme.Fast):
     """Panel's Fast design without its Google web font: pages are served offline (Binder, classrooms,
     interview laptops), where that request hangs or fails. Text falls back to the system font."""
 
-    _resources = {key: value for key, value in pn.theme.Fast._resources.items() if key != "font"}
+    # Panel resolves a design's relative resources under its class name; point the one relative
+    # file at Fast's own bundled copy so the subclass serves it from the installed package too.
+    _resources = {
+        **{key: value for key, value in pn.theme.Fast._resources.items() if key != "font"},
+        "js_modules": {
+            name: f"{CDN_DIST}bundled/fast/{path}" if not path.startswith(("http", "/")) else path
+            for name, path in pn.theme.Fast._resources["js_modules"].items()
+        },
+    }
 
 
 SYSTEM_FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'

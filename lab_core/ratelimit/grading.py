@@ -30,9 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lab_core import grading_kit  # noqa: F401  (before hypothesis: sets its cache folder)
+from lab_core import grading_kit  # before hypothesis: sets its cache folder
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import Verbosity, given, settings
 from hypothesis import strategies as st
 
 from lab_core.ratelimit import memory
@@ -231,17 +231,8 @@ def _dishonest_retry(scenario: Scenario, make: Factory, i: int, retry: float) ->
 
 
 def _hypothesis_settings(max_examples: int) -> settings:
-    return settings(
-        max_examples=max_examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        verbosity=Verbosity.quiet,
-        # No "explain" phase: the counterexample table says more than a list of grader lines.
-        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        print_blob=False,
-    )
+    # The shared grading settings, quiet: the counterexample table says more than hypothesis' log.
+    return settings(grading_kit.hypothesis_settings(max_examples), verbosity=Verbosity.quiet)
 
 
 def compare_with_reference(

@@ -205,3 +205,49 @@ def test_timeseries_plot_with_no_rows_still_draws_labelled_axes():
     plot = kit.timeseries_plot(pd.DataFrame({"t": [], "v": []}), "v", title="empty", ylabel="requests/s")
     figure = hv.render(plot)
     assert figure.yaxis[0].axis_label == "requests/s"
+
+
+def test_defaults_hold_every_algorithm_to_its_own_guarantee():
+    dash = dashboard()
+    summary = dash.summary().set_index("algorithm")
+    assert (summary["peak_in_period"] <= summary["bound"]).all(), summary
+    # The lesson is still on the page: the fixed window's edge burst is twice the limit.
+    assert summary.loc["fixed_window", "peak_in_period"] == 2 * dash.limit
+    assert summary.loc["sliding_window_log", "bound"] == dash.limit
+    assert summary.loc["token_bucket", "bound"] == dash.limit + dash.burst
+    assert 'class="sla-badge missed"' not in "".join(b.object for b in dash.headline()[1])
+
+
+def test_a_student_class_over_its_guarantee_gets_a_red_badge():
+    class Unlimited(StudentFixedWindow):
+        def acquire(self, key: str, cost: int = 1) -> Decision:
+            return Decision(True, self.limit, self.limit, 0.0)
+
+    dash = dashboard(limiter=Unlimited, algorithms=[YOURS], pattern="boundary")
+    badges = "".join(b.object for b in dash.headline()[1])
+    assert 'class="sla-badge missed"' in badges and YOURS in badges
+
+
+def test_the_rate_plot_draws_one_small_plot_per_algorithm():
+    chosen = ["fixed_window", "gcra", "token_bucket"]
+    dash = dashboard(algorithms=chosen)
+    layout = dash.rate_plot()
+    titles = [cell.get(1).opts.get().kwargs["title"] for cell in layout]
+    assert titles == chosen
+    rates = dash.rates()
+    for name, cell in zip(chosen, layout):
+        offered, admitted = cell.get(0), cell.get(1)
+        assert list(offered.keys()) == ["offered"] and list(admitted.keys()) == [name]
+        assert list(admitted[name].dimension_values("admitted")) == list(rates[rates["algorithm"] == name]["admitted"])
+
+
+def test_keys_come_from_a_rule_scope_as_in_the_gateway():
+    from lab_core.ratelimit.experiments import engine_factory
+    from lab_core.ratelimit.rules import RulesEngine
+    from lab_core.sim import ManualClock
+
+    engine = engine_factory(StudentFixedWindow, scope="ip", limit=3, period=1.0, burst=9)(ManualClock())
+    assert isinstance(engine, RulesEngine) and engine.rules[0].scope == "ip"
+    assert isinstance(engine.limiter("limit"), StudentFixedWindow)
+    with pytest.raises(ValueError, match="scope"):
+        engine_factory(StudentFixedWindow, scope="endpoint?", limit=3, period=1.0, burst=9)
