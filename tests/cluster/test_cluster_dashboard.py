@@ -9,10 +9,9 @@ import numpy as np
 import panel as pn
 import pytest
 
-from lab_core.cluster import FULL_GPU, SCHEDULERS, first_fit, stranded_gpus
-from widgets import cluster
-from lab_core.cluster import stranded_mask
-from widgets.cluster import YOURS, ClusterDashboard, app, cluster_at, dashboard
+from lab_core.cluster import FULL_GPU, SCHEDULERS, first_fit, stranded_gpus, stranded_mask
+from lab_core.cluster.experiments import FRAMES, cluster_at
+from widgets.cluster import YOURS, ClusterDashboard, app, dashboard
 
 #: A short trace (quick recomputes) arriving fast and in bursts, so jobs queue, block, strand GPUs and get reserved for.
 SMALL = {"n_jobs": 80, "racks": 3, "rate": 70.0, "burstiness": 2.0, "mix": "published"}
@@ -46,12 +45,12 @@ def shown(dash: ClusterDashboard) -> str:
 
 
 def test_builds_and_renders(default):
-    assert default.run.errors == {}
+    assert default.errors == {}
     table = default.comparison()
     assert list(table["scheduler"]) == list(SCHEDULERS)
     assert (table["done"] == default.n_jobs).all()
     assert default.run.scheduler == "easy_backfill" and default.run.placer == "best_fit"
-    assert len(default.run.frames) >= cluster.FRAMES
+    assert len(default.run.frames) >= FRAMES
     for view in views(default):
         hv.render(view())
     pn.panel(default).get_root()
@@ -101,10 +100,10 @@ CHANGES = [
 def test_every_control_changes_what_is_shown(name, value):
     # The failure controls matter only with a failure on: a node that holds jobs at 0.5 h.
     dash = dashboard(failure="node", fail_index=0, fail_at=0.5, **SMALL)
-    assert dash.run.errors == {}
+    assert dash.errors == {}
     before = shown(dash)
     setattr(dash, name, value)
-    assert dash.run.errors == {}, dash.run.errors
+    assert dash.errors == {}, dash.errors
     assert shown(dash) != before
     for view in views(dash):
         hv.render(view())
@@ -120,7 +119,7 @@ def test_stranded_cells_add_up_to_the_stranded_gpus_at_every_snapshot():
     for scheduler, mix, rate in (("easy_backfill", "published", 25.0), ("greedy", "published", 25.0),
                                  ("fifo", "heavy8", 12.0)):
         dash = dashboard(**{**PRESSURE, "scheduler": scheduler, "mix": mix, "rate": rate})
-        assert dash.run.errors == {}
+        assert dash.errors == {}
         seen = 0
         for f in dash.run.frames:
             c = cluster_at(dash.run.shape, f)
@@ -143,11 +142,11 @@ def test_gpu_map_marks_busy_free_and_stranded(default):
 
 def test_reserved_nodes_are_those_a_reserving_scheduler_held():
     fifo = dashboard(scheduler="fifo", **PRESSURE)
-    assert fifo.run.errors == {} and any(f.queue for f in fifo.run.frames)
+    assert fifo.errors == {} and any(f.queue for f in fifo.run.frames)
     assert not any(f.reserved.any() for f in fifo.run.frames)
     for name in ("reservation", "easy_backfill", "conservative_backfill"):
         dash = dashboard(scheduler=name, **PRESSURE)
-        assert dash.run.errors == {}
+        assert dash.errors == {}
         held = [f for f in dash.run.frames if f.reserved.any()]
         assert held, f"{name} never held a node for a blocked job"
         assert all(f.queue for f in held)  # only while somebody waits
@@ -155,7 +154,7 @@ def test_reserved_nodes_are_those_a_reserving_scheduler_held():
 
 def test_a_rack_failure_shows_the_rack_down_until_repaired():
     dash = dashboard(failure="rack", fail_index=0, fail_at=1.0, repair_after=2.0, **SMALL)
-    assert dash.run.errors == {}
+    assert dash.errors == {}
     racks = np.repeat(np.arange(dash.racks), dash.nodes_per_rack)
     for i, f in enumerate(dash.run.frames):
         during = 3600.0 <= f.t < 3 * 3600.0
@@ -196,7 +195,7 @@ def student_fifo(view) -> None:
 def test_student_scheduler_and_placer_appear_as_yours():
     dash = dashboard(scheduler=student_fifo, placer=first_fit, **SMALL)
     assert YOURS in dash.param.scheduler.objects and YOURS in dash.param.placer.objects
-    assert dash.scheduler == YOURS and dash.placer == YOURS and dash.run.errors == {}
+    assert dash.scheduler == YOURS and dash.placer == YOURS and dash.errors == {}
     table = dash.comparison().set_index("scheduler")
     assert YOURS in table.index
     # The student's FIFO with the reference first-fit behaves as the reference FIFO with it.
@@ -218,7 +217,7 @@ def test_student_scheduler_that_raises_shows_the_error_and_keeps_the_rest():
             raise ZeroDivisionError("oops")
 
     dash = dashboard(scheduler=broken, **SMALL)
-    assert "ZeroDivisionError" in dash.run.errors[YOURS] and "in broken" in dash.run.errors[YOURS]
+    assert "ZeroDivisionError" in dash.errors[YOURS] and "in broken" in dash.errors[YOURS]
     assert set(dash.comparison()["scheduler"]) == set(SCHEDULERS)  # the others still ran
     alert = dash.error_view()
     assert alert.visible and "ZeroDivisionError" in alert.object
@@ -226,7 +225,7 @@ def test_student_scheduler_that_raises_shows_the_error_and_keeps_the_rest():
         hv.render(view())
     pn.panel(dash).get_root()
     dash.scheduler = "fifo"
-    assert dash.run.result is not None and "fifo" not in dash.run.errors
+    assert dash.run.result is not None and "fifo" not in dash.errors
 
 
 def test_student_placer_that_double_books_shows_the_error():
@@ -234,7 +233,7 @@ def test_student_placer_that_double_books_shows_the_error():
         return tuple((0, g, job.gpu_milli) for g in range(job.num_gpus)) or None
 
     dash = dashboard(placer=greedy_slot, **SMALL)
-    assert "PlacementError" in dash.run.errors["easy_backfill"]
+    assert "PlacementError" in dash.errors["easy_backfill"]
     assert dash.run.result is None and not dash.run.frames
     for view in views(dash):
         hv.render(view())
@@ -243,20 +242,20 @@ def test_student_placer_that_double_books_shows_the_error():
 
 def test_student_scheduler_that_starts_nothing_is_stopped_not_hung():
     dash = dashboard(scheduler=lambda view: None, **SMALL)
-    assert "still waiting" in dash.run.errors[YOURS]
+    assert "still waiting" in dash.errors[YOURS]
     assert dash.run.frames and dash.run.frames[-1].queue  # shown as it was when stopped
 
 
 def test_bad_settings_show_an_error_instead_of_crashing():
     dash = dashboard(gpus_per_node=4, nvlink_domain=8, **SMALL)
-    assert "nvlink_domain must divide" in dash.run.errors["settings"]
+    assert "nvlink_domain must divide" in dash.errors["settings"]
     for view in views(dash):
         hv.render(view())
     pn.panel(dash).get_root()
     dash.nvlink_domain = 4
-    assert dash.run.errors == {} and dash.run.frames
+    assert dash.errors == {} and dash.run.frames
     overloaded = dashboard(**{**SMALL, "racks": 1, "nodes_per_rack": 1, "rate": 120.0, "mix": "heavy8"})
-    assert "lower the arrival rate" in overloaded.run.errors["settings"]
+    assert "lower the arrival rate" in overloaded.errors["settings"]
 
 
 def test_settings_are_bounded():
