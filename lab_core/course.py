@@ -164,6 +164,19 @@ class LabReport:
         return bool(self.rows) and all(row[3] for row in self.rows)
 
 
+def generate_release(lab: Lab, course: Path) -> tuple[nbformat.NotebookNode, bool]:
+    """The student notebook ``nbgrader generate_assignment`` makes from the solution, in a fresh
+    course folder ``course``, and whether the committed ``labs/`` copy equals it."""
+    write_course(course, lab.folder, lab.solution, timeout=EXECUTE_TIMEOUT)
+    gen = nbgrader(course, "generate_assignment", lab.folder, "--force", env=nbgrader_env(SYSLAB_FAST="1"))
+    generated = course / "release" / lab.folder / lab.notebook
+    if gen.returncode != 0 or not generated.exists():
+        raise RuntimeError(gen.stderr.strip() or "nbgrader generate_assignment made no notebook")
+    fresh = nbformat.read(generated, as_version=4)
+    committed = nbformat.read(lab.release, as_version=4) if lab.release.exists() else None
+    return fresh, committed is not None and _comparable(committed) == _comparable(fresh)
+
+
 def check_lab(lab: Lab, workdir: Path, *, fast: bool = True, compare: int = 0, workers: int | None = None) -> LabReport:
     """Run the checks for ``lab`` inside ``workdir`` (an empty folder).
 
@@ -174,15 +187,11 @@ def check_lab(lab: Lab, workdir: Path, *, fast: bool = True, compare: int = 0, w
     report = LabReport(lab.name)
     course = workdir / lab.name
     env = nbgrader_env(SYSLAB_FAST="1")
-    write_course(course, lab.folder, lab.solution, timeout=EXECUTE_TIMEOUT)
-    gen = nbgrader(course, "generate_assignment", lab.folder, "--force", env=env)
-    generated = course / "release" / lab.folder / lab.notebook
-    if gen.returncode != 0 or not generated.exists():
-        report.rows.append(("generate student version", None, None, False, gen.stderr.strip()[-800:]))
+    try:
+        fresh, current = generate_release(lab, course)
+    except RuntimeError as exc:
+        report.rows.append(("generate student version", None, None, False, str(exc)[-800:]))
         return report
-    fresh = nbformat.read(generated, as_version=4)
-    committed = nbformat.read(lab.release, as_version=4) if lab.release.exists() else None
-    current = committed is not None and _comparable(committed) == _comparable(fresh)
     report.rows.append(
         ("student notebook current", None, None, current,
          "" if current else f"regenerate: nbgrader generate_assignment {lab.folder} --force")

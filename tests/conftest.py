@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -204,14 +204,16 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def serve_lab(lab: str, log: Path) -> Iterator[str]:
-    """Base URL of ``syslab serve --lab <lab>`` on a free loopback port; the server is stopped afterwards."""
+def serve_lab(lab: str, log: Path, *, also: Sequence[str] = ()) -> Iterator[str]:
+    """Base URL of ``syslab serve --lab <lab>`` (and each lab in ``also``) on a free loopback port;
+    the server is stopped afterwards."""
     beside = Path(sys.executable).with_name("syslab")
     syslab = str(beside) if beside.exists() else shutil.which("syslab") or pytest.fail("syslab command not found")
     port = free_port()
     # Output to a file, not a pipe nobody reads, which could fill and stall the server.
     with log.open("w") as out:
-        proc = subprocess.Popen([syslab, "serve", "--port", str(port), "--lab", lab], stdout=out,
+        labs = [arg for name in (lab, *also) for arg in ("--lab", name)]
+        proc = subprocess.Popen([syslab, "serve", "--port", str(port), *labs], stdout=out,
                                 stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         wait_until(lambda: _listening(port), proc, timeout=60, what=f"syslab serve --lab {lab}", log=log)
