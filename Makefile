@@ -45,6 +45,7 @@ apps: setup
 SERIAL_TESTS := notebook or browser or timed
 test: setup
 	@status=0; \
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . || status=$$?; \
 	$(PY) -m pytest -m "not ($(SERIAL_TESTS))" -n auto --maxprocesses=4 --dist load || status=$$?; \
 	$(PY) -m pytest -m "$(SERIAL_TESTS)" || { s=$$?; [ $$status -ne 0 ] || status=$$s; }; \
 	exit $$status
