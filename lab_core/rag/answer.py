@@ -9,13 +9,14 @@ same citation check.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lab_core.rag.documents import Chunk
 from lab_core.rag.embedding import Embedder
+from lab_core.rag.protocol import Cite
 from lab_core.rag.retrieval import Hit
 from lab_core.rag.text import sentence_spans, terms
 
@@ -149,7 +150,7 @@ class ExtractiveAnswerer:
     min_score: float = 0.33
     keep: float = 0.85
     coverage_weight: float = 0.3
-    cite: Callable[[Sequence[Sentence]], tuple[str, list[Citation]]] = cite  # a seam for the student's version
+    cite: Cite = cite  # a seam for the student's version
 
     def candidates(self, query: str, hits: Sequence[Hit]) -> list[Sentence]:
         """Every sentence of the top hits with its score, best first."""

@@ -6,7 +6,7 @@ ranked list of chunks becomes a ranked list of the sections they come from (firs
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -14,6 +14,7 @@ from lab_core.rag.corpus import LabelledQuestion
 from lab_core.rag.documents import Chunk
 from lab_core.rag.evaluation import mrr, ndcg_at_k, recall_at_k
 from lab_core.rag.pipeline import RagPipeline
+from lab_core.rag.protocol import RankingMetric
 from lab_core.rag.rerank import Example
 from lab_core.rag.retrieval import Hit
 
@@ -37,8 +38,10 @@ def assess(
     rerank: bool = True,
     answer: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    extra: Mapping[str, RankingMetric] | None = None,
 ) -> pd.DataFrame:
-    """One row per question (``COLUMNS``); retrieval metrics are NaN for unanswerable questions."""
+    """One row per question (``COLUMNS``, then a column per ``extra`` metric, e.g. a student's nDCG, on
+    the same top 10); retrieval metrics are NaN for unanswerable questions."""
     rows = []
     for i, q in enumerate(questions):
         relevant = {f"{d} § {s}": 1 for d, s in q.relevant}
@@ -63,15 +66,17 @@ def assess(
                 "should_refuse": not relevant,
                 "citation_support": support,
                 "latency_ms": latency,
+                **{name: metric(ranked, relevant, 10) if relevant else nan for name, metric in (extra or {}).items()},
             }
         )
         if progress:
             progress(i + 1, len(questions))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=[*COLUMNS, *(extra or {})])
 
 
 def summary(table: pd.DataFrame) -> dict[str, float]:
-    """Means over answerable questions, refusal accuracy over all, citation support over answers given."""
+    """Means over answerable questions (``extra`` metrics' columns too), refusal accuracy over all,
+    citation support over answers given."""
     answerable = table[~table.should_refuse]
     answered = table[~table.refused]
     return {
@@ -81,6 +86,7 @@ def summary(table: pd.DataFrame) -> dict[str, float]:
         "refusal_accuracy": float((table.refused == table.should_refuse).mean()),
         "citation_support": float(answered["citation_support"].mean()) if len(answered) else float("nan"),
         "latency_ms_p50": float(table["latency_ms"].median()),
+        **{column: float(answerable[column].mean()) for column in table.columns if column not in COLUMNS},
     }
 
 

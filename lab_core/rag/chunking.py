@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol
+from typing import Callable, Literal
 
 from lab_core.rag.documents import Chunk, Document, make_chunk
+from lab_core.rag.protocol import Chunker
 from lab_core.rag.text import sentence_spans
 
 _WORD = re.compile(r"\S+")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 Strategy = Literal["fixed", "recursive", "sentences"]
-
-
-class Chunker(Protocol):
-    """Splits one document into chunks."""
-
-    def __call__(self, doc: Document) -> list[Chunk]: ...
 
 
 def word_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:

@@ -3,21 +3,19 @@ rerank, answer with citations), timing every stage."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab_core.rag.answer import Answer, ExtractiveAnswerer
-from lab_core.rag.chunking import ChunkConfig, Chunker, chunk_all
+from lab_core.rag.chunking import ChunkConfig, chunk_all
 from lab_core.rag.documents import Document
 from lab_core.rag.embedding import Embedder, Progress
 from lab_core.rag.parsing import ParseError, parse_folder
 from lab_core.rag.fusion import rrf
-from lab_core.rag.retrieval import HybridIndex, Hit, RankFusion, Retrieval, RetrievalConfig
+from lab_core.rag.protocol import Answerer, Chunker, RankFusion, Reranker
+from lab_core.rag.retrieval import HybridIndex, Hit, Retrieval, RetrievalConfig
 from lab_core.rag.vectordb import IndexConfig
-
-Reranker = Callable[[str, Sequence[Hit]], list[Hit]]
-Answerer = Callable[[str, Sequence[Hit]], Answer]
 
 MAX_QUERY_CHARS = 2000
 

@@ -3,7 +3,7 @@ retrieval that returns every stage's list, so a dashboard can show BM25, dense a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,11 +15,11 @@ from lab_core.rag.chunkstore import ChunkStore
 from lab_core.rag.documents import Chunk
 from lab_core.rag.embedding import Embedder, Progress
 from lab_core.rag.fusion import rrf, weighted_sum
+from lab_core.rag.protocol import RankFusion
 from lab_core.rag.vectordb import IndexConfig, VectorIndex
 
 Mode = Literal["hybrid", "dense", "bm25"]
 Fusion = Literal["rrf", "weighted"]
-RankFusion = Callable[[Sequence[Sequence[str]], int], list[tuple[str, float]]]
 
 
 @dataclass(frozen=True)

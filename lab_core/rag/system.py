@@ -8,14 +8,15 @@ from functools import lru_cache
 from pathlib import Path
 
 from lab_core.rag.answer import ExtractiveAnswerer
-from lab_core.rag.chunking import ChunkConfig, Chunker
+from lab_core.rag.chunking import ChunkConfig
 from lab_core.rag.corpus import load_demo_corpus
 from lab_core.rag.documents import Document
 from lab_core.rag.embedding import CachedEmbedder, Embedder, Progress, get_embedder
 from lab_core.rag.fusion import rrf
 from lab_core.rag.pipeline import RagPipeline
 from lab_core.rag.rerank import DEFAULT_PATH, LinearReranker, default_reranker, fit
-from lab_core.rag.retrieval import RankFusion, RetrievalConfig
+from lab_core.rag.protocol import Chunker, RankFusion
+from lab_core.rag.retrieval import RetrievalConfig
 from lab_core.rag.vectordb import IndexConfig
 
 # Refusal thresholds on each embedder's cosine scale, tuned on the demo questions (docs/labs/06_rag.md).
