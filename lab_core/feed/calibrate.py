@@ -5,7 +5,8 @@
 small synthetic graph, replays a simulated workload through it and times every step;
 :func:`calibrated_cost_model` turns those timings into a ``CostModel``; :func:`validate` replays
 another graph's workload through both the real system and the simulator and reports what each
-says (fan-out writes per post, mean fan-out time, mean read time).
+says (fan-out writes per post, mean fan-out time, mean read time); ``Validation.table()`` is that
+comparison as the course's one validation table (``lab_core.sim.calibration.validation_table``).
 
 What is fitted, and how it maps onto the real code:
 

@@ -26,9 +26,10 @@ def member(post_id: int) -> str:
     return f"{post_id:0{MEMBER_DIGITS}d}"
 
 
-def add_to_timeline(client: redis.Redis, user: int, post_id: int, created_at: float, length: int) -> None:
-    """Add one post to ``user``'s timeline and trim it to ``length`` in one transaction (exercise 3's reference)."""
-    Timelines(client, FeedConfig(timeline_length=length)).add([user], [(post_id, created_at)])
+def add_to_timeline(redis: redis.Redis, user: int, post_id: int, created_at: float, length: int) -> None:
+    """Add one post to ``user``'s timeline and trim it to ``length`` in one transaction (exercise 3's reference;
+    the parameter names are the notebook's)."""
+    Timelines(redis, FeedConfig(timeline_length=length)).add([user], [(post_id, created_at)])
 
 
 class Timelines:

@@ -22,14 +22,19 @@ import pytest
 
 from conftest import need
 from lab_core.feed.calibrate import (
+    FANOUT_TIME,
     ONE_PIPELINE,
+    READ_TIME,
+    WRITES_PER_POST,
     RealRun,
+    Validation,
     calibrated_cost_model,
     fit,
     measure,
     validate,
 )
 from lab_core.feed.simulate import CostModel
+from lab_core.sim.calibration import COLUMNS
 
 # The simulator against timings of the real system: run alone, not beside another worker.
 pytestmark = pytest.mark.timed
@@ -45,10 +50,26 @@ def no_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_simulator_predicts_real_fanout_writes_per_post_exactly_on_fakeredis():
-    v = validate(CostModel(), None, posts=120, reads=60, repeats=1, seed=12)
-    assert v.real_writes.size == v.sim_writes.size > 50
-    assert v.real_writes.sum() > 0 and (v.real_writes == 0).any()  # pushed posts and pulled/no-follower posts
-    np.testing.assert_array_equal(v.real_writes, v.sim_writes)
+    table = validate(CostModel(), None, posts=120, reads=60, repeats=1, seed=12).table()
+    real, sim = table.attrs["real_writes"], table.attrs["sim_writes"]
+    assert real.size == sim.size > 50
+    assert real.sum() > 0 and (real == 0).any()  # pushed posts and pulled/no-follower posts
+    np.testing.assert_array_equal(real, sim)
+    assert table.set_index("metric").loc[WRITES_PER_POST, "rel_error"] == 0
+
+
+def test_validation_table_is_the_shared_one():
+    v = Validation(real_writes=np.array([0, 4, 8]), sim_writes=np.array([0, 4, 8]), real_fanout_mean=2e-3,
+                   sim_fanout_mean=3e-3, real_read_mean=1e-3, sim_read_mean=0.5e-3)
+    table = v.table()
+    assert list(table.columns) == list(COLUMNS)
+    by = table.set_index("metric")
+    assert by.loc[WRITES_PER_POST, ["unit", "measured", "predicted", "rel_error"]].tolist() == ["writes/post", 4, 4, 0]
+    assert by.loc[FANOUT_TIME, "unit"] == by.loc[READ_TIME, "unit"] == "ms"
+    assert by.loc[FANOUT_TIME, ["measured", "predicted"]].tolist() == pytest.approx([2.0, 3.0])
+    assert 1 + by.loc[FANOUT_TIME, "rel_error"] == pytest.approx(v.fanout_ratio)
+    assert 1 + by.loc[READ_TIME, "rel_error"] == pytest.approx(v.read_ratio)
+    np.testing.assert_array_equal(table.attrs["real_writes"], v.real_writes)
 
 
 def test_fit_recovers_known_costs():
@@ -82,10 +103,11 @@ def _time_ratios(url) -> tuple[float, float, list[float], list[float]]:
         # hits both sides of the comparison alike.
         cost = measure(url).cost_model()
         assert cost.zadd > 0 and cost.fanout_batch_overhead > 0 and cost.timeline_read > 0
-        v = validate(cost, url, seed=seed)
-        np.testing.assert_array_equal(v.real_writes, v.sim_writes)  # a count: exact
-        fanout.append(v.fanout_ratio)
-        read.append(v.read_ratio)
+        table = validate(cost, url, seed=seed).table()
+        np.testing.assert_array_equal(table.attrs["real_writes"], table.attrs["sim_writes"])  # a count: exact
+        errors = table.set_index("metric")["rel_error"]  # simulated / real - 1
+        fanout.append(1 + errors[FANOUT_TIME])
+        read.append(1 + errors[READ_TIME])
     return statistics.median(fanout), statistics.median(read), fanout, read
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import panel as pn
 import pytest
 
+from lab_core.feed.policy import Page
 from widgets import feed
 from widgets.feed import FeedDashboard, app, dashboard
 
@@ -122,3 +123,76 @@ def test_settings_are_bounded():
         dashboard(n_users=10)
     with pytest.raises(ValueError):
         dashboard(threshold=0)
+
+
+def test_defaults_show_a_healthy_system_that_the_visitor_can_break(default):
+    cut, ratio = default.badges()
+    assert cut >= feed.WRITE_CUT_TARGET and ratio <= feed.READ_P99_RATIO_TARGET
+    assert "missed" not in "".join(b.object for b in default.headline().objects[1].objects)
+    dash = dashboard(celebrity_boost=1.0, mean_follows=20.0)  # celebrities less dominant: hybrid misses
+    cut, ratio = dash.badges()
+    assert cut < feed.WRITE_CUT_TARGET or ratio > feed.READ_P99_RATIO_TARGET
+
+
+def test_the_references_plugged_in_as_yours_match_and_raise_nothing():
+    dash = dashboard(**{name: p.reference for name, p in feed.Dashboard.plugins.items()})
+    assert dash.errors == {}
+    assert set(dash.plugins) == {"fanout_targets", "merge", "add_to_timeline", "features"}
+    s = dash.summary().set_index("strategy")
+    assert list(s.index) == ["push", "pull", "hybrid", "yours"]
+    assert s.loc["yours", "fanout_writes"] == s.loc["hybrid", "fanout_writes"]
+    assert "the same writes as the reference ✓" in dash.headline().objects[0].object
+    assert dash.user_feed("yours").equals(dash.user_feed())
+    assert "the same page and order as the reference ✓" in dash.feed_view().objects[0].object
+    assert len(dash.writes_plot().get(0).dimension_values("writes_per_post")) == 4
+    pn.panel(dash).get_root()
+
+
+def test_a_wrong_fanout_policy_shows_its_writes_beside_the_reference():
+    def push_everyone(count, followers, active, threshold):
+        return list(followers)
+
+    dash = dashboard(fanout_targets=push_everyone)
+    s = dash.summary().set_index("strategy")
+    assert s.loc["yours", "fanout_writes"] == s.loc["push", "fanout_writes"] > s.loc["hybrid", "fanout_writes"]
+    assert "different writes from the reference ✗" in dash.headline().objects[0].object
+    assert "yours" not in dash.run.pages  # no page plug-in given: the reference page only
+
+
+def test_wrong_page_functions_show_a_different_page():
+    def never_trimmed(redis, user, post_id, created_at, length):
+        redis.zadd(f"feed:tl:{user}", {f"{post_id:019d}": created_at})
+
+    dash = dashboard(add_to_timeline=never_trimmed, timeline_cap=20, mean_follows=20.0, celebrity_boost=1.0)
+    assert dash.user_feed("yours").attrs["timeline_entries"] > 20 == dash.user_feed().attrs["timeline_entries"]
+
+    def newest_last(sources, *, limit, cursor=None):
+        items = sorted({i.post_id: i for s in sources for i in s}.values(), key=lambda i: i.order)
+        return Page(items[:limit], None)
+
+    dash = dashboard(merge=newest_last)
+    assert not dash.user_feed("yours").equals(dash.user_feed())
+    assert "a different page or order ✗" in dash.feed_view().objects[0].object
+
+
+def test_a_student_exception_is_shown_and_the_reference_still_drawn():
+    def broken(*args, **kwargs):
+        raise RuntimeError("my bug")
+
+    dash = dashboard(fanout_targets=broken, features=broken)
+    assert set(dash.errors) == {"your fanout_targets", "your features"}
+    assert all("my bug" in text and "broken" in text for text in dash.errors.values())
+    assert list(dash.summary()["strategy"]) == ["push", "pull", "hybrid"] and len(dash.user_feed()) > 0
+    assert dash.error_view().visible
+    with pytest.raises(TypeError, match="fan-out policy"):
+        dashboard(fanout_targets=42)
+
+
+def test_summary_table_is_in_the_plots_units(default):
+    table = default.summary_table().value
+    s = default.summary()
+    assert table["read_p99"].tolist() == pytest.approx((s["read_p99"] * 1e3).round(3).tolist())
+    assert table["cache_bytes"].tolist() == pytest.approx((s["cache_bytes"] / 1e6).round(3).tolist())
+    titles = default.summary_table().titles
+    assert all("(ms)" in titles[c] for c in ("visibility_p50", "visibility_p99", "read_p50", "read_p99"))
+    assert titles["cache_bytes"] == "cache (MB)"
