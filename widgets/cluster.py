@@ -1,11 +1,9 @@
 """A GPU cluster under a queue policy and a placement policy: who holds which GPU, stranding, JCT.
 
-Lab 09's dashboard: ``dashboard(scheduler=my_scheduler, placer=my_placer)`` in a notebook, ``app()``
-for ``syslab serve``. A recompute runs ``lab_core.cluster.experiments.run_policy`` (one
-``Simulation.run`` per queue policy, the failure given as input) for the chosen scheduler with
-snapshots of the cluster, and for every other one for the comparison; the time slider, the player
-and the step button move through the snapshots without simulating again. The comparison (same
-jobs, placer and failure) is cached, so changing only the scheduler reruns one simulation.
+Lab 09's dashboard: ``dashboard(scheduler=my_scheduler, placer=my_placer)`` in a notebook, ``app()`` for
+``syslab serve``. A recompute runs ``experiments.run_policy`` (one ``Simulation.run``, the failure an input)
+for every queue policy, the chosen one with snapshots that the player steps through without simulating
+again; the others' runs are cached, so changing only the scheduler reruns one simulation.
 """
 from __future__ import annotations
 
@@ -18,15 +16,12 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from bokeh.palettes import Category20
 
-from lab_core.cluster import (FGD, MIXES, PLACERS, SCHEDULERS, Cluster, Failure, Job, SimResult, Workload, stranded_gpus,
-                              synthetic)
-from lab_core.cluster import experiments
+from lab_core.cluster import (FGD, MIXES, PLACERS, SCHEDULERS, Cluster, Failure, Job, Placer, Scheduler, SimResult,
+                              Workload, best_fit, easy_backfill, experiments, stranded_gpus, synthetic)
 from lab_core.cluster.calibrate import measured_migration_seconds
 from lab_core.cluster.experiments import BACKFILL_DEPTH, COMPARE_COLUMNS, Frame, PolicyRun, cluster_at
-from lab_core.cluster.placement import best_fit
-from lab_core.cluster.protocol import Placer, Scheduler
-from lab_core.cluster.schedulers import easy_backfill
 from lab_core.sim.progress import steps
 from widgets import kit
 
@@ -39,24 +34,18 @@ MARKS: dict[str, str] = {
     "node reserved for the blocked head job": "#ff7f0e",
     "free GPU": "#dddddd",
 }
-# More jobs run at once than any palette has colours: a cell's label carries its job id.
-JOB_COLORS: tuple[str, ...] = (
-    "#1f77b4", "#aec7e8", "#2ca02c", "#98df8a", "#9467bd", "#c5b0d5", "#8c564b", "#c49c94", "#e377c2",
-    "#f7b6d2", "#7f7f7f", "#c7c7c7", "#bcbd22", "#dbdb8d", "#17becf", "#9edae5", "#393b79", "#637939",
-)
+# Category20 without the red and orange the marks use. More jobs run at once than any palette has
+# colours, so colours repeat and each cell's label carries its job id.
+JOB_COLORS: tuple[str, ...] = tuple(c for c in Category20[20] if c not in ("#ff7f0e", "#ffbb78", "#d62728", "#ff9896"))
 RATIOS: dict[str, str] = {"utilisation": "GPU utilisation (% of live GPUs)",
                           "fragmentation": "fragmentation (FGD, % of free GPUs)",
                           "stranded": "stranded (% of free GPUs)"}
 RATIO_COLORS: dict[str, str] = dict(zip(RATIOS.values(), ("#1f77b4", "#9467bd", kit.OVER)))
-#: The comparison table's headers, each with its unit (the same units as the plots: hours, percent).
-TITLES: dict[str, str] = {
-    "scheduler": "scheduler", "done": "jobs done", "mean_jct_h": "mean JCT (h)", "p99_jct_h": "p99 JCT (h)",
-    "mean_wait_h": "mean wait (h)", "arrival_utilisation_pct": "GPU utilisation while jobs arrive (%)",
-    "makespan_utilisation_pct": "GPU utilisation over the makespan (%)",
-    "mean_stranded_pct": "stranded (% of free GPUs)", "mean_fragmentation_pct": "fragmentation (% of free GPUs)",
-    "mean_queue": "queue (jobs)", "restarts": "restarts", "lost_gpu_hours": "lost (GPU·h)",
-    "seconds": "wall time (s)",
-}
+#: The comparison table's columns and headers (units as in the plots); "fragmentation" may break where it is narrow.
+#: The makespan, and the utilisation over it, are about the same for every scheduler: the headline gives them.
+TITLES: dict[str, str] = {k: experiments.COMPARE_LABELS[k].replace("fragmentation", "frag\u00admentation") for k in (
+    "scheduler", "done", "mean_jct_h", "p99_jct_h", "mean_wait_h", "arrival_utilisation_pct", "mean_stranded_pct",
+    "mean_fragmentation_pct", "mean_queue", "restarts", "lost_gpu_hours", "seconds")}
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,13 +109,12 @@ class ClusterDashboard(kit.LabDashboard):
         self._cache_key: tuple | None = None
         self._cache: dict[str, tuple[PolicyRun | None, str | None]] = {}
         self._heat = pn.pane.HoloViews(hv.DynamicMap(self.heatmap_plot), sizing_mode="stretch_width")
-        panes = [pn.pane.HoloViews(hv.DynamicMap(view), sizing_mode="stretch_width", min_width=420,
-                                   styles={"flex": "1 1 45%"})
-                 for view in (self.ratios_plot, self.queue_plot, self.jct_plot)]
+        half = {"sizing_mode": "stretch_width", "min_width": 420, "styles": {"flex": "1 1 45%"}}
         # One legend over the ratios plot: inside it, it would hide the busiest hours.
-        panes[0] = pn.Column(kit.color_key(RATIO_COLORS), panes[0].clone(styles={}), sizing_mode="stretch_width",
-                             min_width=420, styles={"flex": "1 1 45%"})
-        self._plots = pn.FlexBox(*panes, flex_wrap="wrap", sizing_mode="stretch_width")
+        ratios = pn.Column(kit.color_key(RATIO_COLORS), pn.pane.HoloViews(hv.DynamicMap(self.ratios_plot),
+                           sizing_mode="stretch_width"), **half)
+        self._plots = pn.FlexBox(ratios, *(pn.pane.HoloViews(hv.DynamicMap(v), **half) for v in (self.queue_plot,
+                                 self.jct_plot)), flex_wrap="wrap", sizing_mode="stretch_width")
         self._player = pn.widgets.Player.from_param(self.param.frame, loop_policy="once", interval=250,
                                                     show_value=False, sizing_mode="stretch_width",
                                                     name="Play through the run")
@@ -151,15 +139,13 @@ class ClusterDashboard(kit.LabDashboard):
         return self.yours["scheduler"] if name == YOURS else SCHEDULERS[name]()
 
     def _placer_for(self, name: str, jobs: Sequence[Job]) -> Placer:
-        if name == YOURS:
-            return self.yours["placer"]
-        return FGD(Workload.from_jobs(jobs)) if name == "fgd" else PLACERS[name]
+        return self.yours["placer"] if name == YOURS else FGD(Workload.from_jobs(jobs)) if name == "fgd" else PLACERS[name]
 
     def _failure(self) -> Failure | None:
         if self.failure == "none":
             return None
-        where = {"node" if self.failure == "node" else "rack": int(self.fail_index)}
-        return Failure(float(self.fail_at) * 3600.0, repair_after=float(self.repair_after) * 3600.0, **where)
+        where = {self.failure: int(self.fail_index)}  # "node" or "rack", as Failure names them
+        return Failure(self.fail_at * 3600.0, repair_after=self.repair_after * 3600.0, **where)
 
     @param.depends("racks", "nodes_per_rack", "failure", watch=True)
     def _index_bounds(self) -> None:
@@ -233,9 +219,8 @@ class ClusterDashboard(kit.LabDashboard):
     def samples(self) -> pd.DataFrame:
         """The chosen run's metric samples (``SimResult.samples``) with time in hours as ``t_h``."""
         r = self.run.result
-        if r is None or not len(r.samples):
-            return pd.DataFrame(columns=["t", "t_h", "utilisation", "fragmentation", "stranded", "queue"])
-        return r.samples.assign(t_h=r.samples["t"] / 3600.0)
+        s = r.samples if r is not None else pd.DataFrame(columns=["t", "utilisation", "fragmentation", "stranded", "queue"])
+        return s.assign(t_h=s["t"] / 3600.0)
 
     def comparison(self) -> pd.DataFrame:
         """One row per scheduler (same jobs, placer and failure): ``experiments.comparison``'s columns."""
@@ -261,23 +246,23 @@ class ClusterDashboard(kit.LabDashboard):
                              y1=cells["node"] + 0.42)
         busy = cells[cells["job"] >= 0].copy()
         busy["color"] = [JOB_COLORS[j % len(JOB_COLORS)] for j in busy["job"]]
+        # Category20 comes in (dark, light) pairs: white ids on the dark ones, dark ids on the light.
+        busy["ink"] = np.where(busy["job"] % len(JOB_COLORS) % 2 == 0, "#ffffff", "#222222")
         vdims = ["name", "job", "free_pct", "state"]
         jobs = hv.Rectangles(busy, ["x0", "y0", "x1", "y1"], [*vdims, "color"]).opts(
             color="color", line_color="white", tools=["hover"])
         labels = hv.Labels(busy.assign(x=busy["gpu"], y=busy["node"], label=busy["job"].astype(str)), ["x", "y"],
-                           "label").opts(text_font_size="8pt", text_color="#222222")
+                           ["label", "ink"]).opts(text_font_size="8pt", text_color="ink")
         free = hv.Rectangles(cells[cells["job"] < 0], ["x0", "y0", "x1", "y1"], vdims).opts(
             color="white", line_color=MARKS["free GPU"], line_width=1, tools=["hover"])
         strand = cells[cells["state"] == "stranded"]
         crosses = hv.Points(strand.assign(x=strand["gpu"], y=strand["node"]), ["x", "y"], vdims).opts(
             marker="x", size=14, color=kit.OVER, line_width=3, tools=["hover"])
-        down_rows = np.flatnonzero(~f.alive) if f is not None else np.empty(0, int)
+        down_rows, held = (np.flatnonzero(~f.alive), np.flatnonzero(f.reserved)) if f else ((), ())
         down = hv.Rectangles([(-0.5, r - 0.5, gpn - 0.5, r + 0.5) for r in down_rows]).opts(
             color=MARKS["node down"], alpha=0.55, line_width=0)
-        held = np.flatnonzero(f.reserved) if f is not None else np.empty(0, int)
         reserved = hv.Rectangles([(-0.5, r - 0.48, gpn - 0.5, r + 0.48) for r in held]).opts(
-            fill_alpha=0.0, line_color=MARKS["node reserved for the blocked head job"], line_width=3,
-            line_dash="dashed")
+            fill_alpha=0.0, line_color=MARKS["node reserved for the blocked head job"], line_width=3, line_dash="dashed")
         racks_lines = hv.Overlay([hv.HLine(r * npr - 0.5).opts(color="#333333", line_width=2)
                                   for r in range(1, racks)] or [hv.HLine(-0.5).opts(alpha=0)])
         domain_lines = hv.Overlay([hv.VLine(d - 0.5).opts(color="#999999", line_dash="dotted")
@@ -354,9 +339,7 @@ class ClusterDashboard(kit.LabDashboard):
         f = self.current()
         if row.empty or f is None:
             return pn.pane.Markdown(f"No results; see the error above. Recomputed in {run.seconds * 1000:.0f} ms.")
-        r = row.iloc[0]
-        racks, npr, gpn, dom = run.shape
-        c = cluster_at(run.shape, f)
+        r, c, (racks, npr, gpn, _) = row.iloc[0], cluster_at(run.shape, f), run.shape
         arriving_h = float(run.result.jobs["submit"].max()) / 3600.0
         text = (f"**{run.scheduler}** + **{run.placer}** on {racks}×{npr} nodes × {gpn} GPUs "
                 f"(offered load {run.load:.2f}): mean JCT **{r['mean_jct_h']:.2f} h**, p99 **{r['p99_jct_h']:.2f} h**, "
@@ -371,12 +354,8 @@ class ClusterDashboard(kit.LabDashboard):
 
     def comparison_table(self) -> pn.widgets.Tabulator:
         """The summary numbers of every scheduler, same jobs, placer and failure, with units in the headers."""
-
-        def table(run: Run) -> pd.DataFrame:
-            # Makespan is the same for every scheduler unless one falls far behind; wall time shows cost.
-            return run.compare.drop(columns=["migrations", "makespan_h", "p50_jct_h"]).round(2)
-
-        return pn.widgets.Tabulator(pn.bind(table, self.param.run), disabled=True, show_index=False, titles=TITLES,
+        rows = pn.bind(lambda run: run.compare[list(TITLES)].round(2), self.param.run)
+        return pn.widgets.Tabulator(rows, disabled=True, show_index=False, titles=TITLES,
                                     sizing_mode="stretch_width", layout="fit_columns", widths={"scheduler": 170},
                                     configuration={"columnDefaults": {"headerWordWrap": True}})
 
@@ -397,13 +376,10 @@ class ClusterDashboard(kit.LabDashboard):
             sizing_mode="stretch_width",
         )
 
-    def player(self) -> pn.Row:
-        """Time through the run: the player (a slider with play buttons) and the step button."""
-        return pn.Row(self._player, self._step, sizing_mode="stretch_width")
-
     def main(self) -> pn.Column:
         """Errors, headline, the player, the GPU map and its key, the time series, the JCT CDF, the comparison."""
-        return pn.Column(self.error_view, self.headline, self.player(), self._heat, kit.color_key(MARKS),
+        player = pn.Row(self._player, self._step, sizing_mode="stretch_width")
+        return pn.Column(self.error_view, self.headline, player, self._heat, kit.color_key(MARKS),
                          self._plots, pn.pane.Markdown("#### Every scheduler with this placer"),
                          self.comparison_table(), sizing_mode="stretch_width")
 
@@ -411,11 +387,8 @@ class ClusterDashboard(kit.LabDashboard):
 Dashboard = ClusterDashboard
 
 
-def dashboard(
-    scheduler: Scheduler | str | None = None,
-    placer: Placer | str | None = None,
-    **params: object,
-) -> ClusterDashboard:
+def dashboard(scheduler: Scheduler | str | None = None, placer: Placer | str | None = None,
+              **params: object) -> ClusterDashboard:
     """The dashboard for a notebook; a ``scheduler`` (``View -> None``) or ``placer``
     (``(cluster, job, exclude=None) -> Placement | None``) callable appears as "yours" and is chosen;
     a name (``scheduler="fifo"``) picks a built-in one."""

@@ -32,11 +32,17 @@ MAX_LOAD = 2.0
 GIVE_UP_AFTER = 20.0
 #: Wall-clock seconds one run may take before it is stopped.
 MAX_RUN_SECONDS = 10.0
-COMPARE_COLUMNS = [
-    "scheduler", "done", "mean_jct_h", "p50_jct_h", "p99_jct_h", "mean_wait_h", "makespan_h",
-    "arrival_utilisation_pct", "makespan_utilisation_pct", "mean_stranded_pct", "mean_fragmentation_pct",
-    "mean_queue", "restarts", "migrations", "lost_gpu_hours", "seconds",
-]
+#: The columns of :func:`comparison`, each with what it measures and its unit (headers for tables).
+COMPARE_LABELS: dict[str, str] = {
+    "scheduler": "scheduler", "done": "jobs done", "mean_jct_h": "mean JCT (h)", "p50_jct_h": "p50 JCT (h)",
+    "p99_jct_h": "p99 JCT (h)", "mean_wait_h": "mean wait (h)", "makespan_h": "makespan (h)",
+    "arrival_utilisation_pct": "GPU utilisation while jobs arrive (%)",
+    "makespan_utilisation_pct": "GPU utilisation over the makespan (%)",
+    "mean_stranded_pct": "stranded (% of free GPUs)", "mean_fragmentation_pct": "FGD fragmentation (% of free GPUs)",
+    "mean_queue": "queue (jobs)", "restarts": "restarts", "migrations": "migrations",
+    "lost_gpu_hours": "lost (GPU·h)", "seconds": "wall time (s)",
+}
+COMPARE_COLUMNS = list(COMPARE_LABELS)
 
 
 @dataclass(frozen=True, eq=False)

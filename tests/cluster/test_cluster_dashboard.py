@@ -9,9 +9,9 @@ import numpy as np
 import panel as pn
 import pytest
 
-from lab_core.cluster import FULL_GPU, SCHEDULERS, first_fit, stranded_gpus, stranded_mask
-from lab_core.cluster.experiments import FRAMES, cluster_at
-from widgets.cluster import YOURS, ClusterDashboard, app, dashboard
+from lab_core.cluster import FULL_GPU, SCHEDULERS, Failure, best_fit, easy_backfill, first_fit, stranded_gpus, stranded_mask
+from lab_core.cluster.experiments import COMPARE_LABELS, FRAMES, cluster_at
+from widgets.cluster import JOB_COLORS, TITLES, YOURS, ClusterDashboard, Dashboard, app, dashboard
 
 #: A short trace (quick recomputes) arriving fast and in bursts, so jobs queue, block, strand GPUs and get reserved for.
 SMALL = {"n_jobs": 80, "racks": 3, "rate": 70.0, "burstiness": 2.0, "mix": "published"}
@@ -161,6 +161,7 @@ def test_a_rack_failure_shows_the_rack_down_until_repaired():
         assert (~f.alive == ((racks == 0) & during)).all(), f.t
         down = dash.gpu_map(i)["state"] == "down"
         assert down.sum() == (dash.nodes_per_rack * dash.gpus_per_node if during else 0)
+    assert dash.run.failure == Failure(3600.0, rack=0, repair_after=7200.0)  # the run's input, not injected
     table = dash.comparison()
     assert table["restarts"].sum() > 0 and table["lost_gpu_hours"].sum() > 0
     assert dash.param.fail_index.bounds == (0, dash.racks - 1)
@@ -262,3 +263,43 @@ def test_settings_are_bounded():
     for bad in ({"racks": 10}, {"n_jobs": 5000}, {"rate": 0.0}, {"gpus_per_node": 3}):
         with pytest.raises(ValueError):
             dashboard(**bad)
+
+
+def test_the_reference_plugins_run_as_yours_and_match_the_built_in_ones():
+    assert {name: p.reference for name, p in Dashboard.plugins.items()} == {"scheduler": easy_backfill,
+                                                                              "placer": best_fit}
+    dash = dashboard(**{name: p.reference for name, p in Dashboard.plugins.items()}, **SMALL)
+    assert dash.errors == {} and dash.scheduler == YOURS and dash.placer == YOURS
+    table = dash.comparison().drop(columns="seconds").set_index("scheduler")
+    assert table.loc[YOURS].equals(table.loc["easy_backfill"])
+
+
+def test_headline_says_over_what_utilisation_is_measured(default):
+    row = default.comparison().set_index("scheduler").loc[default.scheduler]
+    text = default.headline().object
+    assert f"GPU utilisation **{row['arrival_utilisation_pct']:.0f} % while jobs arrive**" in text
+    assert f"{row['makespan_utilisation_pct']:.0f} % over the whole {row['makespan_h']:.1f} h run" in text
+    # The drain after the last arrival is what made the makespan figure low.
+    assert row["arrival_utilisation_pct"] > row["makespan_utilisation_pct"] + 10
+
+
+def test_table_headers_are_whole_and_carry_units(default):
+    table = default.comparison_table()
+    assert list(table.value.columns) == list(TITLES) and table.titles == TITLES
+    for column, title in TITLES.items():
+        assert title.replace("\u00ad", "") == COMPARE_LABELS[column]
+        assert column in ("scheduler", "done", "restarts") or title.endswith(")"), title
+    # The ratios plot draws the table's percent, not shares of 1.
+    ratios = hv.render(default.ratios_plot())
+    assert "%" in ratios.yaxis[0].axis_label
+
+
+def test_every_busy_gpu_is_labelled_with_its_job_id(default):
+    busy = default.gpu_map().query("job >= 0")
+    assert len(busy) > 0
+    labels = [e for e in default.heatmap_plot() if isinstance(e, hv.Labels)]
+    assert len(labels) == 1
+    assert sorted(labels[0].dframe()["label"]) == sorted(busy["job"].astype(str))
+    # More jobs run at once than there are colours, which is why the label is there.
+    most = max(default.gpu_map(i).query("job >= 0")["job"].nunique() for i in range(len(default.run.frames)))
+    assert most > len(JOB_COLORS)
