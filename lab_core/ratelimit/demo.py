@@ -4,18 +4,28 @@
 """
 from __future__ import annotations
 
+import argparse
 import math
 import threading
+from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
-import argparse
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from lab_core.jsonapi import (
+    EXCEPTION_HANDLERS,
+    ApiSurface,
+    BadInput,
+    Example,
+    error_response,
+    guarded,
+    read_json,
+)
 
 from lab_core.ratelimit.middleware import RateLimitMiddleware
 from lab_core.ratelimit.rules import Rule, RulesEngine, load_rules
@@ -56,8 +66,8 @@ class Catalogue:
             return self.conn.execute("SELECT * FROM items ORDER BY id").fetchall()
 
 
-def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+# A catalogue price, in the shop's currency: past this it is a typo or an attack, not a product.
+MAX_PRICE = 1e9
 
 
 def validate_item(body: Any) -> tuple[str, float]:
@@ -74,8 +84,8 @@ def validate_item(body: Any) -> tuple[str, float]:
         value = float(price) if isinstance(price, (int, float)) and not isinstance(price, bool) else math.nan
     except OverflowError:
         value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise ValueError("field 'price' must be a non-negative number")
+    if not math.isfinite(value) or not 0 <= value <= MAX_PRICE:
+        raise ValueError(f"field 'price' must be a number from 0 to {MAX_PRICE:g}")
     return name.strip(), value
 
 
@@ -101,22 +111,20 @@ def build_api(catalogue: Catalogue, rules: list[Rule]) -> Starlette:
 
     async def create_item(request: Request) -> JSONResponse:
         try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "bad_request", "body is not valid JSON")
-        try:
-            name, price = validate_item(body)
+            name, price = validate_item(await read_json(request))
         except ValueError as exc:
-            return _error(422, "invalid_item", str(exc))
+            if isinstance(exc, BadInput):
+                raise
+            return error_response(422, "invalid_item", str(exc))
         return JSONResponse(catalogue.add(name, price), status_code=201)
 
     async def get_item(request: Request) -> JSONResponse:
         raw = request.path_params["item_id"]
         # isdigit() alone accepts '²', which int() refuses; ids past SQLite's 64-bit range cannot exist.
         if not (raw.isascii() and raw.isdigit()):
-            return _error(400, "bad_request", f"item id must be a positive integer, got {raw!r}")
+            return error_response(400, "bad_request", f"item id must be a positive integer, got {raw!r}")
         item = catalogue.get(int(raw)) if len(raw) <= 19 and int(raw) < 2**63 else None  # int() caps digits
-        return JSONResponse(item) if item else _error(404, "not_found", f"no item with id {raw}")
+        return JSONResponse(item) if item else error_response(404, "not_found", f"no item with id {raw}")
 
     async def report(request: Request) -> JSONResponse:
         items = catalogue.all()
@@ -126,23 +134,16 @@ def build_api(catalogue: Catalogue, rules: list[Rule]) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, "http_error", str(exc.detail), exc.headers)  # keeps 405's Allow
-
-    async def server_error(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, "internal_error", "the server failed; nothing you sent was stored")
-
     return Starlette(
         routes=[
             Route("/", index),
             Route("/api/items", list_items, methods=["GET"]),
-            Route("/api/items", create_item, methods=["POST"]),
+            Route("/api/items", guarded(create_item), methods=["POST"]),
             Route("/api/items/{item_id}", get_item, methods=["GET"]),
             Route("/api/report", report, methods=["GET"]),
             Route("/healthz", healthz),
         ],
-        exception_handlers={HTTPException: http_error, 500: server_error},
+        exception_handlers=EXCEPTION_HANDLERS,
     )
 
 
@@ -182,3 +183,15 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"rate-limited demo API on http://{args.host}:{args.port}/  (try: curl -H 'X-User: alice' .../api/items)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def api_surface() -> ApiSurface:
+    """The demo API in memory with limits no test reaches, and what its clients send (for the
+    shared hostile-input tests)."""
+    roomy = [Rule(name="roomy", scope="ip", limit=1_000_000, period=1.0, algorithm="fixed_window")]
+    return ApiSurface(
+        open=lambda: nullcontext(create_app(roomy)),
+        writes=(Example("POST", "/api/items", {"name": "pen", "price": 1.5}),),
+        reads=(Example("GET", "/api/items"), Example("GET", "/api/report")),
+        ids=(("GET", "/api/items/{id}"),),
+    )
