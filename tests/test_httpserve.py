@@ -1,0 +1,79 @@
+"""The demo APIs' server drops a slowloris connection (headers that never finish) and still serves
+ordinary clients, keep-alive included."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from lab_core import httpserve
+from lab_core.procs import free_port
+
+
+async def _ok(request):
+    return JSONResponse({"ok": True})
+
+
+@pytest.fixture
+def server():
+    port = free_port()
+    app = Starlette(routes=[Route("/", _ok)])
+    thread = threading.Thread(target=httpserve.run, args=(app, "127.0.0.1", port), kwargs={"header_timeout": 1.0},
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+    return port
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1024) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_partial_headers_are_dropped_after_the_deadline(server):
+    sock = socket.create_connection(("127.0.0.1", server))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never the blank line that ends the headers
+    assert _closed_within(sock, 5.0)
+
+
+def test_an_idle_connection_that_never_speaks_is_dropped(server):
+    sock = socket.create_connection(("127.0.0.1", server))
+    assert _closed_within(sock, 5.0)
+
+
+def test_partial_headers_after_a_kept_alive_response_are_dropped_too(server):
+    sock = socket.create_connection(("127.0.0.1", server))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.settimeout(5)
+    answer = b""
+    while b'{"ok":true}' not in answer:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed before the whole response: {answer!r}"
+        answer += chunk
+    sock.sendall(b"GET / HTTP/1.1\r\nHo")
+    assert _closed_within(sock, 5.0)
+
+
+def test_ordinary_clients_are_served_and_kept_alive(server):
+    with httpx.Client(base_url=f"http://127.0.0.1:{server}") as client:
+        for _ in range(3):
+            assert client.get("/").json() == {"ok": True}
+            time.sleep(0.4)  # each response re-arms the deadline: three requests outlive one deadline
