@@ -3,42 +3,33 @@ load from the fleet simulator, and the real engine serving requests live.
 
 ``dashboard(block_manager=MyBlocks, scheduler=MyScheduler)`` in a notebook, ``app()`` for ``syslab
 serve``. Everything computed comes from ``lab_core.serving.experiments``; this module holds the
-parameters and the plots. The live engine runs on its own thread and fills a snapshot; a periodic
-callback on the page's own event loop (the server session's, or the notebook kernel's) draws it.
+parameters and the plots; the live-engine tab is ``widgets.serving_live``.
 """
 from __future__ import annotations
 
-import html
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import holoviews as hv
-import numpy as np
 import pandas as pd
 import panel as pn
 import param
 
-from lab_core.llm.model import Transformer, build_model
 from lab_core.serving import experiments as ex
 from lab_core.serving.blocks import BlockAllocator, BlockManager
-from lab_core.serving.engine import EngineConfig, LLMEngine
 from lab_core.serving.fleet import MODELS, SLA, Workload
 from lab_core.serving.scheduler import Scheduler, SchedulerBase
-from lab_core.serving.timeline import PHASES, phase_bars
 from widgets import kit
+from widgets.serving_live import LiveEngineTab
 
-YOURS, REFERENCE = "yours", "reference"
 TARGET = SLA()  # TTFT 200 ms, TPOT 1/30 s
 TIER_COLORS: dict[str, str] = {"all": "#1f77b4", "paid": "#2ca02c", "free": "#ff7f0e"}
-PHASE_COLORS: dict[str, str] = dict(zip(PHASES, ("#bbbbbb", "#ff7f0e", "#1f77b4")))
 POOL_COLORS: dict[str, str] = {"total GPUs": "#1f77b4", "prefill GPUs": "#ff7f0e", "decode GPUs": "#9467bd"}
 # Each part orders by the same priority (paid = 0 before free = 1) in its own way: named apart
 # (lab_core.serving.protocol.QUEUE_ORDERS).
 FLEET_ORDERS: dict[str, str] = {"fcfs (arrival order)": "fcfs", "paid-first, aged (free +2 s)": "priority"}
-LIVE_ORDERS: dict[str, str] = {"fcfs (arrival order)": "fcfs", "paid-first (strict)": "priority"}
-POLL_MS = 200
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,11 +40,6 @@ class Sweep:
     setting: str = ""
     seconds: float = 0.0
     example: bool = False
-
-
-def printable(text: str) -> str:
-    """The streamed text with control and replacement characters shown as a middle dot."""
-    return "".join(c if c.isprintable() and c != "\ufffd" else "·" for c in text)
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
@@ -86,19 +72,9 @@ class ServingDashboard(kit.LabDashboard):
     block_size = param.Selector(default=16, objects=[8, 16, 32, 64], label="KV block size (tokens)")
     chunked_prefill = param.Boolean(True, label="Chunked prefill")
     policy = param.Selector(default="fcfs", objects=FLEET_ORDERS, label="Queue order (simulated fleet)")
-    live_policy = param.Selector(default="fcfs", objects=LIVE_ORDERS, label="Queue order (live engine)")
-    live_requests = param.Integer(8, bounds=(1, 32), label="Requests per click")
-    live_blocks = param.Integer(48, bounds=(16, 256), step=8, label="KV blocks (live engine)")
-    live_budget = param.Integer(128, bounds=(16, 512), step=16, label="Token budget per step (live engine)")
-    live_pause = param.Integer(20, bounds=(0, 200), step=5, label="Pause between steps (ms; 0 = full speed)")
-    live_block_manager = param.Selector(default=REFERENCE, objects=[REFERENCE], label="Block manager")
-    live_scheduler = param.Selector(default=REFERENCE, objects=[REFERENCE], label="Scheduler")
-    live_request = param.Selector(default="latest", objects=["latest"], label="Show the text of")
     run = param.Parameter(None, precedence=-1, doc="the latest FleetRun (None when the settings were refused)")
     sweep = param.ClassSelector(class_=Sweep, precedence=-1, doc="the latest goodput-vs-load sweep")
     plan = param.ClassSelector(class_=Sweep, precedence=-1, doc="the latest fleet-size-vs-load plan")
-    live = param.ClassSelector(class_=ex.LiveSnapshot, default=ex.LiveSnapshot(), precedence=-1,
-                               doc="the live engine as last drawn")
 
     def __init__(self, block_manager: type[BlockAllocator] | None = None, scheduler: type[SchedulerBase] | None = None,
                  **params: Any) -> None:
@@ -106,33 +82,20 @@ class ServingDashboard(kit.LabDashboard):
             if cls is not None and not (isinstance(cls, type) and issubclass(cls, base)):
                 raise TypeError(f"{name} must be a subclass of {base.__name__} (the class, not an instance), "
                                 f"got {cls!r}")
-        chosen = {"live_block_manager": params.pop("live_block_manager", YOURS if block_manager else REFERENCE),
-                  "live_scheduler": params.pop("live_scheduler", YOURS if scheduler else REFERENCE)}
+        live = {name: params.pop(name) for name in list(params) if name.startswith("live_")}
         example = ex.worked_example()
         params.setdefault("sweep", Sweep(example["sweep"], example["setting"], example=True))
         params.setdefault("plan", Sweep(example["plan"], example["setting"], example=True))
         super().__init__(block_manager=block_manager, scheduler=scheduler, **params)
-        for name, choice in (("block_manager", "live_block_manager"), ("scheduler", "live_scheduler")):
-            if name in self.yours:  # "yours" is a valid choice only once this instance's objects include it
-                self.param[choice].objects = [REFERENCE, YOURS]
-        with param.discard_events(self):
-            self.param.update(chosen)
-        self._model: Transformer | None = None
-        self._live: ex.LiveRun | None = None
-        self._seen = -1
-        self._poller: Any = None
-        self._sends = 0
+        self.live_tab = LiveEngineTab(self, **live)
         self._plan_progress = kit.progress_bar()
 
-        def button(label: str, action: Any, kind: str = "primary") -> pn.widgets.Button:
-            b = pn.widgets.Button(label=label, button_type=kind, sizing_mode="stretch_width")
-            b.on_click(lambda _e: action())
-            return b
-
-        self._sweep_button = button("Sweep goodput vs load (8 simulations)", self.run_sweep)
-        self._plan_button = button("Plan fleet size vs load (capacity planner)", self.run_plan)
-        self._send = button("Send requests to the live engine", self.send_live)
-        self._reset = button("New engine (empty cache)", self.reset_live, "default")
+        self._sweep_button = pn.widgets.Button(label="Sweep goodput vs load (8 simulations)", button_type="primary",
+                                               sizing_mode="stretch_width")
+        self._sweep_button.on_click(lambda _e: self.run_sweep())
+        self._plan_button = pn.widgets.Button(label="Plan fleet size vs load (capacity planner)",
+                                              button_type="primary", sizing_mode="stretch_width")
+        self._plan_button.on_click(lambda _e: self.run_plan())
 
         def pane(view: Any) -> pn.pane.HoloViews:
             # DynamicMaps update the drawn figures' data in place, several times faster than redrawing them.
@@ -142,9 +105,6 @@ class ServingDashboard(kit.LabDashboard):
         self._plots = pn.FlexBox(*map(pane, (self.ttft_plot, self.tpot_plot, self.kv_plot, self.queue_plot)),
                                  flex_wrap="wrap", sizing_mode="stretch_width")
         self._sweep_plot, self._plan_plot = pane(self.goodput_plot), pane(self.fleet_plot)
-        # Redrawn whole: a DynamicMap kept the first frame's axes while requests were added and time went on.
-        self._timeline = pn.panel(self.timeline_plot, sizing_mode="stretch_width")
-        self._live_kv = pn.panel(self.live_kv_plot, sizing_mode="stretch_width")
         self.recompute()
 
     # ---- the fleet -----------------------------------------------------------------------------
@@ -213,88 +173,6 @@ class ServingDashboard(kit.LabDashboard):
     def run_plan(self) -> None:
         """The smallest fleet meeting the SLA for 95% of requests at multiples of the load; publish ``plan``."""
         self._sweep("plan", ex.fleet_plan, ex.PLAN)
-
-    # ---- the live engine -------------------------------------------------------------------------
-
-    def live_label(self) -> str:
-        """Which block manager and scheduler the live engine runs, "yours" marked."""
-        def name(choice: str, what: str) -> str:
-            return f"**yours** ({what})" if choice == YOURS else f"reference {what}"
-
-        return f"{name(self.live_block_manager, 'block manager')} + {name(self.live_scheduler, 'scheduler')}"
-
-    def _engine_config(self) -> EngineConfig:
-        return EngineConfig(model="tiny", block_size=int(self.block_size), num_blocks=int(self.live_blocks),
-                            token_budget=int(self.live_budget), chunked_prefill=bool(self.chunked_prefill),
-                            policy=self.live_policy)
-
-    def _new_live(self) -> ex.LiveRun:
-        self._model = self._model or build_model("tiny")
-        mine = {"block_manager": self.live_block_manager == YOURS, "scheduler": self.live_scheduler == YOURS}
-        return ex.LiveRun(self._engine_config(), model=self._model, pause=int(self.live_pause) / 1e3,
-                          label=self.live_label(), **{k: self.yours[k] for k, on in mine.items() if on})
-
-    def send_live(self, n: int | None = None) -> None:
-        """Send ``n`` (default: the control's) requests, on a new engine when the settings changed."""
-        live = self._live
-        if live is None or (live.idle and (live.config != self._engine_config() or live.label != self.live_label()
-                                           or live.exception is not None)):
-            if live is not None:
-                live.close()
-            errs: dict[str, str] = {}
-            self._live = self.attempt(errs, "live engine", self._new_live)
-            self.errors = {**{k: v for k, v in self.errors.items() if k != "live engine"}, **errs}
-            if self._live is None:
-                return
-            self._seen = -1
-        self._live.pause = int(self.live_pause) / 1e3
-        self._sends += 1
-        self._live.send(ex.live_requests(int(n or self.live_requests), seed=self._sends + int(self.seed)))
-        if self._poller is None:  # runs on the page's event loop, where updates must be applied
-            self._poller = pn.state.add_periodic_callback(self._poll, period=POLL_MS)
-
-    def _poll(self) -> None:
-        live = self._live
-        if live is None or live.version == self._seen and live.exception is None:
-            return
-        snap = live.snapshot()
-        self._seen = live.version
-        if live.exception is not None and "live engine" not in self.errors:
-            self.errors = {**self.errors, "live engine": f"{live.label}: {kit.describe(live.exception)}"}
-        self.param.live_request.objects = ["latest", *snap.timeline["request"]]
-        self.live = snap
-
-    def wait_live(self, timeout: float = 60.0) -> ex.LiveSnapshot:
-        """Block until the live engine's requests are done (notebooks, tests); returns the drawn snapshot."""
-        if self._live is not None and not self._live.wait(timeout):
-            raise TimeoutError(f"the live engine did not finish its requests in {timeout:g} s")
-        self._poll()
-        return self.live
-
-    def reset_live(self) -> None:
-        """Drop the live engine and clear the timeline."""
-        if self._live is not None:
-            self._live.close()
-        self._live = None
-        self.errors = {k: v for k, v in self.errors.items() if k != "live engine"}
-        self.param.live_request.objects = ["latest"]
-        self.param.update(live_request="latest", live=ex.LiveSnapshot(label=self.live_label()))
-
-    def close(self) -> None:
-        """Stop polling and the engine thread (the session ended)."""
-        if self._poller is not None:
-            self._poller.stop()
-        if self._live is not None:
-            self._live.close()
-
-    @property
-    def live_engine(self) -> LLMEngine | None:
-        """The real engine behind the live tab (None before the first send)."""
-        return self._live.engine if self._live is not None else None
-
-    def phases(self) -> pd.DataFrame:
-        """The drawn timeline as bars: request, row, phase, start, end (s since the first request)."""
-        return phase_bars(self.live.timeline, self.live.now)
 
     # ---- views: the fleet ------------------------------------------------------------------------
 
@@ -381,7 +259,7 @@ class ServingDashboard(kit.LabDashboard):
                                    xlabel="simulated time (s; shaded: no new arrivals)", legend=False)
         line = hv.HLine(peak).opts(color="#555555", line_dash="dotted", line_width=1.5)
         return (plot * span * line).opts(hv.opts.Overlay(
-            title=f"KV-cache use over time (dotted: busiest instance's peak, {peak:.1f}%)",
+            title=f"KV-cache use (dotted: busiest GPU's peak, {peak:.1f}%)",
             ylim=(0, min(max(5.0, peak * 1.15), 105)), show_legend=False, framewise=True))
 
     @param.depends("run")
@@ -394,7 +272,7 @@ class ServingDashboard(kit.LabDashboard):
                                    colors=dict(zip(names.values(), (kit.OVER, "#1f77b4"))), title="Queue depth",
                                    ylabel="requests", xlabel="simulated time (s; shaded: no new arrivals)")
         return (plot * span).opts(hv.opts.Overlay(title="Queue depth and running batch over time",
-                                                  legend_position="top_left", framewise=True))
+                                                  legend_position="top_right", framewise=True))
 
     def _caption(self, sweep: Sweep) -> str:
         if sweep.example:
@@ -428,7 +306,7 @@ class ServingDashboard(kit.LabDashboard):
             color=POOL_COLORS[pool], size=7, tools=["hover"]) for pool, part in long.groupby("pool", sort=False)])
         now = hv.VLine(self.offered_rate()).opts(color="#000000", line_width=1.5, line_dash="dotted")
         return (lines * points * now).opts(hv.opts.Overlay(
-            title="Smallest fleet meeting the SLA for 95% of requests" + (" (worked example)" if self.plan.example else ""),
+            title="Smallest fleet for the SLA" + (" (worked example)" if self.plan.example else ""),
             xlabel="arrival rate (req/s; dotted: current load)", ylabel="GPUs", legend_position="top_left",
             framewise=True))
 
@@ -446,75 +324,6 @@ class ServingDashboard(kit.LabDashboard):
         more = f" {missing} rate(s) need more than {ex.PLAN_MAX_GPUS} GPUs (not drawn)." if missing else ""
         return pn.pane.Markdown(f"For {p.setting}; {len(p.table)} rates in {p.seconds:.1f} s{self._caption(p)}.{more}",
                                 sizing_mode="stretch_width", margin=(0, 10))
-
-    # ---- views: the live engine ------------------------------------------------------------------
-
-    @param.depends("live")
-    def timeline_plot(self) -> hv.Overlay:
-        """One bar per request: queued (arrival → first scheduled), prefill (→ first token), decode (→ finish)."""
-        bars, snap = self.phases(), self.live
-        n = len(snap.timeline)
-        vdims = ["request", "phase", "tier", "prompt_len", "output_len", "max_tokens"]
-        layers = [hv.Rectangles(bars[bars["phase"] == phase].assign(y0=lambda f: f["row"] - 0.38,
-                                                                    y1=lambda f: f["row"] + 0.38),
-                                [("start", "time since the first request (s)"), "y0", "end", "y1"], vdims,
-                                label=phase).opts(color=color, line_color="white", line_width=0.5, tools=["hover"])
-                  for phase, color in PHASE_COLORS.items()]
-        now = hv.VLine(snap.now).opts(color="#000000", line_width=1, line_dash="dotted", alpha=0.6 if n else 0)
-        labels = [(i, f"{r.request} · {r.tier} · {r.prompt_len} tok") for i, r in enumerate(snap.timeline.itertuples())]
-        state = "running" if snap.running else "done"
-        title = (f"Request timelines ({state}; {n} requests, {snap.steps} engine steps)" if n
-                 else "Request timelines (press “Send requests”)")
-        return hv.Overlay([*layers, now]).opts(hv.opts.Overlay(
-            title=title, xlabel="time since the first request arrived (s)", ylabel="request", yticks=labels or [(0, "")],
-            ylim=(max(n, 1) - 0.5, -0.5), xlim=(0, max(snap.now, 0.1) * 1.02), responsive=True,
-            height=max(260, 24 * n + 110), legend_position="top_right", show_grid=False, framewise=True))
-
-    @param.depends("live")
-    def live_kv_plot(self) -> hv.Overlay:
-        """KV blocks in use after each step of the live engine, with the cache size."""
-        snap = self.live
-        kv = snap.kv if not snap.kv.empty else pd.DataFrame({"t": [0.0], "blocks": [0]})
-        plot = kit.timeseries_plot(kv, "blocks", step=True, title="KV blocks in use", ylabel="KV blocks in use",
-                                   xlabel="time since the first request arrived (s)", legend=False)
-        total = snap.total_blocks or int(self.live_blocks)
-        cap = hv.HLine(total).opts(color=kit.OVER, line_dash="dashed", line_width=2)
-        return (plot * cap).opts(hv.opts.Overlay(title=f"KV blocks in use (of {total}; dashed: all of them)",
-                                                 ylim=(0, total * 1.1), show_legend=False, framewise=True))
-
-    @param.depends("live", "live_request")
-    def live_text(self) -> pn.pane.HTML:
-        """The streamed text of the chosen (or latest) request, with its state."""
-        t = self.live.timeline
-        rid = t["request"].iloc[-1] if len(t) and self.live_request == "latest" else self.live_request
-        if rid not in set(t["request"]):
-            return pn.pane.HTML("", sizing_mode="stretch_width")
-        row, snap = t.set_index("request").loc[rid], self.live
-        ids = " ".join(map(str, snap.tokens.get(rid, [])))
-        more = "… " if row["output_len"] > len(snap.tokens.get(rid, [])) else ""
-        box = "white-space:pre-wrap;word-break:break-all;background:#f6f6f6;padding:0.4em;max-height:6em;overflow:auto"
-        return pn.pane.HTML(
-            f"<b>{html.escape(rid)}</b> ({row['tier']}, {row['prompt_len']} prompt tokens): {row['state']}, "
-            f"{row['output_len']} of {row['max_tokens']} tokens streamed"
-            f"<div>text (· = a byte that is not printable UTF-8):</div>"
-            f'<pre class="serving-text" style="{box}">{html.escape(printable(snap.texts.get(rid, ""))) or "&nbsp;"}</pre>'
-            f'<div>latest token ids:</div><pre class="serving-ids" style="{box}">{more}{ids or "&nbsp;"}</pre>'
-            '<span style="color:#777;font-size:0.85em">The tiny model has random weights, so its text is noise: '
-            "what this shows is when each token arrives.</span>", sizing_mode="stretch_width")
-
-    @param.depends("live")
-    def live_status(self) -> pn.pane.Markdown:
-        """What the live engine runs and how far it is."""
-        t, snap = self.live.timeline, self.live
-        if t.empty:
-            return pn.pane.Markdown(f"Live engine: {self.live_label()}. Press the button to send requests.",
-                                    sizing_mode="stretch_width", margin=(0, 10))
-        done = t.dropna(subset=["finish"])
-        ttft = done["ttft"].median() * 1e3 if len(done) else math.nan
-        return pn.pane.Markdown(
-            f"Live engine: {snap.label}, {'running' if snap.running else 'idle'}. {len(done)} of {len(t)} requests "
-            f"done after {snap.steps} steps in {snap.now:.2f} s; median TTFT {ttft:.0f} ms; "
-            f"{int(t['preemptions'].sum())} preemptions.", sizing_mode="stretch_width", margin=(0, 10))
 
     # ---- layout ----------------------------------------------------------------------------------
 
@@ -543,20 +352,13 @@ class ServingDashboard(kit.LabDashboard):
         fleet = pn.Column(self.headline, self.badges, self._plots,
                           pn.pane.Markdown("#### Load sweeps (several simulations each)", margin=(0, 10)), sweeps,
                           sizing_mode="stretch_width")
-        # A FlexBox in a Row beside a fixed-width column stopped every later update from reaching the
-        # browser (Panel 1.x, seen in the served app): the live tab stacks its views in one column.
-        live = pn.Row(
-            pn.Column(kit.controls(self, ["live_requests", "live_blocks", "live_budget", "live_pause", "live_policy",
-                                          "live_block_manager", "live_scheduler"]),
-                      self._send, self._reset, width=300),
-            pn.Column(self.live_status, self._timeline, kit.color_key(PHASE_COLORS), self._live_kv,
-                      pn.Param(self, parameters=["live_request"], show_name=False,
-                               widgets={"live_request": pn.widgets.Select}),
-                      self.live_text, sizing_mode="stretch_width"),
-            sizing_mode="stretch_width")
-        tabs = pn.Tabs(("Fleet simulation", fleet), ("Live engine (real, CPU)", live), sizing_mode="stretch_width",
-                       dynamic=False)
+        tabs = pn.Tabs(("Fleet simulation", fleet), ("Live engine (real, CPU)", self.live_tab),
+                       sizing_mode="stretch_width", dynamic=False)
         return pn.Column(self.error_view, tabs, sizing_mode="stretch_width")
+
+    def close(self) -> None:
+        """Stop the live engine (the session ended)."""
+        self.live_tab.close()
 
 
 Dashboard = ServingDashboard

@@ -11,7 +11,8 @@ from bokeh.document import Document
 from lab_core.serving.blocks import BlockAllocator, BlockManager
 from lab_core.serving.experiments import latency_ecdf
 from lab_core.serving.scheduler import Scheduler
-from widgets.serving import YOURS, ServingDashboard, app, dashboard
+from widgets.serving import ServingDashboard, app, dashboard
+from widgets.serving_live import YOURS
 
 SHORT = {"duration": 5.0}
 
@@ -25,7 +26,7 @@ def test_it_builds_renders_and_shows_the_sla_numbers(dash: ServingDashboard) -> 
     root = pn.Row(dash.controls(), dash.main()).get_root(Document())
     assert root is not None
     for view in (dash.ttft_plot, dash.tpot_plot, dash.kv_plot, dash.queue_plot, dash.goodput_plot, dash.fleet_plot,
-                 dash.timeline_plot, dash.live_kv_plot):
+                 dash.live_tab.timeline_plot, dash.live_tab.kv_plot):
         hv.render(view())
     s = dash.summary()
     assert s["requests"] > 0 and s["finished"] == s["requests"]
@@ -82,16 +83,16 @@ def test_sweeps_fill_goodput_vs_load_and_fleet_size_vs_load() -> None:
 
 def test_the_live_engine_draws_each_request_queued_prefill_decode() -> None:
     d = dashboard(live_requests=6, live_pause=0)
-    d.send_live()
-    snap = d.wait_live(60)
+    d.live_tab.send()
+    snap = d.live_tab.wait(60)
     t = snap.timeline
     assert len(t) == 6 and t["finish"].notna().all()
     assert (t["arrival"] <= t["scheduled"]).all() and (t["scheduled"] <= t["first_token"]).all()
     assert (t["first_token"] <= t["finish"]).all()
-    phases = d.phases()
+    phases = d.live_tab.phases()
     assert set(phases["phase"]) <= {"queued", "prefill", "decode"} and (phases["end"] >= phases["start"]).all()
-    assert d.live_engine.blocks.num_used == 0, "every block is back after the requests finish"
-    assert "6 of 6 requests done" in d.live_status().object
+    assert d.live_tab.engine.blocks.num_used == 0, "every block is back after the requests finish"
+    assert "6 of 6 requests done" in d.live_tab.status().object
 
 
 def test_student_classes_plug_in_and_bad_ones_are_refused() -> None:
@@ -102,18 +103,18 @@ def test_student_classes_plug_in_and_bad_ones_are_refused() -> None:
         pass
 
     d = dashboard(block_manager=Mine, scheduler=MySched, live_requests=3, live_pause=0)
-    assert d.live_block_manager == YOURS and d.live_scheduler == YOURS
-    d.send_live()
-    d.wait_live(60)
-    assert type(d.live_engine.blocks) is Mine and type(d.live_engine.scheduler) is MySched
-    assert "yours" in d.live_status().object
+    assert d.live_tab.live_block_manager == YOURS and d.live_tab.live_scheduler == YOURS
+    d.live_tab.send()
+    d.live_tab.wait(60)
+    assert type(d.live_tab.engine.blocks) is Mine and type(d.live_tab.engine.scheduler) is MySched
+    assert "yours" in d.live_tab.status().object
 
     class Blank(BlockAllocator):
         pass
 
     broken = dashboard(block_manager=Blank, live_requests=2, live_pause=0)
-    broken.send_live()
-    broken.wait_live(60)
+    broken.live_tab.send()
+    broken.live_tab.wait(60)
     assert "NotImplementedError" in broken.errors["live engine"], "the student's unfinished code is reported"
     assert "NotImplementedError" in broken.error_view().object
     for bad in (BlockManager(4, 4), int):
