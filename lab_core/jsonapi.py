@@ -8,6 +8,7 @@ valid Unicode, nesting deeper than any request needs, NaN and infinities, intege
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,6 +23,8 @@ from starlette.responses import JSONResponse
 MAX_BODY_BYTES = 64 * 1024
 # No request of any lab nests deeper than a few levels (chat messages in a list in an object).
 MAX_DEPTH = 16
+# A client that has not sent its whole body by then is too slow to hold a handler (and a socket) for.
+BODY_TIMEOUT = 10.0
 # SQLite's INTEGER, numpy's int64 and every id and counter in the labs are 64-bit.
 INT_BOUND = 2**63 - 1
 
@@ -42,16 +45,21 @@ def error_response(status: int, error: str, detail: str, headers: Mapping[str, s
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request's raw body; 413 as soon as more than ``limit`` bytes arrive (or are announced)."""
+    """The request's raw body; 413 as soon as more than ``limit`` bytes arrive (or are announced),
+    408 when it is not all there within ``BODY_TIMEOUT`` seconds."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BadInput(413, "body_too_large", f"request body is {int(declared)} bytes; the limit is {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadInput(413, "body_too_large", f"request body is over {limit} bytes; the limit is {limit}")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BadInput(413, "body_too_large", f"request body is over {limit} bytes; the limit is {limit}")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BadInput(408, "body_timeout", f"the request body did not arrive within {BODY_TIMEOUT:g} s") from None
     return b"".join(chunks)
 
 
