@@ -14,6 +14,11 @@ rational, which floating point represents exactly whatever order a formula is wr
 ``allowed`` and ``remaining`` must match the reference *exactly*; only the seconds reported in
 ``retry_after`` / ``reset_after`` (a division by ``limit``) get a 1e-9 tolerance.
 
+Clocks step backwards in the token bucket's scenarios (an NTP correction, or a Redis failover to a
+replica whose clock is behind): the refill must never go negative, so a backward step leaves the
+tokens as they were. The windows' references have no defined answer for it, so their scenarios
+only move forward.
+
 Every check raises ``AssertionError`` with an explanation, except that a ``NotImplementedError``
 from a blank exercise is let through unchanged.
 """
@@ -93,20 +98,38 @@ class Scenario:
         return f"limiter({self.limit}, {self.period:g}{burst}), clock starting at {self.start:g} s"
 
 
+class SteppingClock(ManualClock):
+    """A grader's clock that may also step backwards (a negative ``advance``), as real clocks do."""
+
+    def advance(self, seconds: float) -> float:
+        """Move by ``seconds``, either way, and return the new time."""
+        with self._lock:
+            self._t += seconds
+            return self._t
+
+
+BACK = 4.0  # the largest backward step, in seconds; starts are shifted by twice it so time stays positive
+
+
 @st.composite
-def scenarios(draw: st.DrawFn, with_burst: bool = False, max_requests: int = 40) -> Scenario:
-    """Hypothesis strategy for :class:`Scenario` (bursts only where the algorithm has one)."""
+def scenarios(draw: st.DrawFn, with_burst: bool = False, max_requests: int = 40, backwards: bool = False) -> Scenario:
+    """Hypothesis strategy for :class:`Scenario` (bursts only where the algorithm has one; steps
+    back in time only when ``backwards``)."""
     limit = draw(st.integers(1, 20))
     period = float(draw(st.sampled_from(PERIODS)))
     burst = draw(st.one_of(st.none(), st.integers(1, 20))) if with_burst else None
     capacity = burst or limit
     # Start on or off a window edge, near zero or at a large epoch-like time.
     start = draw(st.integers(0, 8 * TICKS_PER_SECOND)) / TICKS_PER_SECOND + draw(st.sampled_from([0.0, 2.0**20]))
-    gap = st.one_of(
+    steps = [
         st.just(0),  # simultaneous requests
         st.integers(1, TICKS_PER_SECOND),  # within a second
         st.integers(TICKS_PER_SECOND, 20 * TICKS_PER_SECOND),  # across windows, up to 20 s
-    ).map(lambda ticks: ticks / TICKS_PER_SECOND)
+    ]
+    if backwards:
+        start += 2 * BACK
+        steps.append(st.integers(-int(BACK) * TICKS_PER_SECOND, -1))  # the clock steps back
+    gap = st.one_of(*steps).map(lambda ticks: ticks / TICKS_PER_SECOND)
     request = st.tuples(gap, st.sampled_from(KEYS), st.integers(1, min(3, capacity)))
     requests = draw(st.lists(request, min_size=1, max_size=max_requests))
     return Scenario(limit, period, burst, start, tuple(requests))
@@ -183,7 +206,7 @@ def _build(make: Factory, limit: int, period: float, clock: Clock, burst: int | 
 
 def _replay(scenario: Scenario, make: Factory, upto: int) -> tuple[Any, ManualClock]:
     """A fresh limiter that has seen requests ``0..upto`` of ``scenario``."""
-    clock = ManualClock(scenario.start)
+    clock = SteppingClock(scenario.start)
     limiter = _build(make, scenario.limit, scenario.period, clock, scenario.burst)
     for gap, key, cost in scenario.requests[: upto + 1]:
         clock.advance(gap)
@@ -192,7 +215,7 @@ def _replay(scenario: Scenario, make: Factory, upto: int) -> tuple[Any, ManualCl
 
 
 def _run(scenario: Scenario, make: Factory, reference_cls: type, timing: Timing, name: str) -> None:
-    clock, ref_clock = ManualClock(scenario.start), ManualClock(scenario.start)
+    clock, ref_clock = SteppingClock(scenario.start), SteppingClock(scenario.start)
     kwargs = {"burst": scenario.burst} if scenario.burst else {}
     reference = reference_cls(scenario.limit, scenario.period, clock=ref_clock, **kwargs)
     student = _build(make, scenario.limit, scenario.period, clock, scenario.burst)
@@ -243,6 +266,7 @@ def compare_with_reference(
     burst: bool | None = None,
     timing: Timing = "exact",
     make: Factory | None = None,
+    backwards: bool | None = None,
 ) -> None:
     """Assert that ``student_cls`` decides exactly like ``reference_cls`` on generated sequences.
 
@@ -251,9 +275,11 @@ def compare_with_reference(
     ``timing="honest"`` only requires that a rejected request's ``retry_after`` is positive, at
     most two periods, and enough: the same request retried that much later passes.
     ``make(limit, period, clock, burst)`` builds the student's limiter (default: the
-    constructor ``student_cls(limit, period, clock=clock[, burst=burst])``).
+    constructor ``student_cls(limit, period, clock=clock[, burst=burst])``). ``backwards``: let the
+    clock step back (default: for the token bucket, whose refill has a defined guard).
     """
     with_burst = bool(getattr(reference_cls, "uses_burst", False)) if burst is None else burst
+    back = reference_cls is memory.TokenBucket if backwards is None else backwards
     name = getattr(student_cls, "__name__", repr(student_cls))
     if make is None:
 
@@ -265,11 +291,11 @@ def compare_with_reference(
     _run(smoke, make, reference_cls, timing, name)
 
     @_hypothesis_settings(max_examples)
-    @given(scenarios(with_burst=with_burst))
+    @given(scenarios(with_burst=with_burst, backwards=back))
     def same_decisions(scenario: Scenario) -> None:
         _run(scenario, make, reference_cls, timing, name)
 
-    same_decisions()
+    grading_kit.run_property(same_decisions)
 
 
 # --------------------------------------------------------------------------- Redis checks
@@ -434,30 +460,42 @@ def check_redis_clock_skew(
         )
 
 
-def check_redis_ttl(student_cls: Callable[..., Any], *, limit: int = 5, period: float = 10.0) -> None:
-    """After one request, every key the limiter wrote has a TTL, long enough to outlive the state it holds."""
+def check_redis_ttl(student_cls: Callable[..., Any], *, limit: int = 5, period: float = 10.0, burst: int = 20) -> None:
+    """Every key the limiter writes has a TTL long enough to outlive the state it holds: after one
+    request, and after a burst of ``burst`` (larger than ``limit``: a full bucket takes
+    ``burst / rate`` seconds to refill, longer than one period)."""
     client = redis_client(fresh=True)
-    limiter = student_cls(limit, period, client=client)
+    kwargs = {"burst": burst} if getattr(student_cls, "uses_burst", False) else {}
+    limiter = student_cls(limit, period, client=client, **kwargs)
     key = f"ttl-{uuid.uuid4().hex[:12]}"
-    started = time.monotonic()
-    decision = limiter.acquire(key)
+    for requests in (1, burst - 1):
+        started = time.monotonic()
+        decision = None
+        for _ in range(requests):
+            decision = limiter.acquire(key)
+        _check_ttls(client, limiter, key, decision, (time.monotonic() - started) * 1000,
+                    f"after {'one request' if requests == 1 else f'a burst of {burst} requests (burst={burst}, limit={limit})'}")
+
+
+def _check_ttls(client: Any, limiter: Any, key: str, decision: Any, elapsed_ms: float, when: str) -> None:
     written = sorted(client.scan_iter(match=f"*{key}*"))
     listed = set(limiter.keys_for(key))
     if not written:
-        raise AssertionError(f"after one request for key {key!r} no Redis key containing {key!r} exists")
+        raise AssertionError(f"{when} for key {key!r} no Redis key containing {key!r} exists")
     stray = [k for k in written if k not in listed]
     if stray:
         raise AssertionError(f"keys_for({key!r}) returned {sorted(listed)} but the script also wrote {stray}")
-    elapsed_ms = (time.monotonic() - started) * 1000
     for k in written:
         ttl_ms = client.pttl(k)
         if ttl_ms == -1:
             raise AssertionError(
-                f"key {k!r} has no TTL (PTTL = -1): idle keys would stay in Redis forever. "
+                f"{when}, key {k!r} has no TTL (PTTL = -1): idle keys would stay in Redis forever. "
                 "Call expire(key, seconds, period) (PEXPIRE) after writing."
             )
         if ttl_ms + elapsed_ms + 50 < decision.reset_after * 1000:
             raise AssertionError(
-                f"key {k!r} expires in {ttl_ms} ms, before its state is stale (reset_after = "
-                f"{decision.reset_after:g} s): the key would vanish while it still limits. PEXPIRE takes milliseconds."
+                f"{when}, key {k!r} expires in {ttl_ms} ms, before its state is stale (reset_after = "
+                f"{decision.reset_after:g} s): the key would vanish while it still limits and the bucket would "
+                "come back full. Expire after the time to refill (capacity - tokens) / rate, not after one "
+                "period; PEXPIRE takes milliseconds."
             )

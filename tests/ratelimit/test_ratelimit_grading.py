@@ -18,6 +18,7 @@ from lab_core.ratelimit.grading import (
     compare_redis_with_reference,
     compare_with_reference,
 )
+from lab_core.ratelimit.memory import token_bucket_outcome
 from lab_core.ratelimit.redis_backend import lua_source
 
 
@@ -91,6 +92,43 @@ class NoExpiry(RedisTokenBucket):
         return lua_source("token_bucket").replace(
             "if allowed == 1 then expire(KEYS[1], (capacity - tokens) / rate, period) end", ""
         )
+
+
+class NoBackwardGuard(TokenBucket):
+    """Refills by ``(now - last) * rate`` even when the clock went back: loses tokens it had."""
+
+    def _decide(self, key: str, cost: int, now: float) -> Decision:
+        rate = self.limit / self.period
+        tokens, last = self._state.get(key, (float(self.capacity), now))
+        tokens = min(float(self.capacity), tokens + (now - last) * rate)
+        allowed = tokens >= cost
+        tokens -= cost if allowed else 0
+        self._state[key] = (tokens, now)
+        return token_bucket_outcome(allowed, tokens, cost, self.capacity, rate)
+
+
+def test_a_refill_without_a_guard_is_caught_only_because_the_clock_steps_back():
+    compare_with_reference(NoBackwardGuard, TokenBucket, max_examples=100, backwards=False)
+    with pytest.raises(AssertionError, match="disagrees with the reference"):
+        compare_with_reference(NoBackwardGuard, TokenBucket, max_examples=100)
+
+
+class TtlOnePeriod(RedisTokenBucket):
+    """Expires the bucket one period after a request, however long the bucket takes to refill."""
+
+    @classmethod
+    def script_source(cls) -> str:
+        return lua_source("token_bucket").replace(
+            "if allowed == 1 then expire(KEYS[1], (capacity - tokens) / rate, period) end",
+            "if allowed == 1 then redis.call('PEXPIRE', KEYS[1], math.ceil(period * 1000)) end",
+        )
+
+
+def test_ttl_check_catches_a_ttl_of_one_period_once_the_burst_exceeds_the_limit():
+    assert "math.ceil(period * 1000)" in TtlOnePeriod.script_source()
+    check_redis_ttl(TtlOnePeriod, burst=5)  # burst = limit: one period is enough to refill
+    with pytest.raises(AssertionError, match="a burst of 20 requests.*expires in"):
+        check_redis_ttl(TtlOnePeriod)
 
 
 def test_reference_passes_its_own_comparison():
