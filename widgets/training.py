@@ -1,17 +1,12 @@
-"""Distributed training: a real run's loss and throughput live, memory per GPU by strategy, the checkpoint interval, the mesh.
-
-Lab 08's dashboard: ``dashboard()`` in a notebook, ``app()`` for ``syslab serve``. Each session owns a
-:class:`TrainingDashboard`. The "Live run" tab reads the experiment tracker (SQLite, written by rank 0 of a
-``torchrun`` job) once a second while the chosen run is running, and can launch a short real job on this
-machine. The other tabs are arithmetic from ``lab_core.training.calculators`` (milliseconds per change):
-memory per GPU for each parallelism strategy on the same GPUs, the lost-time trade-off of the checkpoint
-interval with the Young/Daly optimum, and where each rank of a DP x TP x PP mesh sits.
-"""
+"""Lab 08's dashboard: a real run's loss and throughput live (a recorded worked example before any run exists),
+memory per GPU by strategy, the checkpoint interval, the mesh, and the notebook's exercises, yours beside the
+reference. ``dashboard(accumulation_step=..., zero_bytes_per_gpu=..., save_checkpoint=..., load_checkpoint=...)`` in
+a notebook, ``app()`` for ``syslab serve``; parameters and plots over ``lab_core.training.experiments``."""
 from __future__ import annotations
 
 import html
 import threading
-from pathlib import Path
+from functools import lru_cache
 from typing import Any
 
 import holoviews as hv
@@ -19,353 +14,256 @@ import pandas as pd
 import panel as pn
 import param
 
-from lab_core.llm.config import ARCHITECTURES, ModelConfig, get_config
-from lab_core.training.calculators import (
-    GB,
-    STRATEGIES,
-    checkpoint_bytes,
-    interval_tradeoff,
-    job_mtbf,
-    memory_per_gpu,
-    mesh_layout,
-    validate_mesh,
-    young_daly_interval,
-)
+from lab_core.llm.gpus import GPUS
+from lab_core.training import experiments as ex
+from lab_core.training import reference
+from lab_core.training.paths import default_workdir
 from widgets import kit
 
-#: Llama 3's shapes next to the course's own presets.
-MODELS: dict[str, ModelConfig] = {"100m": get_config("100m"), "1b": get_config("1b"), **ARCHITECTURES}
-GPU_MEMORY_GB: dict[str, float] = {"H100 (80 GB)": 80.0, "H200 (141 GB)": 141.0, "A100 (40 GB)": 40.0}
-PARTS: dict[str, str] = {"params": "#1f77b4", "grads": "#ff7f0e", "optimizer": "#2ca02c", "activations": "#9467bd"}
-PART_LABELS: dict[str, str] = {"params": "weights", "grads": "gradients", "optimizer": "optimizer state",
-                               "activations": "activations"}
+GPU_CHOICES: dict[str, str] = {f"{name} ({gpu.memory / 1e9:.0f} GB)": name for name, gpu in GPUS.items()}
+PARTS: dict[str, str] = dict(zip(ex.PART_LABELS.values(), ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")))
 LOSS_COLORS: dict[str, str] = {"train": "#1f77b4", "eval": "#ff7f0e"}
-LIVE_STRATEGIES: tuple[str, ...] = ("ddp", "fsdp", "tp", "pp")
-#: A mesh bigger than this many GPUs is drawn for its first nodes only (thousands of boxes say nothing).
-MAX_DRAWN_GPUS = 256
+WHO: dict[str, str] = {"reference": "#7f7f7f", "yours": "#000000"}
+MAX_DRAWN_GPUS = 256  # a bigger mesh is drawn for its first nodes only: thousands of boxes say nothing
 POLL_MS = 1000
+example_run = lru_cache(maxsize=1)(ex.example_run)
 
 
-def strategy_mesh(strategy: str, dp: int, tp: int, pp: int) -> tuple[int, int, int]:
-    """The (dp, tp, pp) a strategy runs on the same dp*tp*pp GPUs: axes it does not use become data parallelism."""
-    used_tp = tp if strategy in ("tp", "fsdp+tp") else 1
-    used_pp = pp if strategy == "pp" else 1
-    return dp * tp * pp // (used_tp * used_pp), used_tp, used_pp
+class TrainingDashboard(kit.LabDashboard):
+    """A live training run from the tracker, the capacity arithmetic of distributed training, and your exercises."""
 
+    lab = "training"
+    plugins = {
+        "accumulation_step": kit.Plugin("gradient-accumulation step (exercise 1)", "AccumulationStep",
+                                        reference.accumulation_step),
+        "zero_bytes_per_gpu": kit.Plugin("ZeRO memory formula (exercise 2)", "ZeroBytesPerGPU", reference.zero_memory),
+        "save_checkpoint": kit.Plugin("checkpoint save (exercise 3)", "SaveCheckpoint", reference.save_checkpoint),
+        "load_checkpoint": kit.Plugin("checkpoint load (exercise 3)", "LoadCheckpoint", reference.load_checkpoint),
+    }
 
-class TrainingDashboard(pn.viewable.Viewer):
-    """A live training run from the tracker, and the capacity arithmetic of distributed training."""
-
-    # memory per GPU and mesh
-    model = param.Selector(default="8B", objects=list(MODELS), label="Model")
+    model = param.Selector(default="8B", objects=list(ex.MODELS), label="Model")
     dp = param.Integer(8, bounds=(1, 128), label="Data-parallel size (dp)")
     tp = param.Integer(1, bounds=(1, 16), label="Tensor-parallel size (tp)")
     pp = param.Integer(1, bounds=(1, 16), label="Pipeline stages (pp)")
+    gpus_per_node = param.Integer(8, bounds=(1, 16), label="GPUs per node")
     micro_batch = param.Integer(1, bounds=(1, 32), label="Micro-batch (sequences per GPU)")
     seq_len = param.Selector(default=4096, objects=[512, 1024, 2048, 4096, 8192, 16384, 32768],
                              label="Sequence length (tokens)")
     precision = param.Selector(default="bf16-mixed", objects=["bf16-mixed", "fp32"], label="Precision")
     activation_checkpointing = param.Boolean(False, label="Activation checkpointing (full recompute)")
     flash_attention = param.Boolean(True, label="FlashAttention (no s x s scores kept)")
-    gpu = param.Selector(default="H100 (80 GB)", objects=list(GPU_MEMORY_GB), label="GPU")
-    gpus_per_node = param.Integer(8, bounds=(1, 16), label="GPUs per node")
-    # checkpoint interval
+    gpu = param.Selector(default="H100-SXM", objects=GPU_CHOICES, label="GPU")
+    mfu_pct = param.Number(40.0, bounds=(5.0, 80.0), step=1.0, label="Assumed MFU (% of BF16 peak)")
     checkpoint_s = param.Number(60.0, bounds=(1.0, 1800.0), step=1.0, label="Checkpoint write time (s)")
-    gpu_mtbf_hours = param.Number(50000.0, bounds=(1000.0, 500000.0), step=1000.0,
-                                  label="MTBF of one GPU (hours)")
+    gpu_mtbf_hours = param.Number(50000.0, bounds=(1000.0, 500000.0), step=1000.0, label="MTBF of one GPU (hours)")
     n_gpus = param.Integer(4096, bounds=(1, 32768), step=64, label="GPUs in the job")
     restart_minutes = param.Number(10.0, bounds=(0.0, 120.0), step=1.0, label="Restart time after a failure (min)")
     async_checkpoint = param.Boolean(False, label="Asynchronous checkpoint (training waits only for the copy)")
     async_blocking_pct = param.Number(10.0, bounds=(1.0, 100.0), step=1.0,
                                       label="Async: share of the write that still blocks (%)")
-    # live run
     tracker_path = param.String(default="", label="Tracker database (SQLite)")
-    live_strategy = param.Selector(default="ddp", objects=list(LIVE_STRATEGIES), label="Strategy")
+    live_strategy = param.Selector(default="ddp", objects=["ddp", "fsdp", "tp", "pp"], label="Strategy")
     live_nproc = param.Selector(default=2, objects=[1, 2], label="Processes (ranks)")
     live_steps = param.Integer(60, bounds=(10, 400), step=10, label="Optimizer steps")
-    # results
-    memory = param.DataFrame(pd.DataFrame(columns=["setup", "strategy", "part", "GB"]), precedence=-1,
-                             doc="memory per GPU by strategy (GB), the latest recompute")
-    live = param.DataFrame(pd.DataFrame(columns=["step"]), precedence=-1,
-                           doc="the chosen run's metrics, one row per step")
+    accum_k = param.Selector(default=4, objects=[1, 2, 4, 8], label="Micro-batches per step (k)")
 
     def __init__(self, **params: Any) -> None:
-        if not params.get("tracker_path"):
-            from lab_core.training.paths import default_workdir
-
-            params["tracker_path"] = str(default_workdir() / "tracker.db")
+        params["tracker_path"] = params.get("tracker_path") or str(default_workdir() / "tracker.db")
         super().__init__(**params)
-        self.memory_note = ""
-        self.live_error = ""  # the latest launch's failure, shown until the next start
-        self._read_error = ""
-        self.launched: Any = None  # the LaunchedRun this session started
-        self._launching = False
-        self._launch_error = ""
-        self._tracker: Any = None
-        self._tracker_at = ""
-        self._callback: Any = None
-        self._drawn: tuple = ()
+        self.live = ex.LiveRuns(self.tracker_path)
+        self.live_error = self._read_error = self._launch_error = ""
+        self._launching, self._prep, self._callback, self._drawn = False, None, None, ()
         self._xlim: tuple[float, float] = (0, 1)
+        self.snapshot = ex.RunSnapshot(None)
         self._run_select = pn.widgets.Select(label="Run", options={}, sizing_mode="stretch_width")
         self._run_select.param.watch(lambda _e: self.poll(), "value")
-        self._refresh = pn.widgets.Button(label="Refresh the list of runs", sizing_mode="stretch_width")
-        self._refresh.on_click(lambda _e: self.refresh_runs())
-        self._start = pn.widgets.Button(label="Start a run (tiny model, this machine)", button_type="primary",
-                                        sizing_mode="stretch_width")
-        self._start.on_click(lambda _e: self.start_run())
-        self._stop = pn.widgets.Button(label="Stop the run I started", sizing_mode="stretch_width")
-        self._stop.on_click(lambda _e: self.stop_run())
-        self._progress = pn.indicators.Progress(value=0, max=1, sizing_mode="stretch_width", bar_color="info")
-        self._status = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
+        self._buttons = [pn.widgets.Button(label=text, button_type=kind, sizing_mode="stretch_width")
+                         for text, kind in (("Refresh the list of runs", "default"), ("Start a run (tiny model, "
+                                            "this machine)", "primary"), ("Stop the run I started", "default"))]
+        for button, action in zip(self._buttons, (self.refresh_runs, self.start_run, self.stop_run)):
+            button.on_click(lambda _e, act=action: act())
+        self._run_progress = pn.indicators.Progress(value=0, max=1, sizing_mode="stretch_width", bar_color="info")
         self._error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
-        # Panes whose object is replaced on each poll (a DynamicMap kept the first frame's axes). Unlinked: Panel
-        # shares the "step" axis of linked panes, and the shared range kept the first run's length.
-        self._loss, self._lr, self._speed = (pn.pane.HoloViews(view(), sizing_mode="stretch_width", linked_axes=False)
-                                             for view in (self.loss_plot, self.lr_plot, self.speed_plot))
-        self._memory_plot = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self._memory_text = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
-        self._interval_plot = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self._interval_text = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
-        self._mesh_plot = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self._mesh_text = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
         self._mesh_error = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
-        self.recompute_memory()
-        self.recompute_interval()
-        self.recompute_mesh()
-        self.refresh_runs()
+        # Panes whose object is replaced on each redraw, unlinked: Panel shares linked panes' axes, and a shared
+        # "step" range kept the first run's length.
+        for name in ("status", "memory_text", "interval_text", "mesh_text", "exercise_text"):
+            setattr(self, f"_{name}", pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10)))
+        for name in ("loss", "lr", "speed", "memory_plot", "interval_plot", "mesh_plot", "accum_plot", "zero_plot",
+                     "resume_plot"):
+            setattr(self, f"_{name}", pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False))
+        for recompute in (self.recompute_memory, self.recompute_interval, self.recompute_mesh,
+                          self.recompute_exercises, self.refresh_runs):
+            recompute()
 
     # ---- memory per GPU ------------------------------------------------------------------------
 
     @param.depends("model", "dp", "tp", "pp", "micro_batch", "seq_len", "precision", "activation_checkpointing",
-                   "flash_attention", "gpu", watch=True)
+                   "flash_attention", "gpu", "mfu_pct", watch=True)
     def recompute_memory(self) -> None:
-        """Memory per GPU of every strategy on dp*tp*pp GPUs; strategies the mesh does not fit are listed."""
-        cfg = MODELS[self.model]
-        rows, refused = [], []
-        for strategy in STRATEGIES:
-            if strategy == "zero3":
-                continue  # the same numbers as fsdp
-            sdp, stp, spp = strategy_mesh(strategy, int(self.dp), int(self.tp), int(self.pp))
-            if strategy in ("tp", "fsdp+tp") and stp == 1 or strategy == "pp" and spp == 1:
-                refused.append(f"{strategy} needs {'tp' if 'tp' in strategy else 'pp'} > 1")
-                continue
-            try:
-                m = memory_per_gpu(cfg, strategy, dp=sdp, tp=stp, pp=spp, micro_batch=int(self.micro_batch),
-                                   seq_len=int(self.seq_len), precision=self.precision,
-                                   activation_checkpointing=bool(self.activation_checkpointing),
-                                   flash_attention=bool(self.flash_attention))
-            except ValueError as exc:
-                refused.append(f"{strategy}: {exc}")
-                continue
-            label = strategy + "".join(f" {a}{v}" for a, v in (("dp", sdp), ("tp", stp), ("pp", spp)) if v > 1)
-            rows += [(label, strategy, PART_LABELS[part], value) for part, value in m.as_dict(GB).items()
-                     if part != "total"]
-        self.memory_note = "; ".join(refused)
-        self.memory = pd.DataFrame(rows, columns=["setup", "strategy", "part", "GB"])
+        """Memory per GPU of every strategy on dp*tp*pp GPUs, and the throughput those GPUs reach."""
+        self.memory = ex.memory_by_strategy(
+            self.model, dp=self.dp, tp=self.tp, pp=self.pp, micro_batch=self.micro_batch, seq_len=self.seq_len,
+            precision=self.precision, activation_checkpointing=self.activation_checkpointing,
+            flash_attention=self.flash_attention, progress=kit.reporter(self._progress))
+        self.speed = ex.throughput(self.model, self.gpu, self.memory.world, seq_len=self.seq_len, mfu=self.mfu_pct / 100)
         self._memory_plot.object = self.memory_plot()
-        self._memory_text.object = self.memory_summary()
-
-    def memory_totals(self) -> pd.Series:
-        """GB per GPU of each setup, in the plotted order."""
-        frame = self.memory
-        return frame.groupby("setup", sort=False)["GB"].sum() if not frame.empty else pd.Series(dtype=float)
+        self._memory_text.object = self.memory.summary(self.gpu, self.speed, self.mfu_pct / 100)
 
     def memory_plot(self) -> hv.Overlay:
-        """Stacked bars per strategy (weights, gradients, optimizer state, activations) and the GPU's memory."""
-        frame = self.memory if not self.memory.empty else pd.DataFrame(
+        """Stacked bars per strategy (weights, gradients, optimizer state, activations) under the GPU's memory."""
+        frame = self.memory.frame if not self.memory.frame.empty else pd.DataFrame(
             {"setup": ["none"], "strategy": ["none"], "part": ["weights"], "GB": [0.0]})
-        limit = GPU_MEMORY_GB[self.gpu]
-        colors = {PART_LABELS[p]: c for p, c in PARTS.items()}
-        order = list(colors)
+        limit = GPUS[self.gpu].memory / 1e9
         bars = hv.Bars(frame, [hv.Dimension("setup", label="strategy and mesh"),
-                               hv.Dimension("part", values=order)], [("GB", "memory per GPU (GB)")]).opts(
-            stacked=True, cmap=colors, color="part", tools=["hover"], show_legend=False,
-            xrotation=20, responsive=True, height=kit.PLOT_HEIGHT, show_grid=True, framewise=True)
-        line = kit.target_line(limit, f"{self.gpu}", at=frame["setup"].iloc[-1])
-        top = max(limit, float(self.memory_totals().max()) if not self.memory.empty else 0.0) * 1.12
-        world = int(self.dp) * int(self.tp) * int(self.pp)
+                               hv.Dimension("part", values=list(PARTS))], [("GB", "memory per GPU (GB)")]).opts(
+            stacked=True, cmap=PARTS, color="part", tools=["hover"], show_legend=False, xrotation=20,
+            responsive=True, height=kit.PLOT_HEIGHT, show_grid=True, framewise=True)
+        line = hv.HLine(limit).opts(color=kit.OVER, line_dash="dashed", line_width=2)
+        top = max(limit, float(self.memory.totals().max()) if not self.memory.frame.empty else 0.0) * 1.12
+        # The GPU's name is in the title and the key below: a label on the line sat on top of a bar.
         return (bars * line).opts(hv.opts.Overlay(
-            title=f"{self.model} on {world} GPUs: memory per GPU (busiest rank)", ylim=(0, top),
-            xlabel="strategy and mesh", ylabel="memory per GPU (GB)", framewise=True))
-
-    def memory_summary(self) -> str:
-        """Which setups fit the GPU, and what was left out."""
-        limit = GPU_MEMORY_GB[self.gpu]
-        cfg = MODELS[self.model]
-        fits = [f"{'✓' if gb <= limit else '✗'} **{html.escape(s)}** {gb:,.1f} GB"
-                for s, gb in self.memory_totals().items()]
-        text = (f"{self.model}: {cfg.num_params() / 1e9:.2f} B parameters; every strategy uses the same "
-                f"{int(self.dp) * int(self.tp) * int(self.pp)} GPUs (axes a strategy lacks become data "
-                f"parallelism; ZeRO-3 is FSDP). Fits a {self.gpu}: " + " · ".join(fits) + ".")
-        if self.memory_note:
-            text += f"  \nNot drawn: {html.escape(self.memory_note)}."
-        return text + ("  \nNot counted: logits, temporary buffers, FSDP's gathered layer, the allocator's slack "
-                       "(budget ~10-20% more).")
+            title=f"{self.model} on {self.memory.world} GPUs: memory per GPU (busiest rank) vs one {self.gpu} "
+                  f"({limit:.0f} GB, dashed)",
+            ylim=(0, top), xlabel="strategy and mesh", ylabel="memory per GPU (GB)", framewise=True))
 
     # ---- checkpoint interval ----------------------------------------------------------------
-
-    def blocking_s(self) -> float:
-        """Seconds each checkpoint stops training: the whole write, or the async copy's share of it."""
-        share = float(self.async_blocking_pct) / 100 if self.async_checkpoint else 1.0
-        return float(self.checkpoint_s) * share
-
-    def job_mtbf_s(self) -> float:
-        """Mean time between failures of the whole job, seconds."""
-        return job_mtbf(float(self.gpu_mtbf_hours) * 3600, int(self.n_gpus))
 
     @param.depends("checkpoint_s", "gpu_mtbf_hours", "n_gpus", "restart_minutes", "async_checkpoint",
                    "async_blocking_pct", "model", watch=True)
     def recompute_interval(self) -> None:
-        """Redraw the lost-time trade-off and its summary."""
+        """The lost-time trade-off of the checkpoint interval, its optimum, and what async saves change."""
+        s = self.interval = ex.checkpoint_interval(
+            self.model, checkpoint_s=self.checkpoint_s, gpu_mtbf_hours=self.gpu_mtbf_hours, n_gpus=self.n_gpus,
+            restart_minutes=self.restart_minutes, async_checkpoint=self.async_checkpoint,
+            async_blocking_pct=self.async_blocking_pct)
         self._interval_plot.object = self.interval_plot()
-        self._interval_text.object = self.interval_summary()
-
-    def interval_table(self) -> pd.DataFrame:
-        """interval_tradeoff under the current settings, in minutes and percent."""
-        c, m, r = self.blocking_s(), self.job_mtbf_s(), float(self.restart_minutes) * 60
-        table = interval_tradeoff(c, m, r)
-        out = pd.DataFrame({"interval_min": table["interval_s"] / 60})
-        for col in ("checkpoint_overhead", "lost_work", "total"):
-            out[col] = 100 * table[col]
-        return out
+        self._interval_text.object = s.summary()
 
     def interval_plot(self) -> hv.Overlay:
         """Percent of time lost vs checkpoint interval (minutes, log), split into its two causes, optimum marked."""
-        best, best_total = self.optimum(self.blocking_s())
-        long = self.interval_table().melt(id_vars="interval_min", var_name="what", value_name="pct")
+        s = self.interval
         names = {"total": "total lost", "checkpoint_overhead": "writing checkpoints (C/τ)",
                  "lost_work": "redone work + restarts ((τ/2+R)/M)"}
-        long["what"] = long["what"].map(names)
-        xlabel = "checkpoint interval τ (minutes, log)"
-        curves = kit.timeseries_plot(long, "pct", x="interval_min", by="what", xlabel=xlabel,
-                                     ylabel="time lost (% of wall clock)", title="Checkpoint interval",
-                                     colors={names["total"]: "#000000", names["checkpoint_overhead"]: "#1f77b4",
-                                             names["lost_work"]: "#ff7f0e"})
-        marker = hv.Scatter([(best / 60, best_total)], ("interval_min", xlabel), ("pct", "time lost (%)")).opts(
+        long = s.table.melt(id_vars="interval_min", var_name="what", value_name="pct").assign(
+            what=lambda f: f["what"].map(names))
+        xlabel, ylabel = "checkpoint interval τ (minutes, log)", "time lost (% of wall clock)"
+        curves = kit.timeseries_plot(long, "pct", x="interval_min", by="what", xlabel=xlabel, ylabel=ylabel,
+                                     title="Checkpoint interval", colors=dict(zip(names.values(), (
+                                         "#000000", "#1f77b4", "#ff7f0e"))))
+        best, pct = s.best_s / 60, s.best_pct
+        marker = hv.Scatter([(best, pct)], ("interval_min", xlabel), ("pct", ylabel)).opts(
             color=kit.OVER, size=10, marker="diamond")
-        vline = hv.VLine(best / 60).opts(color=kit.OVER, line_dash="dashed", line_width=1.5)
-        label = hv.Text(best / 60, best_total, f"  Young/Daly τ* = {best / 60:.1f} min ({best_total:.1f}%)",
-                        halign="left", valign="bottom").opts(text_color=kit.OVER, text_font_size="10pt")
-        top = min(100.0, max(3 * best_total, 5.0))
-        return (curves * vline * marker * label).opts(hv.opts.Overlay(
-            title="Time lost vs checkpoint interval (first order)", logx=True, ylim=(0, top),
-            xlabel=xlabel, ylabel="time lost (% of wall clock)", legend_position="right", framewise=True))
-
-    def optimum(self, checkpoint_s: float) -> tuple[float, float]:
-        """The Young/Daly interval (s) for a ``checkpoint_s`` blocking write, and the % of time lost there."""
-        m, r = self.job_mtbf_s(), float(self.restart_minutes) * 60
-        best = young_daly_interval(checkpoint_s, m)
-        return best, 100 * float(interval_tradeoff(checkpoint_s, m, r, intervals=[best])["total"].iloc[0])
-
-    def interval_summary(self) -> str:
-        """The job's MTBF, the optimum, and what async checkpointing saves."""
-        c = self.blocking_s()
-        best, lost = self.optimum(c)
-        size = checkpoint_bytes(MODELS[self.model]) / GB
-        text = (f"{int(self.n_gpus):,} GPUs at {float(self.gpu_mtbf_hours):,.0f} h each fail every "
-                f"**{self.job_mtbf_s() / 3600:.2f} h** on average. Blocking {c:.1f} s per checkpoint: checkpoint "
-                f"every **{best / 60:.1f} min**, losing **{lost:.1f}%** of the time.")
-        if self.async_checkpoint:
-            sync_best, sync = self.optimum(float(self.checkpoint_s))
-            text += f" Synchronous writes would lose {sync:.1f}% (every {sync_best / 60:.1f} min)."
-        text += (f"  \nThe {self.model} model's training checkpoint (fp32 weights + AdamW m and v) is "
-                 f"{size:,.0f} GB: writing it in {float(self.checkpoint_s):g} s takes "
-                 f"{size / float(self.checkpoint_s):,.1f} GB/s.")
-        return text
+        label = hv.Text(best, pct, f"  Young/Daly τ* = {best:.1f} min ({pct:.1f}%)", halign="left",
+                        valign="bottom").opts(text_color=kit.OVER, text_font_size="10pt")
+        return (curves * hv.VLine(best).opts(color=kit.OVER, line_dash="dashed", line_width=1.5) * marker * label).opts(
+            hv.opts.Overlay(title="Time lost vs checkpoint interval (first order)", logx=True,
+                            ylim=(0, min(100.0, max(3 * pct, 5.0))), xlabel=xlabel, ylabel=ylabel,
+                            legend_position="right", framewise=True))
 
     # ---- mesh --------------------------------------------------------------------------------
 
     @param.depends("model", "dp", "tp", "pp", "gpus_per_node", watch=True)
     def recompute_mesh(self) -> None:
         """Redraw the mesh and say whether the chosen model can run on it."""
-        cfg = MODELS[self.model]
-        world = int(self.dp) * int(self.tp) * int(self.pp)
-        try:
-            validate_mesh(world, int(self.dp), int(self.tp), int(self.pp), n_heads=cfg.n_heads,
-                          n_kv_heads=cfg.n_kv_heads, n_layers=cfg.n_layers, gpus_per_node=int(self.gpus_per_node))
-            self._mesh_error.param.update(object="", visible=False)
-        except ValueError as exc:
-            self._mesh_error.param.update(object=f"This mesh cannot run {self.model}: {html.escape(str(exc))}",
-                                          visible=True)
+        m = self.mesh = ex.mesh_study(self.model, dp=self.dp, tp=self.tp, pp=self.pp,
+                                      gpus_per_node=self.gpus_per_node, max_gpus=MAX_DRAWN_GPUS)
+        self._mesh_error.param.update(object=f"This mesh cannot run {self.model}: {html.escape(m.problem)}",
+                                      visible=bool(m.problem))
         self._mesh_plot.object = self.mesh_plot()
-        nodes = -(-world // int(self.gpus_per_node))
-        drawn = "" if world <= MAX_DRAWN_GPUS else f" Drawn: the first {MAX_DRAWN_GPUS} GPUs."
-        crossing = ("Data-parallel all-reduces and pipeline sends cross nodes (InfiniBand)." if nodes > 1
-                    else "Everything stays in one node.")
-        self._mesh_text.object = (
-            f"{world} GPUs on {nodes} node(s) of {int(self.gpus_per_node)}: rank = (pp·dp + dp_index)·tp + "
-            f"tp_index, so a TP group is {int(self.tp)} neighbouring GPU(s) (NVLink) and each pipeline stage is "
-            f"{int(self.dp) * int(self.tp)} consecutive ranks. {crossing}{drawn}")
-
-    def mesh_frame(self) -> pd.DataFrame:
-        """mesh_layout for the current sizes (at most MAX_DRAWN_GPUS ranks), with box corners and a label."""
-        gpn = int(self.gpus_per_node)
-        mesh = mesh_layout(int(self.dp), int(self.tp), int(self.pp), gpus_per_node=gpn).head(MAX_DRAWN_GPUS)
-        cols = min(gpn, 8)
-        slot_row = mesh["local"] // cols  # a node with more than 8 GPUs wraps onto a second row
-        rows_per_node = -(-gpn // cols)
-        y = -(mesh["node"] * (rows_per_node + 0.5) + slot_row)
-        x = (mesh["local"] % cols).astype(float)
-        return mesh.assign(x0=x + 0.05, x1=x + 0.95, y0=y - 0.9, y1=y - 0.05, xc=x + 0.5, yc=y - 0.475,
-                           stage=mesh["pp"].map(lambda s: f"stage {s}"),
-                           label=[f"r{r}\ndp{d} tp{t}" for r, d, t in zip(mesh["rank"], mesh["dp"], mesh["tp"])])
+        self._mesh_text.object = m.summary()
 
     def mesh_plot(self) -> hv.Overlay:
         """A box per GPU, rows of boxes per node, coloured by pipeline stage and labelled with its coordinates."""
-        frame = self.mesh_frame()
-        stages = list(dict.fromkeys(frame["stage"]))
-        colors = kit.colors_for(stages)
-        vdims = ["rank", "dp", "tp", "pp", "node", "local", "stage"]
-        boxes = hv.Rectangles(frame, [("x0", "GPU slot in the node"), ("y0", "node"), "x1", "y1"], vdims).opts(
-            color="stage", cmap=colors, line_color="white", tools=["hover"], show_legend=True,
-            legend_position="right")
+        frame = self.mesh.boxes()
+        kdims = [("x0", "GPU slot in the node"), ("y0", "node"), "x1", "y1"]
+        boxes = hv.Rectangles(frame, kdims, ["rank", "dp", "tp", "pp", "node", "local", "stage"]).opts(
+            color="stage", cmap=kit.colors_for(frame["stage"]), line_color="white", tools=["hover"],
+            show_legend=True, legend_position="right")
         groups = frame.groupby(["pp", "dp"]).agg(x0=("x0", "min"), y0=("y0", "min"), x1=("x1", "max"),
                                                   y1=("y1", "max")).reset_index()
-        outlines = hv.Rectangles(groups, [("x0", "GPU slot in the node"), ("y0", "node"), "x1", "y1"],
-                                 ["pp", "dp"]).opts(fill_alpha=0, line_color="#000000", line_width=2,
-                                                    line_dash="dashed")
+        outlines = hv.Rectangles(groups, kdims, ["pp", "dp"]).opts(fill_alpha=0, line_color="#000000", line_width=2,
+                                                                   line_dash="dashed")
         labels = hv.Labels(frame, ["xc", "yc"], "label").opts(text_font_size="8pt" if len(frame) <= 64 else "6pt",
                                                                 text_color="white")
-        node_rows = frame.groupby("node")["y1"].max()
-        ticks = [(float(y) - 0.45, f"node {n}") for n, y in node_rows.items()]
+        ticks = [(float(y) - 0.45, f"node {n}") for n, y in frame.groupby("node")["y1"].max().items()]
         height = max(220, int(40 * (frame["y1"].max() - frame["y0"].min())) + 100)
-        slots = [(i + 0.5, f"GPU {i}") for i in range(min(int(self.gpus_per_node), 8))]
         return (boxes * outlines * labels).opts(hv.opts.Overlay(
-            title=f"Mesh dp {int(self.dp)} × tp {int(self.tp)} × pp {int(self.pp)} (colour: pipeline stage; "
-                  "dashed: a TP group)",
-            xlabel="GPU slot within the node", ylabel="node", yticks=ticks, xticks=slots, responsive=True,
-            height=min(height, 900), show_grid=False, framewise=True, toolbar="right"))
+            title=f"Mesh dp {self.dp} × tp {self.tp} × pp {self.pp} (colour: pipeline stage; dashed: a TP group)",
+            xlabel="GPU slot within the node", ylabel="node", yticks=ticks, responsive=True, show_grid=False,
+            xticks=[(i + 0.5, f"GPU {i}") for i in range(min(self.gpus_per_node, 8))], height=min(height, 900),
+            framewise=True, toolbar="right"))
+
+    # ---- the notebook's exercises ----------------------------------------------------------------
+
+    def _who(self, name: str) -> list[tuple[str, Any]]:
+        """(who, function) pairs for a plug-in: the reference, and the student's when given."""
+        return [("reference", self.plugins[name].reference)] + [("yours", f) for f in [self.yours.get(name)] if f]
+
+    @param.depends("model", "dp", "gpu", "accum_k", watch=True)
+    def recompute_exercises(self) -> None:
+        """Each exercise's drill with the reference and with yours; what yours raises goes to the error pane."""
+        token, errors, n = self.begin(), {}, ex.MODELS[self.model].num_params()
+        zero = {who: self.attempt(errors, "zero_bytes_per_gpu", ex.zero_states, fn, n, self.dp)
+                for who, fn in self._who("zero_bytes_per_gpu")}
+        who, step_fn = self._who("accumulation_step")[-1]
+        whole = ex.accumulation_run(reference.accumulation_step, k=1)
+        split = self.attempt(errors, "accumulation_step", ex.accumulation_run, step_fn, k=self.accum_k,
+                             progress=kit.reporter(self._progress))
+        resume = {who: self.attempt(errors, "save_checkpoint / load_checkpoint", ex.resume_run, save, load)
+                  for (who, save), (_, load) in zip(self._who("save_checkpoint"), self._who("load_checkpoint"))}
+        if not self.is_latest(token):
+            return
+        self.errors = errors
+        self._zero_plot.object = (kit.bar_plot(
+            pd.concat([f.assign(who=w) for w, f in zero.items() if f is not None]), "stage", "GB", by="who",
+            colors=WHO, xlabel="ZeRO stage", ylabel="model states per GPU (GB)",
+            title=f"Exercise 2: {self.model}'s model states per GPU over dp={self.dp} (dashed: one {self.gpu})",
+        ) * hv.HLine(GPUS[self.gpu].memory / 1e9).opts(color=kit.OVER, line_dash="dashed")).opts(
+            legend_position="right")
+        label = f"{self.accum_k} micro-batches ({who})"
+        self._accum_plot.object = self.runs_plot(
+            [whole.frame("one batch of 8 (reference)")] + ([split.frame(label)] if split else []),
+            "Exercise 1: accumulated micro-batches vs one whole batch")
+        self._resume_plot.object = self.runs_plot([r.frame(w) for w, r in resume.items() if r],
+                                                  "Exercise 3: stop after step 4, save, load, continue")
+        lines = [f"Your functions plugged in: {', '.join(f'`{k}`' for k in self.yours) or 'none yet'} (pass them as "
+                 "`dashboard(accumulation_step=..., zero_bytes_per_gpu=..., save_checkpoint=..., load_checkpoint=...)`;"
+                 " without them each drill runs the reference)."] + ([split.verdict(whole, label)] if split else [])
+        lines += [r.verdict("your" if w == "yours" else "the reference") for w, r in resume.items() if r]
+        self._exercise_text.object = "  \n".join(lines)
+
+    @staticmethod
+    def runs_plot(frames: list[pd.DataFrame], title: str) -> hv.Overlay:
+        """Loss per step of each run: the first (the baseline) wide and pale, the others drawn over it with dots,
+        so runs that agree lie visibly on top of each other."""
+        ylabel = "training loss (nats/token)"
+        colors = kit.colors_for([f"{r}" for f in frames for r in f["run"].unique()])
+        curves = [hv.Curve(part, ("step", "optimizer step"), ("loss", ylabel), label=run).opts(
+            color=colors[run], line_width=8 if i == 0 else 2, alpha=0.35 if i == 0 else 1.0)
+            * hv.Scatter(part, "step", "loss", label=run).opts(color=colors[run], size=0 if i == 0 else 6)
+            for i, frame in enumerate(frames) for run, part in frame.groupby("run", sort=False)]
+        return hv.Overlay(curves).opts(hv.opts.Overlay(title=title, legend_position="right", responsive=True,
+                                                       height=kit.PLOT_HEIGHT, show_grid=True))
 
     # ---- live run ----------------------------------------------------------------------------
 
-    def tracker(self) -> Any:
-        """The Tracker at ``tracker_path`` (None while the file does not exist), opened once per path."""
-        path = Path(self.tracker_path).expanduser()
-        if not path.exists():
-            return None
-        if self._tracker is None or self._tracker_at != str(path):
-            from lab_core.training.tracker import Tracker
-
-            if self._tracker is not None:
-                self._tracker.close()
-            self._tracker, self._tracker_at = Tracker(path), str(path)
-        return self._tracker
-
     @param.depends("tracker_path", watch=True)
+    def _new_tracker(self) -> None:
+        launched, self.live = self.live.launched, ex.LiveRuns(self.tracker_path)
+        self.live.launched = launched
+        self.refresh_runs()
+
     def refresh_runs(self) -> None:
         """Reload the runs in the tracker into the run picker (newest first) and redraw."""
         self._load_runs()
         self.poll()
 
     def _load_runs(self) -> None:
-        self._read_error = ""
         try:
-            tracker = self.tracker()
-            runs = tracker.runs() if tracker is not None else pd.DataFrame(columns=["run_id", "name", "status"])
-        except Exception as exc:  # a corrupt or foreign file: say so instead of breaking the page
-            self._read_error = f"Could not read {self.tracker_path}: {kit.describe(exc)}"
-            runs = pd.DataFrame(columns=["run_id", "name", "status"])
-        options = {f"{r.name} · {r.status} · {r.run_id}": r.run_id for r in runs.itertuples()}
+            options, self._read_error = self.live.options(), ""
+        except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: say so instead of breaking the page
+            options, self._read_error = {}, f"Could not read {self.tracker_path}: {kit.describe(exc)}"
         current = self._run_select.value
         self._run_select.options = options
         if current not in options.values():
@@ -374,240 +272,163 @@ class TrainingDashboard(pn.viewable.Viewer):
     def select_run(self, run_id: str) -> None:
         """Show ``run_id`` (refreshing the list first when it is new)."""
         if run_id not in self._run_select.options.values():
-            self.refresh_runs()
+            self._load_runs()
         self._run_select.value = run_id
 
-    def run_info(self) -> dict | None:
-        """The chosen run from the tracker (None when there is none)."""
-        tracker, run_id = self.tracker(), self._run_select.value
-        if tracker is None or run_id is None:
-            return None
-        return tracker.run(run_id)
-
     def poll(self) -> None:
-        """Read the chosen run's metrics and redraw; stop polling once nothing runs or launches."""
+        """Read the chosen run and redraw when it changed; poll again while it runs or a launch is under way."""
         if self._launch_error:
             self.live_error, self._launch_error = self._launch_error, ""
-        if self.launched is not None and self.launched.run_id not in self._run_select.options.values():
-            self.select_run(self.launched.run_id)
+        job = self.live.launched
+        if job is not None and job.run_id not in self._run_select.options.values():
+            self.select_run(job.run_id)  # which polls again, through the picker's watcher
             return
-        info = None
+        self.live_error = self.live.check_launched() or self.live_error
         try:
-            info = self.run_info()
-            self.live = self.tracker().wide(info["run_id"]) if info is not None else pd.DataFrame(columns=["step"])
-            self._read_error = ""
-        except Exception as exc:  # the file went away or is not a tracker: say so, keep polling
-            self._read_error = f"Could not read the run: {kit.describe(exc)}"
-            self.live = pd.DataFrame(columns=["step"])
-        self._check_launched(info)
-        # Redrawing three figures every second costs more than reading the tracker: only when something changed.
+            snap, self._read_error = self.live.snapshot(self._run_select.value), ""
+        except Exception as exc:  # noqa: BLE001 - the file went away or is not a tracker: say so, keep polling
+            snap, self._read_error = ex.RunSnapshot(None), f"Could not read the run: {kit.describe(exc)}"
+        info = snap.info
         key = (None if info is None else (info["run_id"], info["updated"], info["status"], info["last_step"]),
-               self.live_error, self._read_error, self._launching)
-        if key != self._drawn:
+               self.live_error, self._read_error, self._launching, self._prep)
+        if key != self._drawn:  # redrawing three figures costs more than reading the tracker
             labels = {v: k for k, v in self._run_select.options.items()}
             if info is not None and f" · {info['status']} · " not in labels.get(info["run_id"], ""):
                 self._load_runs()  # the picker's label shows the run's status: it changed
             self._drawn = key
-            self._redraw(info)
+            self.snapshot = snap if info is not None or self._run_select.options else example_run()
+            self._redraw()
         if self._launching or (info is not None and info["status"] == "running"):
-            self.start_polling()
+            self._callback = self._callback or pn.state.add_periodic_callback(self.poll, period=POLL_MS)
         else:
-            self.stop_polling()
+            self._stop_polling()
 
-    def _check_launched(self, info: dict | None) -> None:
-        """A job this session started that exited with an error: mark its run failed and show its output."""
-        job = self.launched
-        if job is None or job.proc.poll() is None:
-            return
-        rc = job.proc.returncode
-        self.launched = None
-        if rc != 0:
-            tail = job.log_tail(1500)
-            self.live_error = f"The run {job.run_id} exited with code {rc}:\n\n```\n{tail}\n```"
-            if info is not None and info["run_id"] == job.run_id and info["status"] == "running":
-                self.tracker().finish(job.run_id, "failed")
-                info["status"] = "failed"
+    def _stop_polling(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
 
-    def _redraw(self, info: dict | None) -> None:
-        planned = int(info["config"].get("steps", 0)) if info is not None else 0
-        last = int(self.live["step"].max()) if not self.live.empty else 0
+    def _redraw(self) -> None:
+        snap = self.snapshot
+        last, planned = snap.steps
         # The x axis spans the planned steps, so the curves grow across it (and no earlier run's range lingers).
-        self._xlim = (0, max(planned, last, 1))
+        self._xlim = (0, planned)
         self._loss.object = self.loss_plot()
-        self._lr.object = self.lr_plot()
-        self._speed.object = self.speed_plot()
+        self._lr.object, self._speed.object = (self.metric_plot(*spec) for spec in (
+            ("lr", "Learning rate (warm-up, cosine decay)", "learning rate"),
+            ("tokens_per_s", "Throughput (all ranks)", "tokens per second")))
         error = "  \n".join(e for e in (self.live_error, self._read_error) if e)
         self._error.param.update(object=error, visible=bool(error))
-        if info is None:
-            self._status.object = (f"No runs in `{html.escape(self.tracker_path)}` yet: start one."
-                                   if not self._launching else "Preparing the dataset and launching torchrun…")
-            self._progress.value = 0
-            return
-        cfg = info["config"]
-        total = int(cfg.get("steps", 0)) or 1
-        last = int(info["last_step"] or 0)
-        # One at a time: Progress checks value against the max it has at that moment.
-        self._progress.value = 0
-        self._progress.max = total
-        self._progress.value = min(last, total)
-        latest = self.live.iloc[-1] if not self.live.empty else None
-
-        def metric(key: str, fmt: str) -> str:
-            if latest is None or key not in latest or pd.isna(latest[key]):
-                return "–"
-            return format(float(latest[key]), fmt)
-
-        self._status.object = (
-            f"**{html.escape(info['name'])}** ({html.escape(info['run_id'])}): {info['status']}, step {last} of "
-            f"{total}; strategy {cfg.get('strategy', '?')}, model {cfg.get('model', '?')}, micro-batch "
-            f"{cfg.get('micro_batch', '?')} × {cfg.get('seq_len', '?')} tokens. Loss {metric('loss', '.3f')}, "
-            f"{metric('tokens_per_s', ',.0f')} tokens/s, {metric('step_time_s', '.3f')} s/step.")
+        done, total, label = self._prep or (last, planned, "")
+        self._run_progress.param.update(value=0, max=total)  # one at a time: value is checked against the max
+        self._run_progress.value = min(done, total)
+        if self._launching:
+            self._status.object = f"Launching: {label or 'starting torchrun'}…"
+        else:
+            self._status.object = (f"No runs in `{html.escape(self.tracker_path)}` yet: below is a worked example, "
+                                   f"{html.escape(snap.info['note'])}. Start a run to see your own.  \n"
+                                   if snap.example else "") + snap.summary()
 
     def _series(self, key: str) -> pd.DataFrame:
-        frame = self.live
-        if key not in frame or frame.empty:
-            return pd.DataFrame({"step": pd.Series(dtype="int64"), key: pd.Series(dtype=float)})
-        return frame[["step", key]].dropna()
+        frame = self.snapshot.metrics
+        return frame[["step", key]].dropna() if key in frame else pd.DataFrame({"step": [], key: []}, dtype=float)
+
+    def _title(self, text: str) -> str:
+        return f"Worked example · {text}" if self.snapshot.example else text
 
     def loss_plot(self) -> hv.Overlay:
         """Training loss per step, and validation loss where the run evaluated."""
         train = self._series("loss").rename(columns={"loss": "value"}).assign(series="train")
         evals = self._series("eval_loss").rename(columns={"eval_loss": "value"}).assign(series="eval")
-        frame = pd.concat([train, evals], ignore_index=True) if not evals.empty else train
         ylabel = "cross-entropy loss (nats/token)"
-        curves = kit.timeseries_plot(frame, "value", x="step", by="series", colors=LOSS_COLORS, title="Loss",
+        curves = kit.timeseries_plot(pd.concat([train, evals], ignore_index=True) if not evals.empty else train,
+                                     "value", x="step", by="series", colors=LOSS_COLORS, title="Loss",
                                      xlabel="optimizer step", ylabel=ylabel)
-        points = hv.Scatter(evals, ("step", "optimizer step"), ("value", ylabel)).opts(
-            color=LOSS_COLORS["eval"], size=7)
-        return (curves * points).opts(hv.opts.Overlay(title="Loss (train per step, eval dots)", xlim=self._xlim,
-                                                      framewise=True))
+        points = hv.Scatter(evals, ("step", "optimizer step"), ("value", ylabel)).opts(color=LOSS_COLORS["eval"], size=7)
+        return (curves * points).opts(hv.opts.Overlay(title=self._title("Loss (train per step, eval dots)"),
+                                                      xlim=self._xlim, framewise=True))
 
-    def lr_plot(self) -> hv.NdOverlay:
-        """The learning-rate schedule as the run applied it."""
-        return kit.timeseries_plot(self._series("lr"), "lr", x="step", title="Learning rate (warm-up, cosine decay)",
-                                   xlabel="optimizer step", ylabel="learning rate", legend=False).opts(xlim=self._xlim)
-
-    def speed_plot(self) -> hv.NdOverlay:
-        """Training throughput per step."""
-        return kit.timeseries_plot(self._series("tokens_per_s"), "tokens_per_s", x="step",
-                                   title="Throughput (all ranks)", xlabel="optimizer step",
-                                   ylabel="tokens per second", legend=False).opts(xlim=self._xlim)
-
-    def start_polling(self) -> None:
-        """Poll the tracker every second (in a served or notebook session)."""
-        if self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.poll, period=POLL_MS)
-
-    def stop_polling(self) -> None:
-        """Stop the periodic poll."""
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
-
-    def live_config(self) -> Any:
-        """The TrainConfig the start button launches."""
-        from lab_core.training.config import TrainConfig
-
-        return TrainConfig(model="tiny", strategy=self.live_strategy, steps=int(self.live_steps))
+    def metric_plot(self, key: str, title: str, ylabel: str) -> hv.NdOverlay:
+        """One logged metric per step (the learning rate as applied, the throughput)."""
+        return kit.timeseries_plot(self._series(key), key, x="step", title=self._title(title),
+                                   xlabel="optimizer step", ylabel=ylabel, legend=False).opts(xlim=self._xlim)
 
     def start_run(self, *, wait: bool = False) -> None:
-        """Launch a short real job (``torchrun``, ``live_nproc`` ranks) in the background and follow it.
-        The dataset is prepared first (seconds, once per workdir), on a thread so the page stays live."""
-        if self._launching or (self.launched is not None and self.launched.proc.poll() is None):
+        """Launch a short real job (``torchrun``, ``live_nproc`` ranks) on a thread, so the page stays live while the
+        dataset is prepared (seconds, once per workdir), and follow it."""
+        if self._launching or self.live.running():
             self.live_error = "A run started here is still going: stop it first."
-            self._redraw(self.run_info())
-            return
-        self.live_error = ""
-        self._launching = True
-        workdir = Path(self.tracker_path).expanduser().parent
-        name = f"{self.live_strategy}-x{self.live_nproc}"
+            return self.poll()
+        self.live_error, self._launching = "", True
 
         def launch() -> None:
             try:
-                from lab_core.training.launch import start
-
-                self.launched = start(self.live_config(), workdir=workdir, nproc=int(self.live_nproc), run_name=name)
-            except Exception as exc:  # a config the mesh refuses, a dataset that failed: show it
+                self.live.start(self.live_strategy, int(self.live_nproc), int(self.live_steps),
+                                progress=lambda done, total, label: setattr(self, "_prep", (done, total, label)))
+            except Exception as exc:  # noqa: BLE001 - a config the mesh refuses, a dataset that failed: show it
                 self._launch_error = f"Could not start the run: {kit.describe(exc)}"
             finally:
-                self._launching = False
+                self._launching, self._prep = False, None
 
         thread = threading.Thread(target=launch, name="training-launch", daemon=True)
         thread.start()
-        self._redraw(self.run_info())
-        self.start_polling()
+        self.poll()
         if wait:
             thread.join()
             self.poll()
 
     def stop_run(self) -> None:
         """Stop the job this session started and mark its run killed."""
-        job = self.launched
-        if job is None:
-            return
-        job.stop()
-        self.launched = None
-        tracker = self.tracker()
-        if tracker is not None and tracker.run(job.run_id)["status"] == "running":
-            tracker.finish(job.run_id, "killed")
+        self.live.stop()
         self.poll()
 
     # ---- layout ------------------------------------------------------------------------------
 
     def controls(self) -> pn.Column:
-        """The sidebar: the model and mesh (memory and mesh tabs) and the failure model (interval tab)."""
+        """The sidebar: model and mesh, memory, and the failure model of the interval tab."""
         return pn.Column(
             kit.controls(self, ["model", "dp", "tp", "pp", "gpus_per_node"], title="Model and mesh"),
-            kit.controls(self, ["micro_batch", "seq_len", "precision", "activation_checkpointing",
-                                "flash_attention", "gpu"], title="Memory"),
+            kit.controls(self, ["micro_batch", "seq_len", "precision", "activation_checkpointing", "flash_attention",
+                                "gpu", "mfu_pct"], title="Memory and speed"),
             kit.controls(self, ["checkpoint_s", "gpu_mtbf_hours", "n_gpus", "restart_minutes", "async_checkpoint",
                                 "async_blocking_pct"], title="Checkpoints and failures"),
-            sizing_mode="stretch_width",
-        )
+            sizing_mode="stretch_width")
 
-    def main(self) -> pn.Tabs:
-        """Live run, memory per GPU, checkpoint interval, mesh."""
+    def main(self) -> pn.Column:
+        """Live run, memory per GPU, checkpoint interval, mesh, your exercises."""
+        refresh, start, stop = self._buttons
         live_controls = pn.Column(
-            kit.controls(self, ["tracker_path"], widgets={"tracker_path": pn.widgets.TextInput}),
-            self._run_select, self._refresh,
-            pn.pane.Markdown("#### Start a run", margin=(0, 10)),
-            kit.controls(self, ["live_strategy", "live_nproc", "live_steps"]),
-            self._start, self._stop, width=300)
-        live = pn.Row(live_controls,
-                      pn.Column(self._error, self._status, self._progress, self._loss, self._lr, self._speed,
-                                sizing_mode="stretch_width"),
-                      sizing_mode="stretch_width")
-        memory = pn.Column(self._memory_text, self._memory_plot, kit.color_key(
-            {PART_LABELS[p]: c for p, c in PARTS.items()}), sizing_mode="stretch_width")
-        interval = pn.Column(self._interval_text, self._interval_plot, sizing_mode="stretch_width")
-        mesh = pn.Column(self._mesh_error, self._mesh_text, self._mesh_plot, sizing_mode="stretch_width")
-        return pn.Tabs(("Live run", live), ("Memory per GPU", memory), ("Checkpoint interval", interval),
-                       ("Mesh", mesh), sizing_mode="stretch_width", dynamic=False)
+            kit.controls(self, ["tracker_path"], widgets={"tracker_path": pn.widgets.TextInput}), self._run_select,
+            refresh, pn.pane.Markdown("#### Start a run", margin=(0, 10)),
+            kit.controls(self, ["live_strategy", "live_nproc", "live_steps"]), start, stop, width=340)
+        live = pn.Row(live_controls, pn.Column(self._error, self._status, self._run_progress, self._loss, self._lr,
+                                               self._speed, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+        key = kit.color_key({**PARTS, "one GPU's memory (dashed)": kit.OVER})
+        tabs = pn.Tabs(
+            ("Live run", live),
+            ("Memory per GPU", pn.Column(self._memory_text, self._memory_plot, key, sizing_mode="stretch_width")),
+            ("Checkpoint interval", pn.Column(self._interval_text, self._interval_plot, sizing_mode="stretch_width")),
+            ("Mesh", pn.Column(self._mesh_error, self._mesh_text, self._mesh_plot, sizing_mode="stretch_width")),
+            ("Your exercises", pn.Column(kit.controls(self, ["accum_k"]), self._exercise_text, self._accum_plot,
+                                         self._zero_plot, self._resume_plot, sizing_mode="stretch_width")),
+            sizing_mode="stretch_width", dynamic=False)
+        return pn.Column(self.error_view, self._progress, tabs, sizing_mode="stretch_width")
 
     def close(self) -> None:
         """Stop polling and close the tracker (the session ended); a job started here keeps running."""
-        self.stop_polling()
-        if self._tracker is not None:
-            self._tracker.close()
-            self._tracker = None
+        self._stop_polling()
+        self.live.close()
 
-    def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Row(pn.Column(self.controls(), width=320), self.main(), sizing_mode="stretch_width")
+
+Dashboard = TrainingDashboard
 
 
 def dashboard(**params: Any) -> TrainingDashboard:
-    """The dashboard for a notebook; ``params`` set any control (``dashboard(model="70B", tp=8, pp=4)``)."""
+    """The dashboard for a notebook: ``params`` set any control and plug in your exercise functions
+    (``dashboard(model="70B", tp=8, pp=4, zero_bytes_per_gpu=zero_bytes_per_gpu)``)."""
     return TrainingDashboard(**params)
 
 
 def app() -> pn.template.FastListTemplate:
-    """A fresh dashboard in a page template, one per browser session (``syslab serve``)."""
-    dash = TrainingDashboard()
-    pn.state.on_session_destroyed(lambda _ctx: dash.close())
-    return pn.template.FastListTemplate(
-        title="Lab 08 · Distributed training",
-        sidebar=[dash.controls()],
-        main=[dash.main()],
-        sidebar_width=340,
-        accent="#1f77b4",
-    )
+    """A fresh dashboard in the lab's page, one per browser session (``syslab serve``)."""
+    return TrainingDashboard.page()

@@ -20,5 +20,7 @@ class GPU:
 
 GPUS: dict[str, GPU] = {
     "H100-SXM": GPU("H100-SXM", peak_flops=989e12, mem_bandwidth=3.35e12, memory=80e9),
+    # The H100's compute with more and faster HBM (HBM3e).
+    "H200-SXM": GPU("H200-SXM", peak_flops=989e12, mem_bandwidth=4.8e12, memory=141e9),
     "A100-SXM": GPU("A100-SXM", peak_flops=312e12, mem_bandwidth=2.039e12, memory=80e9),
 }

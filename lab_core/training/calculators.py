@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lab_core.llm.config import ModelConfig
+from lab_core.training.config import MODEL_AXES
 
 STRATEGIES: tuple[str, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp", "pp", "fsdp+tp")
 #: Bytes per parameter of (weights, gradients, optimizer state) under AdamW. Mixed precision is the ZeRO
@@ -24,13 +25,9 @@ PRECISIONS: dict[str, tuple[int, int, int]] = {"bf16-mixed": (2, 2, 12), "fp32":
 OPTIMIZER_STATES: dict[str, int] = {"adamw": 2, "adam": 2, "sgd-momentum": 1, "none": 0}
 GB = 1e9
 
-# Which mesh axes each strategy uses, and how it shards model state over the data-parallel axis:
-# (shards optimizer, shards grads, shards params).
-_USES: dict[str, frozenset[str]] = {
-    "ddp": frozenset({"dp"}), "zero1": frozenset({"dp"}), "zero2": frozenset({"dp"}), "zero3": frozenset({"dp"}),
-    "fsdp": frozenset({"dp"}), "tp": frozenset({"dp", "tp"}), "pp": frozenset({"dp", "pp"}),
-    "fsdp+tp": frozenset({"dp", "tp"}),
-}
+# Which mesh axes each strategy uses (the jobs' rule in config.MODEL_AXES, plus data parallelism), and how it
+# shards model state over the data-parallel axis: (shards optimizer, shards grads, shards params).
+_USES: dict[str, frozenset[str]] = {s: frozenset({"dp"}) | MODEL_AXES[s] for s in STRATEGIES}
 _DP_SHARDING: dict[str, tuple[bool, bool, bool]] = {
     "ddp": (False, False, False), "zero1": (True, False, False), "zero2": (True, True, False),
     "zero3": (True, True, True), "fsdp": (True, True, True), "tp": (False, False, False),

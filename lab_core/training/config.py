@@ -16,6 +16,12 @@ from lab_core.llm.config import ModelConfig, get_config
 STRATEGIES = ("single", "ddp", "fsdp", "tp", "fsdp+tp", "pp")
 PRECISIONS = ("fp32", "bf16")
 PP_SCHEDULES = ("gpipe", "1f1b")
+#: The axes besides data parallelism that each strategy splits the model over: jobs here and the memory
+#: calculators (whose ZeRO stages shard over data parallelism only) read this one rule.
+MODEL_AXES: dict[str, frozenset[str]] = {
+    "single": frozenset(), "ddp": frozenset(), "zero1": frozenset(), "zero2": frozenset(), "zero3": frozenset(),
+    "fsdp": frozenset(), "tp": frozenset({"tp"}), "pp": frozenset({"pp"}), "fsdp+tp": frozenset({"tp"}),
+}
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,18 @@ class Mesh:
     def world(self) -> int:
         """Ranks in all."""
         return self.dp * self.tp * self.pp
+
+
+def strategy_mesh(strategy: str, world: int, *, tp: int = 1, pp: int = 1) -> Mesh:
+    """The mesh ``strategy`` uses on ``world`` ranks given the requested ``tp`` and ``pp``: an axis it does not
+    split the model over is 1, and the ranks left over are data parallel (ValueError when they do not divide)."""
+    if strategy not in MODEL_AXES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(MODEL_AXES)}")
+    used_tp = tp if "tp" in MODEL_AXES[strategy] else 1
+    used_pp = pp if "pp" in MODEL_AXES[strategy] else 1
+    if world % (used_tp * used_pp):
+        raise ValueError(f"world size {world} does not fit the mesh: tp={used_tp} x pp={used_pp} must divide it")
+    return Mesh(world // (used_tp * used_pp), used_tp, used_pp)
 
 
 @dataclass(frozen=True)
@@ -100,17 +118,12 @@ class TrainConfig:
         if world_size < 1:
             raise ValueError(f"world size must be at least 1; got {world_size}")
         cfg = self.model_config()
-        tp = self.tp if self.strategy in ("tp", "fsdp+tp") and self.tp > 1 else 1
-        pp = self.pp if self.strategy == "pp" else 1
-        if self.strategy == "tp" and self.tp == 1:
-            tp = world_size
-        if self.strategy == "pp" and self.pp == 1:
-            pp = world_size
+        # Pure TP or PP with no size given spreads over every rank.
+        tp = world_size if self.strategy == "tp" and self.tp == 1 else self.tp
+        pp = world_size if self.strategy == "pp" and self.pp == 1 else self.pp
         if self.strategy == "single" and world_size != 1:
             raise ValueError(f"strategy 'single' runs on one process; world size is {world_size}")
-        if world_size % (tp * pp):
-            raise ValueError(f"world size {world_size} does not fit the mesh: tp={tp} x pp={pp} must divide it")
-        dp = world_size // (tp * pp)
+        dp, tp, pp = dataclasses.astuple(strategy_mesh(self.strategy, world_size, tp=tp, pp=pp))
         if self.strategy == "tp" and dp != 1:
             raise ValueError(f"strategy 'tp' uses every rank for tensor parallelism: tp={tp} but world size is "
                              f"{world_size}; use 'fsdp+tp' to add data parallelism")

@@ -28,27 +28,20 @@ import contextlib
 import io
 import math
 import os
-import random
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from lab_core.llm.config import get_config
 from lab_core.llm.model import build_model
-from lab_core.store.object_store import ObjectStore
 from lab_core.training.calculators import job_mtbf, young_daly_interval, zero_memory
-from lab_core.training.loader import ShardedLoader
-from lab_core.training.parallel import WarmupCosine
-from lab_core.training.shards import write_shards
+from lab_core.training.drills import STEPS, first_half, micro_batches, resumed, straight_run, toy_store
 
 __all__ = [
     "MIN_DP_QUESTION",
@@ -63,15 +56,6 @@ __all__ = [
 ]
 
 # --- exercise 1: gradient accumulation ----------------------------------------------------------
-
-_SEQ = 16
-
-
-def _batches(k: int, micro: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    gen = torch.Generator().manual_seed(seed)
-    data = torch.randint(0, get_config("tiny").vocab_size, (k * micro, _SEQ + 1), generator=gen)
-    return [(data[i * micro:(i + 1) * micro, :-1], data[i * micro:(i + 1) * micro, 1:]) for i in range(k)]
-
 
 class _RecordingSGD(torch.optim.SGD):
     """SGD that keeps a copy of the gradients each ``step`` applies, so the grader can compare them."""
@@ -97,7 +81,7 @@ def _full_batch_grads(batches: list, max_norm: float) -> tuple[list[torch.Tensor
 
 
 def _accumulate_once(step_fn: Callable, k: int, micro: int, max_norm: float, seed: int) -> None:
-    batches = _batches(k, micro, seed)
+    batches = micro_batches(k, micro, seed)
     model = build_model("tiny", seed=0).train()
     opt = _RecordingSGD(model.parameters(), lr=0.1)
     before = [p.detach().clone() for p in model.parameters()]
@@ -167,7 +151,7 @@ def check_accumulation_sync(step_fn: Callable) -> None:
     last micro-batch), not once per micro-batch; and still updates the model correctly."""
     with _one_process_group():
         plain, plain_calls = _counting_ddp(0)
-        x, y = _batches(1, 2, 9)[0]
+        x, y = micro_batches(1, 2, 9)[0]
         plain(x, y).backward()
         per_backward = plain_calls[0]
         assert per_backward >= 1, "grader: DDP issued no all-reduce for a plain backward"
@@ -176,7 +160,7 @@ def check_accumulation_sync(step_fn: Callable) -> None:
             opt = _RecordingSGD(model.parameters(), lr=0.1)
             for step in range(2):
                 before = calls[0]
-                step_fn(model, _batches(k, 2, 10 + step), opt, no_sync=model.no_sync, max_norm=1e6)
+                step_fn(model, micro_batches(k, 2, 10 + step), opt, no_sync=model.no_sync, max_norm=1e6)
                 rounds = calls[0] - before
                 assert rounds == per_backward, (
                     f"DDP, {k} micro-batches per step: {rounds} gradient all-reduce bucket(s) in optimiser step "
@@ -243,100 +227,13 @@ def check_min_dp(answer: object) -> None:
 
 # --- exercise 3: checkpoints ---------------------------------------------------------------------
 
-_VOCAB, _LOOP_SEQ, _LOOP_BATCH, _STEPS = 97, 12, 4, 8
-
-
-class _DropoutLM(nn.Module):
-    """A small bigram-style LM with dropout, so a resumed run depends on the torch RNG."""
-
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        gen_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        self.embed = nn.Embedding(_VOCAB, 32)
-        self.drop = nn.Dropout(0.2)
-        self.hidden = nn.Linear(32, 32)
-        self.head = nn.Linear(32, _VOCAB)
-        torch.random.set_rng_state(gen_state)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = self.drop(torch.relu(self.hidden(self.drop(self.embed(x)))))
-        return F.cross_entropy(self.head(h).flatten(0, 1), y.flatten())
-
-
-def _store() -> ObjectStore:
-    store = ObjectStore(f"memory://syslab-grader-{uuid.uuid4().hex}")
-    gen = np.random.default_rng(0)
-    docs = [gen.integers(0, _VOCAB - 1, int(gen.integers(20, 60))).tolist() for _ in range(60)]
-    write_shards(store, "train", docs, shard_tokens=512, eos_id=_VOCAB - 1, meta={})
-    return store
-
-
-class _Loop:
-    """Everything a training step touches, built fresh (as a restarted job would build it)."""
-
-    def __init__(self, store: ObjectStore, seed: int) -> None:
-        self.model = _DropoutLM(seed).train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=3e-2, weight_decay=0.1)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, WarmupCosine(3, _STEPS, 0.1))
-        self.loader = ShardedLoader(store, "train", seq_len=_LOOP_SEQ, batch_size=_LOOP_BATCH, seed=3)
-
-    def step(self) -> float:
-        x, y = self.loader.next_batch()
-        # Random token masking (NumPy) and a random crop (Python): the resume must restore those streams too.
-        mask = torch.from_numpy(np.random.random(x.shape) < 0.1)
-        x = x.masked_fill(mask, 0)
-        t = random.randint(_LOOP_SEQ // 2, _LOOP_SEQ)
-        loss = self.model(x[:, :t], y[:, :t])
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    def kwargs(self) -> dict:
-        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "loader": self.loader}
-
-
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def _straight(store: ObjectStore) -> tuple[list[float], list[torch.Tensor]]:
-    _seed_all(1)
-    loop = _Loop(store, seed=0)
-    losses = [loop.step() for _ in range(_STEPS)]
-    return losses, [p.detach().clone() for p in loop.model.parameters()]
-
-
-def _first_half(store: ObjectStore, save: Callable, path: Path) -> _Loop:
-    _seed_all(1)
-    loop = _Loop(store, seed=0)
-    for _ in range(_STEPS // 2):
-        loop.step()
-    save(path, step=_STEPS // 2, **loop.kwargs())
-    return loop
-
-
-def _resume(store: ObjectStore, load: Callable, path: Path) -> tuple[int, list[float], list[torch.Tensor]]:
-    _seed_all(12345)  # a restarted process: other random state, other initial weights, loader at 0
-    loop = _Loop(store, seed=99)
-    for _ in range(2):  # a restarted process has used its generators before it loads
-        torch.rand(3), np.random.random(), random.random()
-    step = load(path, **loop.kwargs())
-    losses = [loop.step() for _ in range(_STEPS - _STEPS // 2)]
-    return step, losses, [p.detach().clone() for p in loop.model.parameters()]
-
-
 def _compare_resumed(what: str, want_losses: list[float], want_params: list[torch.Tensor], step: object,
                      losses: list[float], params: list[torch.Tensor]) -> None:
-    assert step == _STEPS // 2, f"{what}: load_checkpoint returned {step!r}; expected the saved step {_STEPS // 2}"
-    tail = want_losses[_STEPS // 2:]
+    assert step == STEPS // 2, f"{what}: load_checkpoint returned {step!r}; expected the saved step {STEPS // 2}"
+    tail = want_losses[STEPS // 2:]
     for i, (got, want) in enumerate(zip(losses, tail)):
         assert got == want, (
-            f"{what}: step {_STEPS // 2 + i + 1} after resuming has loss {got:.6f}, the uninterrupted run "
+            f"{what}: step {STEPS // 2 + i + 1} after resuming has loss {got:.6f}, the uninterrupted run "
             f"{want:.6f}.\n  resumed:       {[round(v, 6) for v in losses]}\n  uninterrupted: "
             f"{[round(v, 6) for v in tail]}\nA resume must restore the model, the optimizer, the LR schedule, "
             "the data position and the random generators (torch, NumPy, Python)")
@@ -346,13 +243,13 @@ def _compare_resumed(what: str, want_losses: list[float], want_params: list[torc
 
 def check_resume(save: Callable, load: Callable) -> None:
     """Stop after half the steps, save, load into fresh objects, continue: the same losses bit for bit."""
-    store = _store()
-    want_losses, want_params = _straight(store)
+    store = toy_store()
+    want_losses, want_params = straight_run(store)
     with tempfile.TemporaryDirectory(prefix="syslab-grader-ckpt-") as folder:
         path = Path(folder) / "ckpt.pt"
-        _first_half(store, save, path)
+        first_half(store, save, path)
         assert path.is_file(), f"save_checkpoint({path}, ...) left no file at {path}"
-        _compare_resumed("resume", want_losses, want_params, *_resume(store, load, path))
+        _compare_resumed("resume", want_losses, want_params, *resumed(store, load, path))
 
 
 class _InjectedCrash(OSError):
@@ -404,12 +301,12 @@ def _counting_fsync() -> Iterator[list[int]]:
 def check_atomic_save(save: Callable, load: Callable) -> None:
     """A crash while writing leaves the previous checkpoint intact; a save leaves no temporary files and
     fsyncs before the checkpoint becomes visible."""
-    store = _store()
-    want_losses, want_params = _straight(store)
+    store = toy_store()
+    want_losses, want_params = straight_run(store)
     with tempfile.TemporaryDirectory(prefix="syslab-grader-ckpt-") as folder:
         path = Path(folder) / "ckpt.pt"
         with _counting_fsync() as fsyncs:
-            loop = _first_half(store, save, path)
+            loop = first_half(store, save, path)
         leftovers = sorted(set(os.listdir(folder)) - {path.name})
         assert not leftovers, f"after a successful save the folder holds {leftovers} besides {path.name}: clean up"
         assert fsyncs[0] >= 1, ("save_checkpoint never called os.fsync: after a power cut the rename could reach "
@@ -420,12 +317,12 @@ def check_atomic_save(save: Callable, load: Callable) -> None:
         crashed = False
         with _crashing_save():
             try:
-                save(path, step=_STEPS // 2 + 2, **loop.kwargs())
+                save(path, step=STEPS // 2 + 2, **loop.kwargs())
             except _InjectedCrash:
                 crashed = True
         assert crashed, "save_checkpoint did not write with torch.save (or swallowed its error): write with torch.save"
         try:
-            resumed = _resume(store, load, path)
+            after = resumed(store, load, path)
         except NotImplementedError:
             raise
         except Exception as exc:  # noqa: BLE001 -- whatever the torn file raises, report it as the failure
@@ -433,7 +330,7 @@ def check_atomic_save(save: Callable, load: Callable) -> None:
                 f"after a crash half way through the second save, {path.name} no longer loads "
                 f"({type(exc).__name__}: {str(exc)[:120]}). Write to a temporary file in the same folder, flush "
                 "and fsync it, then os.replace it onto the path") from None
-        _compare_resumed("after a crash during the next save", want_losses, want_params, *resumed)
+        _compare_resumed("after a crash during the next save", want_losses, want_params, *after)
 
 
 # --- checkpoint interval -------------------------------------------------------------------------

@@ -237,9 +237,9 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
 
 
 def datasheet_peak(name: str) -> float | None:
-    """BF16 dense peak of a GPU by its CUDA device name, from the shared GPU datasheets (the H200
-    has the H100's compute), or None for a GPU without a spec."""
-    for key, spec in (("H100", "H100-SXM"), ("H200", "H100-SXM"), ("A100", "A100-SXM")):
+    """BF16 dense peak of a GPU by its CUDA device name, from the shared GPU datasheets, or None for a
+    GPU without a spec."""
+    for key, spec in (("H100", "H100-SXM"), ("H200", "H200-SXM"), ("A100", "A100-SXM")):
         if key in name:
             return GPUS[spec].peak_flops
     return None
