@@ -10,32 +10,16 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
 
 import holoviews as hv
 import pandas as pd
 import panel as pn
 import param
 
+from lab_core.rag import experiments as ex
 from lab_core.rag.answer import cite
 from lab_core.rag.chunking import CHUNKERS, ChunkConfig
 from lab_core.rag.evaluation import ndcg_at_k
-from lab_core.rag.experiments import (
-    LISTS,
-    TIMED_STAGES,
-    WORDS_PER_SENTENCE,
-    YOUR_NDCG,
-    Asked,
-    Evaluation,
-    Pipelines,
-    Setting,
-    ask,
-    chunk_config,
-    chunking_label,
-    evaluate,
-    reference_chunker,
-    sweep,
-)
 from lab_core.rag.fusion import rrf
 from lab_core.rag.protocol import Chunker
 from lab_core.rag.rerank import default_reranker
@@ -48,7 +32,7 @@ DEFAULT_QUERY = "Why does a fixed window counter let a client send twice its lim
 CHOOSES = {"chunker": "strategy", "fusion": "fusion", "reranker": "reranker", "cite": "citations"}
 TITLES = {"bm25": "BM25", "dense": "Dense", "fused": "Fused", "reranked": "Reranked"}
 #: One colour per stage whatever the mode runs, so a stage keeps its colour from query to query.
-STAGE_COLORS = dict(zip(TIMED_STAGES, kit.PALETTE))
+STAGE_COLORS = dict(zip(ex.TIMED_STAGES, kit.PALETTE))
 
 _CSS = """
 .rag-badge { display:inline-block; min-width:1.4em; padding:0 0.35em; margin:0 0.15em; border-radius:0.7em;
@@ -61,9 +45,10 @@ _CSS = """
 .rag-table th, .rag-table td { padding:0.25em 0.4em; border-bottom:1px solid #e5e5e5; text-align:left; }
 .rag-table td.num, .rag-table th.num { text-align:right; font-variant-numeric:tabular-nums; }
 .rag-table .id { color:#888; font-size:0.85em; }
+.rag-table th { position:sticky; top:0; background:#fff; vertical-align:bottom; }
 """
-# Header wrapping instead of Tabulator's "…": every header is read whole, units included.
-_WRAP = {"columnDefaults": {"headerWordWrap": True}}
+HEADERS = {"refusal_accuracy": "refusal accuracy", "citation_support": "citation support",
+           "latency_ms_p50": "median latency (ms)", "should_refuse": "should refuse", "latency_ms": "latency (ms)"}
 
 
 def reporter(bar: pn.indicators.Progress) -> Progress:
@@ -75,6 +60,24 @@ def reporter(bar: pn.indicators.Progress) -> Progress:
         bar.param.update(value=min(done, total), visible=done < total)
 
     return report
+
+
+def html_table(frame: pd.DataFrame, scroll: bool = False) -> str:
+    """``frame`` as an HTML table whose headers wrap rather than being cut, with units; numbers to 3
+    significant digits, "–" where a metric does not apply (a question the corpus cannot answer)."""
+    def cell(value: object) -> str:
+        if isinstance(value, bool):
+            return f"<td>{'yes' if value else 'no'}</td>"
+        if isinstance(value, float):
+            return f"<td class=num>{'–' if value != value else f'{value:.3g}'}</td>"
+        return f"<td>{html.escape(str(value))}</td>"
+
+    numeric = {c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])}
+    head = "".join(f"<th{' class=num' if c in numeric else ''}>{html.escape(HEADERS.get(c, c))}</th>"
+                   for c in frame.columns)
+    rows = "".join(f"<tr>{''.join(cell(v) for v in row)}</tr>" for row in frame.itertuples(index=False))
+    box = "max-height:460px;overflow-y:auto" if scroll else ""
+    return f'<style>{_CSS}</style><div style="{box}"><table class="rag-table"><tr>{head}</tr>{rows}</table></div>'
 
 
 def citation_color(n: int) -> str:
@@ -92,7 +95,8 @@ class RagDashboard(kit.LabDashboard):
 
     lab = "rag"
     plugins = {
-        "chunker": kit.Plugin("chunker", "lab_core.rag.protocol.Chunker: Document -> list[Chunk]", reference_chunker),
+        "chunker": kit.Plugin("chunker", "lab_core.rag.protocol.Chunker: Document -> list[Chunk]",
+                              ex.reference_chunker),
         "fusion": kit.Plugin("rank fusion", "lab_core.rag.protocol.RankFusion: (rankings, k) -> [(chunk_id, score)]",
                              rrf),
         "reranker": kit.Plugin("reranker", "lab_core.rag.protocol.Reranker: (query, hits) -> hits", default_reranker()),
@@ -111,8 +115,8 @@ class RagDashboard(kit.LabDashboard):
     k = param.Integer(5, bounds=(1, 20), label="Results per list (k)")
     reranker = param.Selector(default="reference", objects=["off", "reference"], label="Reranker")
     citations = param.Selector(default="reference", objects=["reference"], label="Citations (cite)")
-    asked = param.ClassSelector(class_=Asked, default=None, allow_None=True, precedence=-1, doc="the latest answer")
-    evaluation = param.ClassSelector(class_=Evaluation, default=Evaluation(), precedence=-1,
+    asked = param.ClassSelector(class_=ex.Asked, default=None, allow_None=True, precedence=-1, doc="the latest answer")
+    evaluation = param.ClassSelector(class_=ex.Evaluation, default=ex.Evaluation(), precedence=-1,
                                      doc="the latest evaluation")
     evaluation_error = param.String("", precedence=-1, doc="why the latest evaluation failed")
 
@@ -130,7 +134,7 @@ class RagDashboard(kit.LabDashboard):
         with param.discard_events(self):
             self.param.update(chosen)
             self._limit_overlap()
-        self._pipelines = Pipelines(embedder)
+        self._pipelines = ex.Pipelines(embedder)
         self._eval_progress = kit.progress_bar()
         self._ask = pn.widgets.Button(label="Ask", color="primary", sizing_mode="stretch_width")
         self._ask.on_click(lambda _e: self.requery())
@@ -141,9 +145,9 @@ class RagDashboard(kit.LabDashboard):
         self._timing = pn.pane.HoloViews(hv.DynamicMap(self.timing_plot), sizing_mode="stretch_width")
         # Drawn once an evaluation exists: never empty axes or tables.
         self._eval_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width")
-        self._results = pn.Column(self.evaluation_table(), self._eval_plot,
-                                  pn.pane.Markdown("#### The current configuration, question by question"),
-                                  self.questions_table(), visible=False, sizing_mode="stretch_width")
+        means, per_question = self.evaluation_tables()
+        self._results = pn.Column(means, self._eval_plot, pn.pane.Markdown("#### The current configuration, "
+                                  "question by question"), per_question, visible=False, sizing_mode="stretch_width")
         self.requery()
 
     # ---- computing -------------------------------------------------------------------------
@@ -151,20 +155,20 @@ class RagDashboard(kit.LabDashboard):
     def chunking(self) -> ChunkConfig | Chunker:
         """The chunk settings, or the student's chunker; "sentences" counts its window in sentences."""
         if self.strategy == YOURS:
-            return self.yours["chunker"]  # type: ignore[return-value]
-        return chunk_config(self.strategy, self.size, self.overlap)
+            return self.yours["chunker"]
+        return ex.chunk_config(self.strategy, self.size, self.overlap)
 
     def chunking_label(self) -> str:
         """The chunking in words a reader checks: "recursive, 200 words, overlap 40"."""
         config = self.chunking()
-        return chunking_label(config) if isinstance(config, ChunkConfig) else "your chunker"
+        return ex.chunking_label(config) if isinstance(config, ChunkConfig) else "your chunker"
 
-    def setting(self) -> Setting:
+    def setting(self) -> ex.Setting:
         """How the question is answered: mode, fusion, reranker and cite, each the reference's or yours."""
         rerankers = {"off": None, "reference": self.plugins["reranker"].reference, YOURS: self.yours.get("reranker")}
-        return Setting(self.mode, self.yours["fusion"] if self.fusion == YOURS else self.fusion,  # type: ignore[arg-type]
-                       float(self.weight), rerankers[self.reranker],  # type: ignore[arg-type]
-                       self.yours.get("cite") if self.citations == YOURS else None)  # type: ignore[arg-type]
+        fusion = self.yours["fusion"] if self.fusion == YOURS else self.fusion
+        cite_fn = self.yours.get("cite") if self.citations == YOURS else None
+        return ex.Setting(self.mode, fusion, float(self.weight), rerankers[self.reranker], cite_fn)
 
     @param.depends("size", watch=True)
     def _limit_overlap(self) -> None:
@@ -180,7 +184,7 @@ class RagDashboard(kit.LabDashboard):
         """Answer the question with the current settings (building the chunking's pipeline if new)."""
         token = self.begin()
         errors: dict[str, str] = {}
-        asked = self.attempt(errors, "answer", ask, self._pipelines, self.chunking(), self.query, self.setting(),
+        asked = self.attempt(errors, "answer", ex.ask, self._pipelines, self.chunking(), self.query, self.setting(),
                              int(self.k), progress=reporter(self._progress))
         if self.is_latest(token):
             self._timing.visible = asked is not None
@@ -188,18 +192,15 @@ class RagDashboard(kit.LabDashboard):
 
     def evaluate(self) -> None:
         """Score each configuration on the labelled questions at the current chunking; publish ``evaluation``."""
-        fusion = "your fusion" if self.fusion == YOURS else self.fusion
-        setting = self.setting()
-        runs = sweep(setting, self.plugins["reranker"].reference, fusion, "your" if self.reranker == YOURS
-                     else self.reranker)
+        setting, bar, errors = self.setting(), reporter(self._eval_progress), {}
+        runs = ex.sweep(setting, self.plugins["reranker"].reference, "your fusion" if self.fusion == YOURS
+                        else self.fusion, "your" if self.reranker == YOURS else self.reranker)
         current = next(label for label, s in runs if s == setting)
-        errors: dict[str, str] = {}
-        bar = reporter(self._eval_progress)
 
-        def run() -> Evaluation:
+        def run() -> ex.Evaluation:
             base, _ = self._pipelines.get(self.chunking(), bar)
-            return evaluate(base, runs, current=current, chunking=self.chunking_label(), ndcg=self.yours.get("ndcg"),
-                            progress=bar)
+            return ex.evaluate(base, runs, current=current, chunking=self.chunking_label(),
+                               ndcg=self.yours.get("ndcg"), progress=bar)
 
         self._evaluate.disabled = True
         try:
@@ -207,7 +208,7 @@ class RagDashboard(kit.LabDashboard):
         finally:
             self._evaluate.disabled = False
             self._eval_progress.visible = False
-        evaluation = result or Evaluation()
+        evaluation = result or ex.Evaluation()
         if evaluation.questions:
             self._eval_plot.object = self.evaluation_plot(evaluation)
         self._results.visible = bool(evaluation.questions)
@@ -285,7 +286,7 @@ class RagDashboard(kit.LabDashboard):
         # Two lists a row: four side by side would wrap every "doc § section" onto three lines.
         boxes = [pn.pane.HTML(self._list_html(stage, lists[stage]), min_width=320, sizing_mode="stretch_width",
                               styles={"flex": "1 1 45%"})
-                 for stage in LISTS if stage in lists]
+                 for stage in ex.LISTS if stage in lists]
         return pn.FlexBox(*boxes, flex_wrap="wrap", sizing_mode="stretch_width")
 
     def _list_html(self, stage: str, table: pd.DataFrame) -> str:
@@ -313,10 +314,12 @@ class RagDashboard(kit.LabDashboard):
                             ylabel="time (ms)", colors=STAGE_COLORS, legend=False)
 
     @staticmethod
-    def evaluation_plot(evaluation: Evaluation) -> hv.Bars:
+    def evaluation_plot(evaluation: ex.Evaluation) -> hv.Bars:
         """nDCG@10 (and yours), Recall@10, MRR and refusal accuracy per configuration."""
-        return kit.bar_plot(evaluation.scores(), "metric", "value", by="configuration", xlabel="metric",
-                            ylabel="score (0–1)", title="Retrieval quality and refusals on the labelled questions").opts(
+        frame = evaluation.scores().replace({"metric": {"refusal_accuracy": "refusal accuracy"}})
+        return kit.bar_plot(frame, "metric", "value", by="configuration", xlabel="metric",
+                            ylabel="score (0–1)",
+                            title="Retrieval quality and refusals on the labelled questions").opts(
             ylim=(0, 1.05), xrotation=0, legend_position="right")  # inside, the legend would hide the bars
 
     @param.depends("evaluation", "evaluation_error")
@@ -333,23 +336,11 @@ class RagDashboard(kit.LabDashboard):
                                 f"{e.current}; computed in {e.seconds:.1f} s. Change the sidebar and press again "
                                 "to compare.", sizing_mode="stretch_width", margin=(0, 10))
 
-    def _table(self, frame: Callable[[Evaluation], pd.DataFrame], **options: object) -> pn.widgets.Tabulator:
-        return pn.widgets.Tabulator(pn.bind(lambda e: frame(e).round(3), self.param.evaluation), disabled=True,
-                                    show_index=False, sizing_mode="stretch_width", layout="fit_columns",
-                                    configuration=_WRAP, **options)
-
-    def evaluation_table(self) -> pn.widgets.Tabulator:
-        """One row per configuration: the means ``lab_core.rag.assess.summary`` computes."""
-        return self._table(lambda e: e.summary, widths={"configuration": 230}, titles={
-            "refusal_accuracy": "refusal accuracy", "citation_support": "citation support",
-            "latency_ms_p50": "median latency (ms)"})
-
-    def questions_table(self) -> pn.widgets.Tabulator:
-        """The current configuration's score on each question."""
-        return self._table(lambda e: e.current_table, pagination="local", page_size=12,
-                           widths={"id": 50, "question": 360}, formatters={"question": {"type": "textarea"}},
-                           titles={"should_refuse": "should refuse", "citation_support": "citation support",
-                                   "latency_ms": "latency (ms)", YOUR_NDCG: YOUR_NDCG})
+    def evaluation_tables(self) -> tuple[pn.pane.HTML, pn.pane.HTML]:
+        """The means per configuration (``assess.summary``) and the current one's score on each question."""
+        return tuple(pn.pane.HTML(pn.bind(lambda e, s=scroll: html_table(e.current_table if s else e.summary, s),
+                                          self.param.evaluation), sizing_mode="stretch_width")
+                     for scroll in (False, True))
 
     def controls(self) -> pn.Column:
         """The sidebar: the question, chunking, retrieval and reranking (and citations when yours is given)."""
@@ -357,7 +348,7 @@ class RagDashboard(kit.LabDashboard):
             kit.controls(self, ["query"]),
             self._ask,
             kit.controls(self, ["strategy", "size", "overlap"], title="Chunking"),
-            pn.pane.Markdown(f"“sentences” windows hold size ÷ {WORDS_PER_SENTENCE} sentences (the corpus "
+            pn.pane.Markdown(f"“sentences” windows hold size ÷ {ex.WORDS_PER_SENTENCE} sentences (the corpus "
                              "averages that many words a sentence).", margin=(0, 10)),
             self._progress,
             self._retrieval_controls(),

@@ -44,7 +44,7 @@ def chunk_config(strategy: str, size: int, overlap: int) -> ChunkConfig:
     if strategy == "sentences":
         window = max(1, round(size / WORDS_PER_SENTENCE))
         return ChunkConfig("sentences", window, min(round(overlap / WORDS_PER_SENTENCE), window - 1))
-    return ChunkConfig(strategy, int(size), min(int(overlap), int(size) - 1))  # type: ignore[arg-type]
+    return ChunkConfig(strategy, int(size), min(int(overlap), int(size) - 1))
 
 
 def chunking_label(config: ChunkConfig) -> str:
@@ -122,12 +122,12 @@ class Setting:
         """``base`` answering this way: a shallow copy sharing its index, so nothing is re-embedded."""
         variant = copy.copy(base)
         custom = callable(self.fusion)
-        variant.retrieval = RetrievalConfig(mode=self.mode, fusion="rrf" if custom else self.fusion,  # type: ignore[arg-type]
+        variant.retrieval = RetrievalConfig(mode=self.mode, fusion="rrf" if custom else self.fusion,
                                             weight=float(self.weight))
-        variant.rank_fusion = self.fusion if custom else rrf  # type: ignore[assignment]
+        variant.rank_fusion = self.fusion if custom else rrf
         variant.reranker = self.reranker
         if self.cite is not None:
-            variant.answerer = dataclasses.replace(base.answerer, cite=self.cite)  # type: ignore[type-var]
+            variant.answerer = dataclasses.replace(base.answerer, cite=self.cite)
         return variant
 
 

@@ -1,6 +1,7 @@
 """Lab 06 in a real browser: the RAG dashboard answers the default question with citation badges; a
-typed question, sent with Enter, changes the answer and its badges; an unanswerable one is refused;
-the evaluation tab fills its table."""
+typed question, sent with Enter, changes the answer and its badges; bm25 mode shows no fused list and
+no fusion controls; an unanswerable one is refused; the evaluation tab scores the settings when it is
+first opened and draws no empty plot before."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import CHROMIUM_ARGS, serve_lab
 
 ANSWER = ".rag-answer"  # the answer paragraph, with a .rag-badge per citation
@@ -51,6 +53,17 @@ def test_a_typed_question_gets_a_cited_answer(chromium, served):
             page.wait_for_timeout(500)
             page.screenshot(path=str(SHOTS / "rag_typed.png"), full_page=True)
 
+            # bm25 mode: one list cannot be fused, so neither the Fused list nor the fusion controls show.
+            expect(page.get_by_text("Fused (reciprocal rank fusion)")).to_be_visible()
+            page.get_by_label("Retrieval mode").select_option("bm25")
+            expect(page.get_by_text("Fused (reciprocal rank fusion)")).to_have_count(0, timeout=30_000)
+            expect(page.get_by_text("Fusion of the two lists")).to_be_hidden()
+            expect(page.get_by_text("Dense weight")).to_be_hidden()
+            expect(page.get_by_text("BM25 score")).to_be_visible()
+            page.screenshot(path=str(SHOTS / "rag_bm25.png"), full_page=True)
+            page.get_by_label("Retrieval mode").select_option("hybrid")
+            expect(page.get_by_text("Fused (reciprocal rank fusion)")).to_be_visible(timeout=30_000)
+
             box.fill("What is the capital of France?")
             box.press("Enter")
             expect(page.locator(".rag-refused")).to_contain_text("not found in the documents", timeout=30_000)
@@ -58,8 +71,10 @@ def test_a_typed_question_gets_a_cited_answer(chromium, served):
             page.screenshot(path=str(SHOTS / "rag_refused.png"), full_page=True)
 
             page.locator(".bk-tab", has_text="Evaluation").click()
-            page.get_by_role("button", name="Evaluate on the labelled questions").click()
-            expect(page.get_by_text("hybrid (rrf) + rerank").first).to_be_visible(timeout=120_000)
+            # Opening the tab starts the evaluation; nothing (no empty axes) is drawn before it is done.
+            expect(page.get_by_text("median latency (ms)")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("hybrid (rrf) + rerank").first).to_be_visible()
+            expect(page.get_by_role("button", name="Evaluate on the labelled questions")).to_be_enabled()
             page.wait_for_timeout(1000)
             page.screenshot(path=str(SHOTS / "rag_evaluation.png"), full_page=True)
         finally:

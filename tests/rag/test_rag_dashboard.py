@@ -20,7 +20,7 @@ from lab_core.rag.documents import Chunk, Document
 from lab_core.rag.experiments import LIST_COLUMNS, YOUR_NDCG, evaluation_questions
 from lab_core.rag.retrieval import Hit, RetrievalConfig
 from lab_core.rag.system import build_pipeline, demo_documents
-from widgets.rag import STAGE_COLORS, YOURS, Dashboard, RagDashboard, app, dashboard
+from widgets.rag import STAGE_COLORS, YOURS, Dashboard, RagDashboard, app, dashboard, html_table
 
 FRANCE = "What is the capital of France?"
 
@@ -374,3 +374,19 @@ def test_minilm_requeries_in_under_a_second_once_embedded(record_property):
         assert seconds < 1.0, f"{name}={value} took {seconds:.2f} s"
     dash.query = FRANCE
     assert dash.asked.result.answer.refused
+
+
+def test_evaluation_tables_have_whole_headers_with_units(monkeypatch):
+    monkeypatch.setenv("SYSLAB_FAST", "1")
+    dash = fast()
+    dash.evaluate()
+    means = html_table(dash.evaluation.summary)
+    per_question = html_table(dash.evaluation.current_table, scroll=True)
+    for header in ("configuration", "nDCG@10", "refusal accuracy", "citation support", "median latency (ms)"):
+        assert f">{header}</th>" in means, header
+    for header in ("question", "should refuse", "latency (ms)"):
+        assert f">{header}</th>" in per_question, header
+    assert "overflow-y:auto" in per_question and "…" not in means + per_question
+    # An unanswerable question has no retrieval score: a dash, not "nan"; booleans read yes / no.
+    unanswerable = html_table(pd.DataFrame({"nDCG@10": [float("nan")], "refused": [True]}))
+    assert "<td class=num>–</td>" in unanswerable and "nan" not in unanswerable and "<td>yes</td>" in unanswerable
