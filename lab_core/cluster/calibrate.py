@@ -82,5 +82,5 @@ def migration_seconds(
 @functools.cache
 def measured_migration_seconds() -> float:
     """Seconds to move the reference job (7B parameters on 8 GPUs), from a checkpoint measured once
-    per process (16 MB, median of three; about 0.3 s)."""
-    return migration_seconds(REFERENCE_PARAMS, REFERENCE_GPUS, measure_checkpoint(size_mb=16, repeats=3))
+    per process (16 MB, median of five, about 0.5 s: a busy disk's fsync varies several-fold)."""
+    return migration_seconds(REFERENCE_PARAMS, REFERENCE_GPUS, measure_checkpoint(size_mb=16, repeats=5))
