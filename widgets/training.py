@@ -96,8 +96,6 @@ class TrainingDashboard(kit.LabDashboard):
                           self.recompute_exercises, self.refresh_runs):
             recompute()
 
-    # ---- memory per GPU ------------------------------------------------------------------------
-
     @param.depends("model", "dp", "tp", "pp", "micro_batch", "seq_len", "precision", "activation_checkpointing",
                    "flash_attention", "gpu", "mfu_pct", watch=True)
     def recompute_memory(self) -> None:
@@ -112,22 +110,18 @@ class TrainingDashboard(kit.LabDashboard):
 
     def memory_plot(self) -> hv.Overlay:
         """Stacked bars per strategy (weights, gradients, optimizer state, activations) under the GPU's memory."""
-        frame = self.memory.frame if not self.memory.frame.empty else pd.DataFrame(
-            {"setup": ["none"], "strategy": ["none"], "part": ["weights"], "GB": [0.0]})
         limit = GPUS[self.gpu].memory / 1e9
-        bars = hv.Bars(frame, [hv.Dimension("setup", label="strategy and mesh"),
+        bars = hv.Bars(self.memory.frame, [hv.Dimension("setup", label="strategy and mesh"),
                                hv.Dimension("part", values=list(PARTS))], [("GB", "memory per GPU (GB)")]).opts(
             stacked=True, cmap=PARTS, color="part", tools=["hover"], show_legend=False, xrotation=20,
             responsive=True, height=kit.PLOT_HEIGHT, show_grid=True, framewise=True)
         line = hv.HLine(limit).opts(color=kit.OVER, line_dash="dashed", line_width=2)
-        top = max(limit, float(self.memory.totals().max()) if not self.memory.frame.empty else 0.0) * 1.12
+        top = max(limit, float(self.memory.totals().max())) * 1.12
         # The GPU's name is in the title and the key below: a label on the line sat on top of a bar.
         return (bars * line).opts(hv.opts.Overlay(
             title=f"{self.model} on {self.memory.world} GPUs: memory per GPU (busiest rank) vs one {self.gpu} "
                   f"({limit:.0f} GB, dashed)",
             ylim=(0, top), xlabel="strategy and mesh", ylabel="memory per GPU (GB)", framewise=True))
-
-    # ---- checkpoint interval ----------------------------------------------------------------
 
     @param.depends("checkpoint_s", "gpu_mtbf_hours", "n_gpus", "restart_minutes", "async_checkpoint",
                    "async_blocking_pct", "model", watch=True)
@@ -161,8 +155,6 @@ class TrainingDashboard(kit.LabDashboard):
                             ylim=(0, min(100.0, max(3 * pct, 5.0))), xlabel=xlabel, ylabel=ylabel,
                             legend_position="right", framewise=True))
 
-    # ---- mesh --------------------------------------------------------------------------------
-
     @param.depends("model", "dp", "tp", "pp", "gpus_per_node", watch=True)
     def recompute_mesh(self) -> None:
         """Redraw the mesh and say whether the chosen model can run on it."""
@@ -193,8 +185,6 @@ class TrainingDashboard(kit.LabDashboard):
             xlabel="GPU slot within the node", ylabel="node", yticks=ticks, responsive=True, show_grid=False,
             xticks=[(i + 0.5, f"GPU {i}") for i in range(min(self.gpus_per_node, 8))], height=min(height, 900),
             framewise=True, toolbar="right"))
-
-    # ---- the notebook's exercises ----------------------------------------------------------------
 
     def _who(self, name: str) -> list[tuple[str, Any]]:
         """(who, function) pairs for a plug-in: the reference, and the student's when given."""
@@ -245,8 +235,6 @@ class TrainingDashboard(kit.LabDashboard):
             for i, frame in enumerate(frames) for run, part in frame.groupby("run", sort=False)]
         return hv.Overlay(curves).opts(hv.opts.Overlay(title=title, legend_position="right", responsive=True,
                                                        height=kit.PLOT_HEIGHT, show_grid=True))
-
-    # ---- live run ----------------------------------------------------------------------------
 
     @param.depends("tracker_path", watch=True)
     def _new_tracker(self) -> None:
@@ -346,7 +334,7 @@ class TrainingDashboard(kit.LabDashboard):
                                      xlabel="optimizer step", ylabel=ylabel)
         points = hv.Scatter(evals, ("step", "optimizer step"), ("value", ylabel)).opts(color=LOSS_COLORS["eval"], size=7)
         return (curves * points).opts(hv.opts.Overlay(title=self._title("Loss (train per step, eval dots)"),
-                                                      xlim=self._xlim, framewise=True))
+                                                      xlim=self._xlim, framewise=True, legend_position="top_right"))
 
     def metric_plot(self, key: str, title: str, ylabel: str) -> hv.NdOverlay:
         """One logged metric per step (the learning rate as applied, the throughput)."""
@@ -381,8 +369,6 @@ class TrainingDashboard(kit.LabDashboard):
         """Stop the job this session started and mark its run killed."""
         self.live.stop()
         self.poll()
-
-    # ---- layout ------------------------------------------------------------------------------
 
     def controls(self) -> pn.Column:
         """The sidebar: model and mesh, memory, and the failure model of the interval tab."""

@@ -35,7 +35,7 @@ import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -302,7 +302,7 @@ class CheckpointManager:
             files.append({"path": path.relative_to(tmp).as_posix(), "bytes": path.stat().st_size,
                           "sha256": _sha256(path)})
         manifest = {"format": _FORMAT, "step": step, "world_size": self._world,
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "files": files}
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"), "files": files}
         with (tmp / MANIFEST).open("w") as f:
             json.dump(manifest, f, indent=1)
             f.flush()

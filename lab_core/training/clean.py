@@ -42,7 +42,7 @@ class CleanCounts:
     boilerplate_lines: int = 0
     control_chars: int = 0
 
-    def add(self, other: "CleanCounts") -> None:
+    def add(self, other: CleanCounts) -> None:
         """Accumulate ``other`` into this one."""
         self.html_docs += other.html_docs
         self.boilerplate_lines += other.boilerplate_lines

@@ -149,7 +149,7 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=1)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """From a mapping; unknown keys are an error naming them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)

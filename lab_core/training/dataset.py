@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lab_core.store.object_store import MissingObjectError, ObjectStore
 from lab_core.llm.bpe import EOS_ID, BPETokenizer, train_bpe
+from lab_core.store.object_store import MissingObjectError, ObjectStore
 from lab_core.training.clean import run_pipeline
 from lab_core.training.corpus import demo_corpus
 from lab_core.training.shards import write_shards
@@ -49,7 +49,7 @@ class DatasetInfo:
         return json.dumps(data, indent=1)
 
     @classmethod
-    def from_json(cls, text: str, store_url: str) -> "DatasetInfo":
+    def from_json(cls, text: str, store_url: str) -> DatasetInfo:
         """The record ``to_json`` wrote, located at ``store_url``."""
         return cls(store_url=store_url, **json.loads(text))
 

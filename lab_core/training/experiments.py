@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-# The first optimizer a process builds imports torch._dynamo (seconds): pay it once at import, not in the
-# first recompute of every dashboard session.
-import torch._dynamo  # noqa: F401
+import torch._dynamo  # noqa: F401 - a process's first optimizer imports it (seconds): here, not in a session
 
 from lab_core.llm.config import ARCHITECTURES, ModelConfig, get_config
-from lab_core.llm.gpus import GPUS, GPU
+from lab_core.llm.gpus import GPU, GPUS
 from lab_core.llm.model import build_model
 from lab_core.sim import Progress
 from lab_core.sim import steps as reporting

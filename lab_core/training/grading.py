@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
 
+# isort: split
 import contextlib
 import io
 import math

@@ -17,8 +17,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from lab_core.llm.gpus import GPUS
 from lab_core.llm.config import ModelConfig
+from lab_core.llm.gpus import GPUS
 from lab_core.llm.model import Transformer, build_model
 from lab_core.training.config import Mesh, TrainConfig
 
@@ -253,7 +253,10 @@ def peak_flops(device: torch.device, measure: Callable[[torch.device], float] | 
     return (measure or measure_matmul_flops)(device)
 
 
-def measure_matmul_flops(device: torch.device = torch.device("cpu"), n: int = 384, repeats: int = 6) -> float:
+CPU = torch.device("cpu")
+
+
+def measure_matmul_flops(device: torch.device = CPU, n: int = 384, repeats: int = 6) -> float:
     """Best matmul rate of an ``n x n`` product on ``device`` (FP32 on CPU, BF16 on GPU)."""
     import time
 

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 from lab_core.llm.model import Transformer, build_model
+from lab_core.llm.registry import ModelRegistry, ModelVersion
 from lab_core.store.object_store import ObjectStore
 from lab_core.training.checkpoint import CheckpointManager
 from lab_core.training.config import TrainConfig
 from lab_core.training.dataset import load_tokenizer
 from lab_core.training.evaluate import EvalResult, evaluate
 from lab_core.training.loader import ShardedLoader
-from lab_core.llm.registry import ModelRegistry, ModelVersion
 
 
 def load_trained(checkpoint_dir: Path, config: TrainConfig, vocab_size: int) -> tuple[Transformer, int]:

@@ -71,7 +71,7 @@ class ShardIndex:
         }, indent=1)
 
     @classmethod
-    def load(cls, store: ObjectStore, prefix: str) -> "ShardIndex":
+    def load(cls, store: ObjectStore, prefix: str) -> ShardIndex:
         """Read ``{prefix}/index.json``; ``ShardIndexError`` naming the key and store when missing or malformed."""
         key = f"{prefix}/index.json"
         try:

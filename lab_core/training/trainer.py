@@ -13,13 +13,19 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from lab_core.store.object_store import ObjectStore
 from lab_core.training.checkpoint import CheckpointManager
 from lab_core.training.config import TrainConfig
 from lab_core.training.dataset import load_tokenizer
 from lab_core.training.loader import ShardedLoader
-from lab_core.training.parallel import (Parallel, flops_per_token, grad_norm_and_clip, make_optimizer, parallelize,
-                                        peak_flops)
-from lab_core.store.object_store import ObjectStore
+from lab_core.training.parallel import (
+    Parallel,
+    flops_per_token,
+    grad_norm_and_clip,
+    make_optimizer,
+    parallelize,
+    peak_flops,
+)
 from lab_core.training.tracker import Tracker
 
 

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab_core.llm.tokenizer import ByteTokenizer
 from lab_core.llm.bpe import BPETokenizer, pretokenize, train_bpe
+from lab_core.llm.tokenizer import ByteTokenizer
 from lab_core.training.clean import run_pipeline
 from lab_core.training.corpus import demo_corpus
 

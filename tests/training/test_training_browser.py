@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM_ARGS, serve_lab
 
+from conftest import CHROMIUM_ARGS, serve_lab
 from lab_core.training import launch
 from lab_core.training.config import TrainConfig
 

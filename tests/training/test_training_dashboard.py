@@ -13,11 +13,11 @@ import panel as pn
 import pytest
 from bokeh.document import Document
 
-from lab_core.training.calculators import GB, job_mtbf, young_daly_interval
-from lab_core.training.tracker import Tracker
 from lab_core.llm.gpus import GPUS
 from lab_core.training import reference
+from lab_core.training.calculators import GB, job_mtbf, young_daly_interval
 from lab_core.training.experiments import MODELS
+from lab_core.training.tracker import Tracker
 from widgets.training import TrainingDashboard, app, dashboard
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from lab_core.llm.config import get_config
 from lab_core.llm.model import build_model
+from lab_core.llm.registry import ModelRegistry
 from lab_core.llm.tokenizer import ByteTokenizer
 from lab_core.training.evaluate import (
     DEFAULT_PROMPTS,
@@ -20,7 +21,6 @@ from lab_core.training.evaluate import (
     generate,
     perplexity,
 )
-from lab_core.llm.registry import ModelRegistry
 
 CFG = get_config("tiny")
 TOK = ByteTokenizer()

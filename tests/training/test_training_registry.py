@@ -7,11 +7,9 @@ import json
 import pytest
 import torch
 
+from lab_core.llm import registry as registry_module
 from lab_core.llm.config import get_config
 from lab_core.llm.model import build_model
-from lab_core.llm.tokenizer import ByteTokenizer
-from lab_core.sim.clock import ManualClock
-from lab_core.llm import registry as registry_module
 from lab_core.llm.registry import (
     CorruptModelError,
     ModelRegistry,
@@ -19,6 +17,8 @@ from lab_core.llm.registry import (
     load_tokenizer_json,
     tokenizer_json,
 )
+from lab_core.llm.tokenizer import ByteTokenizer
+from lab_core.sim.clock import ManualClock
 
 CFG = get_config("tiny")
 IDS = torch.tensor([[256, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100]])

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_asgi
+from lab_core.llm.registry import ModelRegistry
 from lab_core.serving.demo import close_replicas, create_app
 from lab_core.serving.engine import EngineConfig, LLMEngine
 from lab_core.serving.protocol import SamplingParams
@@ -16,9 +18,7 @@ from lab_core.training.checkpoint import CheckpointManager
 from lab_core.training.config import TrainConfig
 from lab_core.training.elastic import start_elastic
 from lab_core.training.publish import publish_run
-from lab_core.llm.registry import ModelRegistry
 from lab_core.training.tracker import Tracker
-from conftest import run_asgi
 
 CONFIG = TrainConfig(steps=10, micro_batch=8, seq_len=32, warmup_steps=2, checkpoint_every=4, keep_last=2)
 

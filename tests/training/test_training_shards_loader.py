@@ -10,8 +10,14 @@ import torch
 
 from lab_core.store.object_store import MissingObjectError, ObjectStore
 from lab_core.training.loader import ShardedLoader
-from lab_core.training.shards import (CorruptShardError, MissingShardError, ShardIndex, ShardIndexError,
-                                      read_shard, write_shards)
+from lab_core.training.shards import (
+    CorruptShardError,
+    MissingShardError,
+    ShardIndex,
+    ShardIndexError,
+    read_shard,
+    write_shards,
+)
 
 EOS = 257
 SEQ = 16
