@@ -39,6 +39,9 @@ MAX_EVENTS = 600_000
 WRITE_CUT_TARGET = 90.0  # hybrid cuts fan-out writes by at least this % vs push
 READ_P99_RATIO_TARGET = 2.0  # hybrid read p99 at most this multiple of push's
 PAGE_PLUGINS = ("add_to_timeline", "merge", "features")  # the seams the reader's page goes through
+#: Tables fit the page's width and wrap their headers (units included) instead of cutting them off.
+TABLE = {"disabled": True, "show_index": False, "layout": "fit_columns", "sizing_mode": "stretch_width",
+         "configuration": {"columnDefaults": {"headerWordWrap": True}}}
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,16 +116,27 @@ class FeedDashboard(kit.LabDashboard):
         self._base_key, self._base = key, study.base
         return study
 
-    def _page(self, g: SocialGraph, yours: bool) -> pd.DataFrame:
-        """The reader's page with the reference functions, or with each of the student's given ones."""
-        given = {k: self.yours[k] for k in PAGE_PLUGINS if yours and k in self.yours}
-        if "features" in given and self._your_ranker is None:
-            self._your_ranker = ex.trained_ranker(given["features"])
-        return ex.reader_page(g, int(self.threshold), timeline_cap=int(self.timeline_cap), seed=int(self.seed),
+    def _page(self, g: SocialGraph, given: dict) -> pd.DataFrame:
+        """The reader's page made with the student's ``given`` functions and the reference for the rest."""
+        page = ex.reader_page(g, int(self.threshold), timeline_cap=int(self.timeline_cap), seed=int(self.seed),
                               merge_fn=given.get("merge", merge),
                               timeline_write=given.get("add_to_timeline", add_to_timeline),
-                              features=given.get("features"),
-                              ranker=self._your_ranker if "features" in given else None)
+                              features=given.get("features"), ranker=self._your_ranker if "features" in given else None)
+        page.attrs["yours"] = list(given)
+        return page
+
+    def _pages(self, g: SocialGraph, errors: dict[str, str]) -> dict[str, pd.DataFrame]:
+        """The reference page and, when the student gave any of its seams, theirs (a failing ranker
+        training is reported under ``features`` and that page ranked by the reference instead)."""
+        given = {k: self.yours[k] for k in PAGE_PLUGINS if k in self.yours}
+        if "features" in given and self._your_ranker is None:
+            self._your_ranker = self.attempt(errors, "your features", ex.trained_ranker, given["features"])
+        if self._your_ranker is None:
+            given.pop("features", None)
+        pages = {"reference": self.attempt(errors, "reader's page", self._page, g, {})}
+        if given:
+            pages["yours"] = self.attempt(errors, f"your {', '.join(given)}", self._page, g, given)
+        return {side: page for side, page in pages.items() if page is not None}
 
     @param.depends("threshold", "n_users", "mean_follows", "celebrity_boost", "read_ratio", "timeline_cap",
                    "duration", "seed", watch=True)
@@ -140,11 +154,7 @@ class FeedDashboard(kit.LabDashboard):
                 mine = self.attempt(errors, "your fanout_targets", ex.yours_run, g, int(self.threshold),
                                     self.yours["fanout_targets"], **self._kwargs())
                 study = study.with_yours(mine) if mine is not None else study
-            for side, name in (("reference", "reader's page"),
-                               ("yours", f"your {', '.join(k for k in PAGE_PLUGINS if k in self.yours)}")):
-                if side == "reference" or any(k in self.yours for k in PAGE_PLUGINS):
-                    page = self.attempt(errors, name, self._page, g, side == "yours")
-                    pages.update({side: page} if page is not None else {})
+            pages = self._pages(g, errors)
         if self.is_latest(token):
             self.param.update(errors=errors, run=Run(study, pages, g, time.perf_counter() - started))
 
@@ -289,9 +299,8 @@ class FeedDashboard(kit.LabDashboard):
     def _page_table(frame: pd.DataFrame) -> pn.widgets.Tabulator:
         titles = {"newest_first": "# newest first", "ranked": "# ranked", "moved": "moved (places up)",
                   "post_id": "post id", "author_followers": "author followers", "age_min": "age (min)",
-                  "affinity": "affinity (interactions)", "score": "score (logit)"}
-        table = pn.widgets.Tabulator(frame, disabled=True, show_index=False, titles=titles, layout="fit_data_fill",
-                                     sizing_mode="stretch_width", text_align={"source": "center"})
+                  "affinity": "affinity (count)", "score": "score (logit)"}
+        table = pn.widgets.Tabulator(frame, titles=titles, text_align={"source": "center"}, **TABLE)
         table.style.map(lambda v: f"color:{COLORS['push'] if v == 'push' else COLORS['pull']};font-weight:bold",
                         subset=["source"])
         return table
@@ -312,7 +321,7 @@ class FeedDashboard(kit.LabDashboard):
             return pn.Column(pn.pane.Markdown(intro, sizing_mode="stretch_width"), self._page_table(ref),
                              sizing_mode="stretch_width")
         same = mine[["post_id", "ranked"]].equals(ref[["post_id", "ranked"]])
-        verdict = (f"\n\n**Yours** ({', '.join(f'`{k}`' for k in PAGE_PLUGINS if k in self.yours)}): "
+        verdict = (f"\n\n**Yours** ({', '.join(f'`{k}`' for k in mine.attrs['yours'])}): "
                    f"timeline {mine.attrs['timeline_entries']} entries; "
                    + ("the same page and order as the reference ✓" if same else "a different page or order ✗"))
         tabs = pn.Tabs(("Yours", self._page_table(mine)), ("Reference", self._page_table(ref)),
@@ -322,7 +331,7 @@ class FeedDashboard(kit.LabDashboard):
 
     def summary_table(self) -> pn.widgets.Tabulator:
         """The numbers behind the plots, one row per strategy, in the plots' units (ms, MB)."""
-        titles = {"strategy": "strategy", "threshold": "pulled from (followers)", "writes_per_post": "writes/post",
+        titles = {"strategy": "strategy", "threshold": "authors pulled", "writes_per_post": "writes per post",
                   "writes_vs_push": "writes ÷ push", "visibility_p50": "visible p50 (ms)",
                   "visibility_p99": "visible p99 (ms)", "read_p50": "read p50 (ms)", "read_p99": "read p99 (ms)",
                   "read_p99_vs_push": "read p99 ÷ push", "cache_bytes": "cache (MB)"}
@@ -332,11 +341,12 @@ class FeedDashboard(kit.LabDashboard):
             if s.empty:
                 return pd.DataFrame(columns=list(titles))
             ms = ["visibility_p50", "visibility_p99", "read_p50", "read_p99"]
-            s = s.assign(**{c: s[c].astype(float) * 1e3 for c in ms}, cache_bytes=s["cache_bytes"] / 1e6)
+            pulled = {"push": "none", "pull": "all"}
+            s = s.assign(**{c: s[c].astype(float) * 1e3 for c in ms}, cache_bytes=s["cache_bytes"] / 1e6,
+                         threshold=[pulled.get(k, f"≥ {t:,}") for k, t in zip(s["strategy"], s["threshold"])])
             return s[list(titles)].round(3)
 
-        return pn.widgets.Tabulator(pn.bind(table, self.param.run), disabled=True, show_index=False, titles=titles,
-                                    sizing_mode="stretch_width", layout="fit_data_fill")
+        return pn.widgets.Tabulator(pn.bind(table, self.param.run), titles=titles, **TABLE)
 
     def controls(self) -> pn.Column:
         """The sidebar: fan-out policy, graph, traffic, and which of your functions are plugged in."""

@@ -184,6 +184,9 @@ def test_a_student_exception_is_shown_and_the_reference_still_drawn():
     assert all("my bug" in text and "broken" in text for text in dash.errors.values())
     assert list(dash.summary()["strategy"]) == ["push", "pull", "hybrid"] and len(dash.user_feed()) > 0
     assert dash.error_view().visible
+    dash = dashboard(merge=feed.merge, features=broken)  # the page still shows your merge, reference-ranked
+    assert set(dash.errors) == {"your features"} and dash.user_feed("yours").attrs["yours"] == ["merge"]
+    assert "the same page and order as the reference ✓" in dash.feed_view().objects[0].object
     with pytest.raises(TypeError, match="fan-out policy"):
         dashboard(fanout_targets=42)
 
