@@ -6,8 +6,9 @@ every chunk keeps its character span, so ``chunk.text == doc.text[chunk.start:ch
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from lab_core.rag.documents import Chunk, Document, make_chunk
 from lab_core.rag.protocol import Chunker

@@ -11,10 +11,10 @@ from lab_core.rag.answer import Answer, ExtractiveAnswerer
 from lab_core.rag.chunking import ChunkConfig, chunk_all
 from lab_core.rag.documents import Document
 from lab_core.rag.embedding import Embedder, Progress
-from lab_core.rag.parsing import ParseError, parse_folder
 from lab_core.rag.fusion import rrf
+from lab_core.rag.parsing import ParseError, parse_folder
 from lab_core.rag.protocol import Answerer, Chunker, RankFusion, Reranker
-from lab_core.rag.retrieval import HybridIndex, Hit, Retrieval, RetrievalConfig
+from lab_core.rag.retrieval import Hit, HybridIndex, Retrieval, RetrievalConfig
 from lab_core.rag.vectordb import IndexConfig
 
 MAX_QUERY_CHARS = 2000

@@ -175,7 +175,7 @@ class HybridIndex:
             ChunkStore(folder / "chunks.sqlite").add(self.chunks.all())
 
     @classmethod
-    def load(cls, folder: str | Path, embedder: Embedder) -> "HybridIndex":
+    def load(cls, folder: str | Path, embedder: Embedder) -> HybridIndex:
         """An index saved by ``save``; refused (``IndexMismatch``) when built with another embedder."""
         folder = Path(folder)
         if not (folder / "chunks.sqlite").is_file():

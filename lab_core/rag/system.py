@@ -4,7 +4,7 @@ re-embeds only the chunks that changed."""
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from lab_core.rag.answer import ExtractiveAnswerer
@@ -14,8 +14,8 @@ from lab_core.rag.documents import Document
 from lab_core.rag.embedding import CachedEmbedder, Embedder, Progress, get_embedder
 from lab_core.rag.fusion import rrf
 from lab_core.rag.pipeline import RagPipeline
-from lab_core.rag.rerank import DEFAULT_PATH, LinearReranker, default_reranker, fit
 from lab_core.rag.protocol import Chunker, RankFusion
+from lab_core.rag.rerank import DEFAULT_PATH, LinearReranker, default_reranker, fit
 from lab_core.rag.retrieval import RetrievalConfig
 from lab_core.rag.vectordb import IndexConfig
 
@@ -28,7 +28,7 @@ def cache_path() -> Path:
     return Path(os.environ.get("SYSLAB_CACHE") or Path.home() / ".cache" / "sysdesign-lab") / "embeddings.sqlite"
 
 
-@lru_cache(maxsize=None)
+@cache
 def cached_embedder(name: str = "minilm") -> Embedder:
     """The named embedder behind the process-wide on-disk cache."""
     return CachedEmbedder(get_embedder(name), cache_path())
