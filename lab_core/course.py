@@ -29,6 +29,7 @@ replaced by its wrong answer.
 """
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -70,6 +71,13 @@ def parse_mutant(path: Path) -> Mutant:
         raise ValueError(f"mutant {path.name}: no '# %% grade_id: <id>' section found")
     head = parts[0].strip().strip('"').strip()
     cells = {parts[i]: parts[i + 1].strip("\n") + "\n" for i in range(1, len(parts), 2)}
+    for grade_id, source in cells.items():
+        # A mutant that does not even parse would lose every test and look caught: refuse it instead.
+        try:
+            compile(source, f"{path.name}:{grade_id}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        except SyntaxError as exc:
+            raise ValueError(f"mutant {path.name}: cell {grade_id!r} is not valid Python ({exc.msg}, "
+                             f"line {exc.lineno})") from None
     return Mutant(path.stem, head.splitlines()[0] if head else "", cells)
 
 

@@ -127,3 +127,14 @@ def test_cell_differences_name_each_cell_that_scored_differently():
     assert cell_differences(cold, fast) == ["b: (0.0, 1.0) -> (1.0, 1.0)", "c: (2.0, 2.0) -> (1.0, 2.0)"]
     assert cell_differences(cold, Grade(1.0, 1.0, {"a": (1.0, 1.0)})) == ["b: (0.0, 1.0) -> None", "c: (2.0, 2.0) -> None"]
     assert cell_differences(cold, None) == ["not graded by the fast path"]
+
+
+def test_a_mutant_that_does_not_parse_is_refused_not_counted_as_caught(tmp_path):
+    from lab_core.course import parse_mutant
+
+    path = tmp_path / "broken.py"
+    path.write_text('"""Indentation broken while copying."""\n\n# %% grade_id: token_bucket\nclass A:\n    x = 1\n        y = 2\n')
+    with pytest.raises(ValueError, match=r"broken.py: cell 'token_bucket' is not valid Python"):
+        parse_mutant(path)
+    path.write_text('"""Top-level await is fine in a notebook cell."""\n\n# %% grade_id: demo\nawait send(apps, 3)\n')
+    assert parse_mutant(path).cells == {"demo": "await send(apps, 3)\n"}

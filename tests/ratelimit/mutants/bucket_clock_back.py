@@ -15,13 +15,13 @@ class TokenBucket:
         self.period = float(period)
         self.burst = burst
         self.clock = clock
-                self.capacity = burst or limit
+        self.capacity = burst or limit
         self.rate = limit / self.period  # tokens per second
         self.buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, time of last refill)
-        
+
     def acquire(self, key: str, cost: int = 1) -> Decision:
         """Decide on one request of `cost` units for `key` at the clock's current time."""
-                now = self.clock.now()
+        now = self.clock.now()
         tokens, last = self.buckets.get(key, (float(self.capacity), now))
         tokens = min(float(self.capacity), tokens + (now - last) * self.rate)
         allowed = tokens >= cost
