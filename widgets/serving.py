@@ -142,11 +142,11 @@ class ServingDashboard(kit.LabDashboard):
         """The current settings in words, for the sweeps' captions."""
         if self.run is None:
             return "invalid settings"
-        cfg = self.run.config
+        cfg, order = self.run.config, {v: k.split(" (")[0] for k, v in FLEET_ORDERS.items()}
         pools = f"{cfg.prefill_gpus} prefill + {cfg.decode_gpus} decode" if cfg.prefill_gpus else \
             f"{cfg.decode_gpus} colocated"
         return (f"{self.model} on {pools} {self.gpu}s (tp {cfg.tp}), budget {cfg.token_budget}, block "
-                f"{cfg.block_size}, chunked prefill {'on' if cfg.chunked_prefill else 'off'}, {cfg.policy}, "
+                f"{cfg.block_size}, chunked prefill {'on' if cfg.chunked_prefill else 'off'}, {order[cfg.policy]}, "
                 f"cv {self.burstiness:g}, {self.offered_rate():g} req/s")
 
     def _sweep(self, what: str, compute: Any, multiples: tuple[float, ...]) -> None:
@@ -271,7 +271,9 @@ class ServingDashboard(kit.LabDashboard):
         plot = kit.timeseries_plot(long.assign(what=long["what"].map(names)), "requests", by="what", step=True,
                                    colors=dict(zip(names.values(), (kit.OVER, "#1f77b4"))), title="Queue depth",
                                    ylabel="requests", xlabel="simulated time (s; shaded: no new arrivals)")
+        # Headroom above the highest line keeps the legend off the data.
         return (plot * span).opts(hv.opts.Overlay(title="Queue depth and running batch over time",
+                                                  ylim=(0, max(1.0, float(long["requests"].max())) * 1.45),
                                                   legend_position="top_right", framewise=True))
 
     def _caption(self, sweep: Sweep) -> str:
