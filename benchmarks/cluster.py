@@ -62,8 +62,18 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from lab_core.bench import Figure, machine_note
+from lab_core.cluster import (
+    FGD,
+    Cluster,
+    Job,
+    Simulation,
+    Workload,
+    best_fit,
+    first_fit,
+    fragmentation_ratio,
+    synthetic,
+)
 from lab_core.cluster.calibrate import measure_checkpoint, migration_seconds
-from lab_core.cluster import FGD, Cluster, Job, Simulation, Workload, best_fit, first_fit, fragmentation_ratio, synthetic
 from lab_core.cluster.model import NodeSpec
 from lab_core.cluster.protocol import Placer
 from lab_core.cluster.traces import OPENB_NODES_PER_RACK, load_openb, openb_cluster

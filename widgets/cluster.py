@@ -18,10 +18,14 @@ import panel as pn
 import param
 from bokeh.palettes import Category20
 
-from lab_core.cluster import (FGD, MIXES, PLACERS, SCHEDULERS, Cluster, Failure, Job, Placer, Scheduler, SimResult,
-                              Workload, best_fit, easy_backfill, experiments, stranded_gpus, synthetic)
+from lab_core.cluster import FGD, MIXES, PLACERS, SCHEDULERS, Cluster, Failure, Job, Workload, experiments, synthetic
 from lab_core.cluster.calibrate import measured_migration_seconds
 from lab_core.cluster.experiments import BACKFILL_DEPTH, COMPARE_COLUMNS, Frame, PolicyRun, cluster_at
+from lab_core.cluster.fragmentation import stranded_gpus
+from lab_core.cluster.placement import best_fit
+from lab_core.cluster.protocol import Placer, Scheduler
+from lab_core.cluster.schedulers import easy_backfill
+from lab_core.cluster.simulator import SimResult
 from lab_core.sim.progress import steps
 from widgets import kit
 
@@ -247,12 +251,13 @@ class ClusterDashboard(kit.LabDashboard):
         busy = cells[cells["job"] >= 0].copy()
         busy["color"] = [JOB_COLORS[j % len(JOB_COLORS)] for j in busy["job"]]
         # Category20 comes in (dark, light) pairs: white ids on the dark ones, dark ids on the light.
-        busy["ink"] = np.where(busy["job"] % len(JOB_COLORS) % 2 == 0, "#ffffff", "#222222")
+        dark = (busy["job"] % len(JOB_COLORS) % 2 == 0).to_numpy()
         vdims = ["name", "job", "free_pct", "state"]
         jobs = hv.Rectangles(busy, ["x0", "y0", "x1", "y1"], [*vdims, "color"]).opts(
             color="color", line_color="white", tools=["hover"])
-        labels = hv.Labels(busy.assign(x=busy["gpu"], y=busy["node"], label=busy["job"].astype(str)), ["x", "y"],
-                           ["label", "ink"]).opts(text_font_size="8pt", text_color="ink")
+        ids = busy.assign(x=busy["gpu"], y=busy["node"], label=busy["job"].astype(str))
+        labels = hv.Overlay([hv.Labels(ids[on], ["x", "y"], "label").opts(text_font_size="8pt", text_color=ink)
+                             for on, ink in ((dark, "#ffffff"), (~dark, "#222222"))])
         free = hv.Rectangles(cells[cells["job"] < 0], ["x0", "y0", "x1", "y1"], vdims).opts(
             color="white", line_color=MARKS["free GPU"], line_width=1, tools=["hover"])
         strand = cells[cells["state"] == "stranded"]

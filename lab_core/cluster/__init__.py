@@ -6,23 +6,31 @@ with node failures (``Failure``, an input like the jobs) detected by heartbeats 
 ``fragmentation`` measures stranding; ``experiments`` holds what notebooks, benchmarks and the
 dashboard run.
 """
+from lab_core.cluster.experiments import detection_tradeoff
+from lab_core.cluster.failures import Failure
 from lab_core.cluster.fragmentation import (
     Workload,
-    fragmented_gpus,
     fragmentation_ratio,
+    fragmented_gpus,
     node_fragmentation,
     stranded_gpus,
     stranded_mask,
     stranded_ratio,
 )
-from lab_core.cluster.experiments import detection_tradeoff
-from lab_core.cluster.failures import Failure
 from lab_core.cluster.health import HealthConfig
 from lab_core.cluster.job import FULL_GPU, Job, JobError, State
 from lab_core.cluster.model import GPU_TYPES, Cluster, NodeSpec, Placement, PlacementError
 from lab_core.cluster.placement import FGD, PLACERS, best_fit, first_fit, gpus_in_node, topology_aware
 from lab_core.cluster.protocol import Placer, Scheduler
-from lab_core.cluster.schedulers import SCHEDULERS, conservative_backfill, defragment, easy_backfill, fifo, greedy, reservation
+from lab_core.cluster.schedulers import (
+    SCHEDULERS,
+    conservative_backfill,
+    defragment,
+    easy_backfill,
+    fifo,
+    greedy,
+    reservation,
+)
 from lab_core.cluster.simulator import SimConfig, SimResult, Simulation
 from lab_core.cluster.synthetic import MIXES, synthetic
 from lab_core.cluster.view import Reservation, Running, View

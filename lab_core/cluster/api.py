@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from lab_core import jsonapi
 from lab_core.cluster.job import JobError
 from lab_core.cluster.live import STATES, AlreadyDown, ClusterStopped, LiveCluster, Unschedulable
-from lab_core import jsonapi
 from lab_core.jsonapi import BadInput, read_json
 
 DEFAULT_LIMIT = 100

@@ -116,27 +116,25 @@ def run_policy(
     return PolicyRun(result, tuple(snaps))
 
 
+#: Each comparison column but the scheduler's name: the summary key it comes from and the scale to its unit.
+_FROM_SUMMARY: dict[str, tuple[str, float]] = {
+    "done": ("done", 1.0), "mean_jct_h": ("mean_jct", 1 / 3600), "p50_jct_h": ("p50_jct", 1 / 3600),
+    "p99_jct_h": ("p99_jct", 1 / 3600), "mean_wait_h": ("mean_wait", 1 / 3600), "makespan_h": ("makespan", 1 / 3600),
+    "arrival_utilisation_pct": ("arrival_utilisation", 100.0), "makespan_utilisation_pct": ("utilisation", 100.0),
+    "mean_stranded_pct": ("mean_stranded", 100.0), "mean_fragmentation_pct": ("mean_fragmentation", 100.0),
+    "mean_queue": ("mean_queue", 1.0), "restarts": ("restarts", 1.0), "migrations": ("migrations", 1.0),
+    "lost_gpu_hours": ("lost_gpu_hours", 1.0), "seconds": ("wall_seconds", 1.0),
+}
+_COUNTS = ("done", "restarts", "migrations")
+
+
 def comparison(results: Mapping[str, SimResult]) -> pd.DataFrame:
     """One row per scheduler: jobs done, JCT and wait (hours), utilisation while jobs arrive and over
     the makespan, stranding and fragmentation (percent), queue, restarts, losses, wall seconds."""
-    rows = []
-    for name, r in results.items():
-        s = r.summary
-
-        def get(key: str, scale: float = 1.0) -> float:
-            return s.get(key, math.nan) * scale
-
-        rows.append({
-            "scheduler": name, "done": int(s.get("done", 0)), "mean_jct_h": get("mean_jct", 1 / 3600),
-            "p50_jct_h": get("p50_jct", 1 / 3600), "p99_jct_h": get("p99_jct", 1 / 3600),
-            "mean_wait_h": get("mean_wait", 1 / 3600), "makespan_h": get("makespan", 1 / 3600),
-            "arrival_utilisation_pct": get("arrival_utilisation", 100), "makespan_utilisation_pct": get("utilisation", 100),
-            "mean_stranded_pct": get("mean_stranded", 100), "mean_fragmentation_pct": get("mean_fragmentation", 100),
-            "mean_queue": get("mean_queue"), "restarts": int(s.get("restarts", 0)),
-            "migrations": int(s.get("migrations", 0)), "lost_gpu_hours": s.get("lost_gpu_hours", 0.0),
-            "seconds": get("wall_seconds"),
-        })
-    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+    rows = [{"scheduler": name, **{column: r.summary.get(key, 0.0 if column in _COUNTS else math.nan) * scale
+                                   for column, (key, scale) in _FROM_SUMMARY.items()}}
+            for name, r in results.items()]
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS).astype({column: int for column in _COUNTS})
 
 
 def jct_distribution(results: Mapping[str, SimResult]) -> pd.DataFrame:

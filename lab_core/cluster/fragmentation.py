@@ -10,8 +10,8 @@ free GPU capacity.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class Workload:
     popularity: np.ndarray
 
     @classmethod
-    def from_jobs(cls, jobs: Iterable[Job], top: int | None = None) -> "Workload":
+    def from_jobs(cls, jobs: Iterable[Job], top: int | None = None) -> Workload:
         """The request mix of ``jobs``: one class per distinct (GPUs, share, CPU, memory) request, as in
         the paper, weighted by count; ``top`` keeps only the commonest classes."""
         counts = Counter((j.num_gpus, j.gpu_milli, j.cpu_milli, j.memory_mib) for j in jobs).most_common(top)

@@ -23,10 +23,12 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
+
+# isort: split
 
 import numpy as np
 from hypothesis import given
@@ -291,7 +293,7 @@ def _simulate(scheduler: Callable[..., Any], kwargs: dict, placer: str) -> dict[
     return sim.jobs
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference_run(index: int, extra: bool) -> dict[int, tuple[float | None, float | None, float | None]]:
     name, kwargs, placer = (OTHER_PLACERS if extra else WORKLOADS)[index]
     jobs = _simulate(reference_schedulers.easy_backfill, kwargs, placer)

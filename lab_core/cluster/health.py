@@ -8,8 +8,9 @@ next heartbeat.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,7 @@ class HealthConfig:
 class HealthMonitor:
     """Heartbeats from every node agent, one vectorised tick per interval, and the timeout detector."""
 
-    def __init__(self, sim: "Simulation", config: HealthConfig) -> None:
+    def __init__(self, sim: Simulation, config: HealthConfig) -> None:
         self.sim = sim
         self.config = config
         n = sim.cluster.num_nodes

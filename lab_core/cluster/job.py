@@ -113,7 +113,7 @@ class Job:
             return 0.0
         return math.floor(worked / self.checkpoint_interval) * self.checkpoint_interval
 
-    def fresh(self) -> "Job":
+    def fresh(self) -> Job:
         """An unrun copy (the simulator fills in a job's state as it runs, so each run needs its own)."""
         return Job(
             id=self.id, submit=self.submit, duration=self.duration, num_gpus=self.num_gpus, gpu_milli=self.gpu_milli,

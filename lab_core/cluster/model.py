@@ -100,7 +100,7 @@ class Cluster:
         gpu_type: str = "H100",
         cpu_milli: int = 128_000,
         memory_mib: int = 1_048_576,
-    ) -> "Cluster":
+    ) -> Cluster:
         """A homogeneous cluster of ``racks`` x ``nodes_per_rack`` nodes."""
         for name, value in (("racks", racks), ("nodes_per_rack", nodes_per_rack), ("gpus_per_node", gpus_per_node)):
             if not isinstance(value, int) or value < 1:

@@ -6,7 +6,7 @@ nodes, within one rack when possible, for every policy.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -6,7 +6,7 @@ of the line when it does not fit.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

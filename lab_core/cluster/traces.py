@@ -37,9 +37,9 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from lab_core.cluster.job import FULL_GPU, Job, JobError
 from lab_core.cluster.model import Cluster, NodeSpec

@@ -38,7 +38,7 @@ class Reservation:
 class View:
     """The scheduler's handle on the simulation during one pass; every action takes effect at once."""
 
-    def __init__(self, sim: "Simulation") -> None:
+    def __init__(self, sim: Simulation) -> None:
         self._sim = sim
 
     @property

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import assert_json_error, run_asgi
 
+from conftest import assert_json_error, run_asgi
 from lab_core.cluster.demo import DEFAULTS, create_app
 from lab_core.cluster.health import HealthConfig
 from lab_core.cluster.live import LiveCluster

@@ -17,7 +17,6 @@ import pytest
 
 from conftest import ROOT, assert_bench_record, assert_bench_table
 
-
 RUN = (
     "import sys\n"
     "from lab_core.bench import run_benchmark\n"

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM_ARGS, serve_lab
 
+from conftest import CHROMIUM_ARGS, serve_lab
 
 HEADLINE = "Recomputed in"  # the sentence over the player stating the chosen run's numbers
 PLOTS = 4  # GPU map, utilisation/fragmentation, queue length, JCT distribution

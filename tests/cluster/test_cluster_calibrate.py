@@ -57,7 +57,7 @@ def test_the_simulator_charges_the_measured_migration_cost():
 def test_the_migration_model_predicts_a_real_torch_jobs_checkpoint_and_restore(tmp_path):
     from lab_core.cluster.validate import validate
 
-    table = validate((1e6, 4e6), calibrate_mb=16, repeats=3, folder=str(tmp_path))
+    table = validate((1e6, 4e6), calibrate_mb=16, repeats=5, folder=str(tmp_path))
     assert tuple(table.columns) == COLUMNS and len(table) == 4
     size = table[table["unit"] == "MB"]
     seconds = table[table["unit"] == "s"]

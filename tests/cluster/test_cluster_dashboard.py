@@ -6,10 +6,20 @@ import hashlib
 
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import panel as pn
 import pytest
 
-from lab_core.cluster import FULL_GPU, SCHEDULERS, Failure, best_fit, easy_backfill, first_fit, stranded_gpus, stranded_mask
+from lab_core.cluster import (
+    FULL_GPU,
+    SCHEDULERS,
+    Failure,
+    best_fit,
+    easy_backfill,
+    first_fit,
+    stranded_gpus,
+    stranded_mask,
+)
 from lab_core.cluster.experiments import COMPARE_LABELS, FRAMES, cluster_at
 from widgets.cluster import JOB_COLORS, TITLES, YOURS, ClusterDashboard, Dashboard, app, dashboard
 
@@ -297,9 +307,9 @@ def test_table_headers_are_whole_and_carry_units(default):
 def test_every_busy_gpu_is_labelled_with_its_job_id(default):
     busy = default.gpu_map().query("job >= 0")
     assert len(busy) > 0
-    labels = [e for e in default.heatmap_plot() if isinstance(e, hv.Labels)]
-    assert len(labels) == 1
-    assert sorted(labels[0].dframe()["label"]) == sorted(busy["job"].astype(str))
+    labels = [e for e in default.heatmap_plot().traverse(lambda e: e, [hv.Labels])]
+    assert len(labels) == 2  # white ids on dark colours, dark ids on light ones
+    assert sorted(pd.concat([e.dframe() for e in labels])["label"]) == sorted(busy["job"].astype(str))
     # More jobs run at once than there are colours, which is why the label is there.
     most = max(default.gpu_map(i).query("job >= 0")["job"].nunique() for i in range(len(default.run.frames)))
     assert most > len(JOB_COLORS)

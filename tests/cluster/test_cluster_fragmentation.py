@@ -4,7 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lab_core.cluster import FULL_GPU, Cluster, Job, Workload, fragmentation_ratio, fragmented_gpus, stranded_gpus, stranded_mask, stranded_ratio
+from lab_core.cluster import (
+    FULL_GPU,
+    Cluster,
+    Job,
+    Workload,
+    fragmentation_ratio,
+    fragmented_gpus,
+    stranded_gpus,
+    stranded_mask,
+    stranded_ratio,
+)
 from lab_core.cluster.fragmentation import node_fragmentation
 
 

@@ -70,7 +70,7 @@ def test_reference_passes_every_grader():
 
 def test_backfill_workloads_block_the_head():
     """The promise check only means something if heads are blocked and reservations made."""
-    for index, (name, kwargs, _) in enumerate(grading.WORKLOADS):
+    for index, (name, _kwargs, _) in enumerate(grading.WORKLOADS):
         promised = [r for _, r, _ in grading._reference_run(index, False).values() if r is not None]
         assert len(promised) >= 5, f"workload {name!r} barely blocks the head ({len(promised)} reservations)"
 

@@ -9,7 +9,6 @@ import pytest
 
 from lab_core.cluster import FGD, Job, Workload, best_fit
 from lab_core.cluster.synthetic import synthetic
-from lab_core.labs import data_dir
 from lab_core.cluster.traces import (
     DEMO_TRACE,
     TraceError,
@@ -20,6 +19,7 @@ from lab_core.cluster.traces import (
     save_csv,
     write_demo_trace,
 )
+from lab_core.labs import data_dir
 
 HEADER = "submit_time,duration,num_gpus,gpu_milli\n"
 
