@@ -110,7 +110,7 @@ class FeedDashboard(kit.LabDashboard):
         kwargs, t = self._kwargs(), int(self.threshold)
         key = (int(self.n_users), float(self.mean_follows), float(self.celebrity_boost), *kwargs.values())
         base = self._base if key == self._base_key else None
-        self._check_size((1 if base is not None else 3 + len(SWEEP)) + ("fanout_targets" in self.yours))
+        self._check_size((1 if base is not None else 2 + len(set(SWEEP) | {t})) + ("fanout_targets" in self.yours))
         with kit.loading(self._plots):
             study = ex.fanout_study(g, t, base=base, progress=kit.reporter(self._progress), **kwargs)
         self._base_key, self._base = key, study.base
