@@ -269,7 +269,9 @@ def reporter(bar: pn.indicators.Progress) -> Progress:
     """A ``progress=`` callback for ``lab_core`` experiments that moves ``bar`` (hidden again when done)."""
 
     def report(done: int, total: int, label: str) -> None:
-        bar.param.update(value=min(done, total), max=max(1, total), visible=done < total)
+        # max first: Progress refuses a value above the max it has at that moment.
+        bar.max = max(1, total)
+        bar.param.update(value=min(done, total), visible=done < total)
 
     return report
 

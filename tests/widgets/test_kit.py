@@ -80,3 +80,13 @@ def test_the_page_is_titled_from_the_catalogue_and_asks_for_no_web_font():
     urls = [url for kind in ("css", "js", "js_modules") for url in resources[kind].values()]
     assert urls and not [u for u in urls if "fonts.googleapis" in u or u.startswith(("http:", "https:", "//"))], urls
     assert any(u.endswith("fast/js/fast_design.js") for u in urls), urls
+
+
+def test_the_reporter_moves_a_bar_through_a_larger_total_and_hides_it_when_done():
+    bar = kit.progress_bar()
+    report = kit.reporter(bar)
+    report(0, 1, "start")
+    report(5, 74, "embedding")  # past the old max of 1
+    assert (bar.value, bar.max, bar.visible) == (5, 74, True)
+    report(74, 74, "done")
+    assert not bar.visible
