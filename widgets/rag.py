@@ -23,7 +23,6 @@ from lab_core.rag.evaluation import ndcg_at_k
 from lab_core.rag.fusion import rrf
 from lab_core.rag.protocol import Chunker
 from lab_core.rag.rerank import default_reranker
-from lab_core.sim import Progress
 from widgets import kit
 
 YOURS = "yours"
@@ -49,17 +48,6 @@ _CSS = """
 """
 HEADERS = {"refusal_accuracy": "refusal accuracy", "citation_support": "citation support",
            "latency_ms_p50": "median latency (ms)", "should_refuse": "should refuse", "latency_ms": "latency (ms)"}
-
-
-def reporter(bar: pn.indicators.Progress) -> Progress:
-    """``kit.reporter`` with the bar's ``max`` set before its ``value``: Progress checks the value against
-    the old maximum, and a report of 5 of 74 after one of 0 of 1 would be refused."""
-
-    def report(done: int, total: int, label: str) -> None:
-        bar.max = max(1, total)
-        bar.param.update(value=min(done, total), visible=done < total)
-
-    return report
 
 
 def html_table(frame: pd.DataFrame, scroll: bool = False) -> str:
@@ -185,14 +173,14 @@ class RagDashboard(kit.LabDashboard):
         token = self.begin()
         errors: dict[str, str] = {}
         asked = self.attempt(errors, "answer", ex.ask, self._pipelines, self.chunking(), self.query, self.setting(),
-                             int(self.k), progress=reporter(self._progress))
+                             int(self.k), progress=kit.reporter(self._progress))
         if self.is_latest(token):
             self._timing.visible = asked is not None
             self.param.update(asked=asked, errors=errors)
 
     def evaluate(self) -> None:
         """Score each configuration on the labelled questions at the current chunking; publish ``evaluation``."""
-        setting, bar, errors = self.setting(), reporter(self._eval_progress), {}
+        setting, bar, errors = self.setting(), kit.reporter(self._eval_progress), {}
         runs = ex.sweep(setting, self.plugins["reranker"].reference, "your fusion" if self.fusion == YOURS
                         else self.fusion, "your" if self.reranker == YOURS else self.reranker)
         current = next(label for label, s in runs if s == setting)
