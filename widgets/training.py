@@ -73,7 +73,6 @@ class TrainingDashboard(kit.LabDashboard):
         self.live = ex.LiveRuns(self.tracker_path)
         self.live_error = self._read_error = self._launch_error = ""
         self._launching, self._prep, self._callback, self._drawn = False, None, None, ()
-        self._xlim: tuple[float, float] = (0, 1)
         self.snapshot = ex.RunSnapshot(None)
         self._run_select = pn.widgets.Select(label="Run", options={}, sizing_mode="stretch_width")
         self._run_select.param.watch(lambda _e: self.poll(), "value")
@@ -136,14 +135,9 @@ class TrainingDashboard(kit.LabDashboard):
 
     def interval_plot(self) -> hv.Overlay:
         """Percent of time lost vs checkpoint interval (minutes, log), split into its two causes, optimum marked."""
-        s = self.interval
-        names = {"total": "total lost", "checkpoint_overhead": "writing checkpoints (C/τ)",
-                 "lost_work": "redone work + restarts ((τ/2+R)/M)"}
-        long = s.table.melt(id_vars="interval_min", var_name="what", value_name="pct").assign(
-            what=lambda f: f["what"].map(names))
-        xlabel, ylabel = "checkpoint interval τ (minutes, log)", "time lost (% of wall clock)"
-        curves = kit.timeseries_plot(long, "pct", x="interval_min", by="what", xlabel=xlabel, ylabel=ylabel,
-                                     title="Checkpoint interval", colors=dict(zip(names.values(), (
+        s, xlabel, ylabel = self.interval, "checkpoint interval τ (minutes, log)", "time lost (% of wall clock)"
+        curves = kit.timeseries_plot(s.causes(), "pct", x="interval_min", by="what", xlabel=xlabel, ylabel=ylabel,
+                                     title="Checkpoint interval", colors=dict(zip(ex.INTERVAL_CAUSES.values(), (
                                          "#000000", "#1f77b4", "#ff7f0e"))))
         best, pct = s.best_s / 60, s.best_pct
         marker = hv.Scatter([(best, pct)], ("interval_min", xlabel), ("pct", ylabel)).opts(
@@ -172,9 +166,7 @@ class TrainingDashboard(kit.LabDashboard):
         boxes = hv.Rectangles(frame, kdims, ["rank", "dp", "tp", "pp", "node", "local", "stage"]).opts(
             color="stage", cmap=kit.colors_for(frame["stage"]), line_color="white", tools=["hover"],
             show_legend=True, legend_position="right")
-        groups = frame.groupby(["pp", "dp"]).agg(x0=("x0", "min"), y0=("y0", "min"), x1=("x1", "max"),
-                                                  y1=("y1", "max")).reset_index()
-        outlines = hv.Rectangles(groups, kdims, ["pp", "dp"]).opts(fill_alpha=0, line_color="#000000", line_width=2,
+        outlines = hv.Rectangles(self.mesh.tp_groups(), kdims, ["pp", "dp"]).opts(fill_alpha=0, line_color="#000000", line_width=2,
                                                                    line_dash="dashed")
         labels = hv.Labels(frame, ["xc", "yc"], "label").opts(text_font_size="8pt" if len(frame) <= 64 else "6pt",
                                                                 text_color="white")

@@ -37,13 +37,15 @@ from lab_core.training.parallel import flops_per_token
 from lab_core.training.protocol import AccumulationStep, LoadCheckpoint, SaveCheckpoint, ZeroBytesPerGPU
 
 __all__ = [
-    "MODELS", "PART_LABELS", "LiveRuns", "RunSnapshot", "example_run", "MemoryStudy", "memory_by_strategy",
+    "MODELS", "PART_LABELS", "INTERVAL_CAUSES", "LiveRuns", "RunSnapshot", "example_run", "MemoryStudy", "memory_by_strategy",
     "Throughput", "throughput", "IntervalStudy", "checkpoint_interval", "MeshStudy", "mesh_study", "zero_states",
     "AccumulationRun", "accumulation_run", "ResumeRun", "resume_run",
 ]
 
 #: Llama 3's shapes next to the course's own presets.
 MODELS: dict[str, ModelConfig] = {"100m": get_config("100m"), "1b": get_config("1b"), **ARCHITECTURES}
+INTERVAL_CAUSES: dict[str, str] = {"total": "total lost", "checkpoint_overhead": "writing checkpoints (C/τ)",
+                                   "lost_work": "redone work + restarts ((τ/2+R)/M)"}
 PART_LABELS: dict[str, str] = {"params": "weights", "grads": "gradients", "optimizer": "optimizer state",
                                "activations": "activations"}
 
@@ -146,6 +148,11 @@ class IntervalStudy:
     gpu_mtbf_hours: float = 0.0
     checkpoint_s: float = 0.0
 
+    def causes(self) -> pd.DataFrame:
+        """The table long: interval_min, what (total, or one of the two causes, as a legend reads), pct."""
+        return self.table.melt(id_vars="interval_min", var_name="what", value_name="pct").assign(
+            what=lambda f: f["what"].map(INTERVAL_CAUSES))
+
     def summary(self) -> str:
         """Markdown: the job's MTBF, the optimum, what async checkpointing saves, the checkpoint's size."""
         text = (f"{self.n_gpus:,} GPUs at {self.gpu_mtbf_hours:,.0f} h each fail every **{self.job_mtbf_s / 3600:.2f} "
@@ -201,6 +208,11 @@ class MeshStudy:
                 f"tp_index, so a TP group is {tp} neighbouring GPU(s) (NVLink) and each pipeline stage is {dp * tp} "
                 f"consecutive ranks. {crossing}" + (f" Drawn: the first {len(self.layout)} GPUs." if self.truncated
                                                      else ""))
+
+    def tp_groups(self) -> pd.DataFrame:
+        """One outline per TP group (same pp and dp): the corners around its boxes."""
+        return self.boxes().groupby(["pp", "dp"]).agg(x0=("x0", "min"), y0=("y0", "min"), x1=("x1", "max"),
+                                                      y1=("y1", "max")).reset_index()
 
     def boxes(self, per_row: int = 8) -> pd.DataFrame:
         """The layout with a box per GPU to draw (corners x0..y1, centre xc, yc): a row of ``per_row`` slots per

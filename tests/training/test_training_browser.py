@@ -1,5 +1,6 @@
 """Lab 08 in a real browser: the live tab plots a real run from the tracker, its Start button launches a
-torchrun job whose progress streams in, and the memory and mesh tabs redraw when a slider moves."""
+torchrun job whose progress streams in, the memory and mesh tabs redraw when a slider moves, and the exercises
+tab shows the drills' verdicts."""
 from __future__ import annotations
 
 import os
@@ -65,5 +66,11 @@ def test_live_run_start_button_memory_and_mesh_tabs(chromium, tmp_path: Path, mo
             page.locator(".bk-tab", has_text="Memory per GPU").click()
             page.wait_for_timeout(1500)
             page.screenshot(path=str(SHOTS / "training_memory.png"), full_page=True)
+
+            page.locator(".bk-tab", has_text="Your exercises").click()
+            expect(page.locator("p", has_text="Resume with the reference checkpoint functions")).to_contain_text(
+                "bit-identical")
+            _wait(lambda: plots.count() >= 6, "the three exercise plots were not drawn")
+            page.screenshot(path=str(SHOTS / "training_exercises.png"), full_page=True)
         finally:
             browser.close()
