@@ -357,6 +357,7 @@ def test_a_students_broken_ndcg_is_reported_in_the_evaluation_tab(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timed  # a wall-clock bound: alone in make test's second pass, not beside a busy worker
 def test_minilm_requeries_in_under_a_second_once_embedded(record_property):
     dash = dashboard()  # the default MiniLM embedder
     answer = dash.asked.result.answer
