@@ -248,7 +248,9 @@ class FeedDashboard(kit.LabDashboard):
         xlabel, ylabel = "fan-out writes per post (ZADDs)", "read p99 (ms)"
         pts = pd.DataFrame({
             "writes": sweep["writes_per_post"].astype(float), "p99": sweep["read_p99"].astype(float) * 1e3,
-            "label": [("pull (all)" if s == "pull" else "push (none)" if s == "push" else f"≥{t:,}")
+            # The current threshold's own point is labelled by its marker, which would cover this label.
+            "label": [("pull (all)" if s == "pull" else "push (none)" if s == "push" else
+                       "" if t == self.threshold else f"≥{t:,}")
                       for s, t in zip(sweep["strategy"], sweep["threshold"])],
         })
         curve = hv.Curve(pts, ("writes", xlabel), ("p99", ylabel)).opts(color="#7f7f7f", line_width=2)
