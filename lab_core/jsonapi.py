@@ -176,9 +176,11 @@ class ApiSurface:
     memory (a context manager that stops it afterwards); ``writes`` are valid requests sent in
     order first (later ones may use what earlier ones stored); ``reads`` answer the same before and
     after an attack (nothing stored is lost or added); ``ids`` are ``(method, path)`` templates with
-    one ``{id}`` taken from the URL."""
+    one ``{id}`` taken from the URL; ``queries`` are ``(path, parameter, hostile values of its own)``
+    for query parameters (the tests add the generic ones)."""
 
     open: Callable[[], AbstractContextManager[Any]]
     writes: tuple[Example, ...]
     reads: tuple[Example, ...]
     ids: tuple[tuple[str, str], ...] = ()
+    queries: tuple[tuple[str, str, tuple[str, ...]], ...] = ()

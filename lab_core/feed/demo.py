@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import base64
+from contextlib import nullcontext
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -9,6 +11,7 @@ from starlette.applications import Starlette
 from lab_core.feed.api import FeedSystem, build_api, build_system
 from lab_core.feed.config import FeedConfig
 from lab_core.feed.service import RankHook
+from lab_core.jsonapi import ApiSurface, Example
 from lab_core.sim.clock import Clock
 
 # Small enough that the seeded graph has one celebrity (followed by everyone) and ordinary users.
@@ -65,3 +68,25 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"feed demo API on http://{args.host}:{args.port}/  (try: curl .../feed/1)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _forged_cursors() -> tuple[str, ...]:
+    """Cursors a client could forge: a time that is not finite, a post id past 64 bits or negative."""
+    raw = ("nan:1", "inf:1", "-inf:1", "1.5:99999999999999999999999", "1.5:-3", "1e999:1")
+    return tuple(base64.urlsafe_b64encode(r.encode()).decode().rstrip("=") for r in raw)
+
+
+def api_surface() -> ApiSurface:
+    """The feed API in memory (no seeded graph) and what its clients send (for the shared hostile-input tests)."""
+    return ApiSurface(
+        open=lambda: nullcontext(create_app(seed_graph=False)),
+        writes=(
+            Example("POST", "/users", {"name": "ann"}),
+            Example("POST", "/users", {"name": "bob"}),
+            Example("POST", "/follow", {"follower": 1, "followee": 2}),
+            Example("POST", "/posts", {"author": 2, "text": "hello"}),
+        ),
+        reads=(Example("GET", "/users"), Example("GET", "/feed/1")),
+        ids=(("GET", "/feed/{id}"),),
+        queries=(("/feed/1", "cursor", _forged_cursors()), ("/feed/1", "limit", ("0", "100000"))),
+    )

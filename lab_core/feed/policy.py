@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -65,10 +66,15 @@ def decode_cursor(cursor: str) -> tuple[float, int]:
     """The ``(created_at, post_id)`` a cursor points past; CursorError if malformed."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, post = raw.split(":")
-        return float(created), int(post)
+        created_text, post_text = raw.split(":")
+        created, post = float(created_text), int(post_text)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise CursorError(f"malformed cursor {cursor[:40]!r}") from None
+    # Only this service makes cursors: a time that is not finite or a post id past SQLite's 64-bit
+    # range was forged, and would fail or match nothing further down.
+    if not math.isfinite(created) or not 0 <= post < 2**63:
+        raise CursorError(f"cursor {cursor[:40]!r} points at no post (time {created!r}, post id {post})")
+    return created, post
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
 from starlette.applications import Starlette
 
+from lab_core.jsonapi import ApiSurface, Example
 from lab_core.rag.answer import OpenAIAnswerer
 from lab_core.rag.api import create_api
 from lab_core.rag.parsing import parse_folder
@@ -63,3 +65,19 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"""  try: curl -s -X POST http://{args.host}:{args.port}/query -d '{{"query": "How does a token bucket handle bursts?"}}'""")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def api_surface() -> ApiSurface:
+    """The service over the demo corpus with the hash embedder (no model to load), and what its
+    clients send (for the shared hostile-input tests)."""
+    return ApiSurface(
+        open=lambda: nullcontext(create_api(build_pipeline("hash", documents=demo_documents()))),
+        writes=(
+            Example("POST", "/documents", {"doc_id": "bloom.md", "title": "Bloom filters",
+                                           "text": "A Bloom filter answers set membership with false positives."}),
+            Example("POST", "/query", {"query": "How big a burst does a token bucket admit?", "k": 2,
+                                       "mode": "hybrid", "rerank": False}),
+        ),
+        reads=(Example("GET", "/documents"),),
+        ids=(("DELETE", "/documents/{id}"),),
+    )
