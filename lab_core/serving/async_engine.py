@@ -8,11 +8,11 @@ aborts its request, which frees its KV blocks before the next step.
 from __future__ import annotations
 
 import asyncio
-from contextlib import aclosing
 import queue
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import torch

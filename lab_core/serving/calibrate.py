@@ -28,7 +28,15 @@ import pandas as pd
 
 from lab_core.llm.config import get_config
 from lab_core.serving.engine import EngineConfig, LLMEngine
-from lab_core.serving.fleet import FleetConfig, ModelSpec, StepTimeModel, Workload, fit_step_model, request_trace, simulate
+from lab_core.serving.fleet import (
+    FleetConfig,
+    ModelSpec,
+    StepTimeModel,
+    Workload,
+    fit_step_model,
+    request_trace,
+    simulate,
+)
 from lab_core.serving.protocol import SamplingParams
 from lab_core.serving.timeline import request_table
 from lab_core.sim.calibration import validation_table

@@ -37,8 +37,8 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from typing import Any

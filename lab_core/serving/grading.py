@@ -24,12 +24,11 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
-
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
 from lab_core.llm.model import Transformer, build_model
 from lab_core.ratelimit.memory import TokenBucket
 from lab_core.serving.blocks import BlockManager, OutOfBlocks
@@ -153,7 +152,7 @@ def compare_block_manager(cls: type, max_examples: int = 120) -> None:
 def check_blocks_in_engine(cls: type) -> None:
     """The engine on ``cls``: reference tokens, shared prefixes counted, no block leaked by
     finishing, aborting mid-prefill or aborting mid-decode."""
-    prompts = ["Shared system prompt for every user of the course. Q%d" % i for i in range(6)]
+    prompts = [f"Shared system prompt for every user of the course. Q{i}" for i in range(6)]
     params = SamplingParams(max_tokens=10, ignore_eos=True)
     config = EngineConfig(num_blocks=64, block_size=4, token_budget=24)
     ref = LLMEngine(config, model=_model())

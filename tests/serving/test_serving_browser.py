@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM_ARGS, ROOT, _listening, serve_lab
 
+from conftest import CHROMIUM_ARGS, ROOT, _listening, serve_lab
 from lab_core.labs import LABS
 from lab_core.procs import free_port, stop_process, wait_until
 

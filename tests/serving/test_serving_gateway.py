@@ -21,8 +21,22 @@ from conftest import assert_json_error, run_asgi
 from lab_core.procs import free_port
 from lab_core.ratelimit.memory import TokenBucket
 from lab_core.serving.gateway import (
-    DEFAULT_KEYS, DEFAULT_LIMITS, Admission, ApiKey, CircuitBreaker, Dispatcher, NoReplicaAvailable, PriorityQueue,
-    QueueFull, RequestTooLarge, Router, TierLimits, UnknownModel, create_gateway, load_keys, render_chat,
+    DEFAULT_KEYS,
+    DEFAULT_LIMITS,
+    Admission,
+    ApiKey,
+    CircuitBreaker,
+    Dispatcher,
+    NoReplicaAvailable,
+    PriorityQueue,
+    QueueFull,
+    RequestTooLarge,
+    Router,
+    TierLimits,
+    UnknownModel,
+    create_gateway,
+    load_keys,
+    render_chat,
 )
 from lab_core.serving.protocol import FREE, PAID, AsyncEngineLike, EngineError, EngineStats, SamplingParams, TokenEvent
 from lab_core.sim.clock import ManualClock

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import nbformat
 import pytest
-from conftest import CHROMIUM_ARGS
 
+from conftest import CHROMIUM_ARGS
 from lab_core.labs import get_lab
 from lab_core.procs import free_port, stop_process, wait_until
 

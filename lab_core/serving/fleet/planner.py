@@ -11,8 +11,7 @@ from typing import Any
 import pandas as pd
 
 from lab_core.llm.gpus import GPU, GPUS
-from lab_core.serving.fleet.gpus import MODELS, ModelSpec, StepTimeModel, decode_tokens_per_s_bound
-from lab_core.serving.fleet.gpus import kv_capacity_tokens
+from lab_core.serving.fleet.gpus import MODELS, ModelSpec, StepTimeModel, decode_tokens_per_s_bound, kv_capacity_tokens
 from lab_core.serving.fleet.simulator import SLA, FleetConfig, Workload, simulate
 
 MODES = ("colocated", "disaggregated")

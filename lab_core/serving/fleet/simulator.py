@@ -25,8 +25,7 @@ import pandas as pd
 import simpy
 
 from lab_core.llm.gpus import GPU, GPUS
-from lab_core.serving.fleet.gpus import MODELS, ModelSpec, StepTimeModel, kv_capacity_tokens
-from lab_core.serving.fleet.gpus import roofline_step_model
+from lab_core.serving.fleet.gpus import MODELS, ModelSpec, StepTimeModel, kv_capacity_tokens, roofline_step_model
 from lab_core.serving.protocol import FREE, PAID
 from lab_core.sim import arrivals
 from lab_core.sim.metrics import percentiles

@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from lab_core import jsonapi
 from lab_core.jsonapi import BadInput, error_response, read_json
 from lab_core.serving.gateway.keys import ApiKey, TierLimits, keys_by_value
-from lab_core.serving.gateway.limits import Admission, Reservation, RequestTooLarge
+from lab_core.serving.gateway.limits import Admission, RequestTooLarge, Reservation
 from lab_core.serving.gateway.queue import Dispatcher, QueueFull
 from lab_core.serving.gateway.router import NoReplicaAvailable, Replica, Router, UnknownModel
 from lab_core.serving.protocol import EngineError, SamplingParams, TokenEvent
