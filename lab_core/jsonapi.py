@@ -63,10 +63,6 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def _refuse_constant(name: str) -> float:
-    raise BadInput(400, "bad_number", f"{name} is not a JSON number; send a finite number")
-
-
 def _field(path: str) -> str:
     return f"field {path!r}" if path else "the body"
 
@@ -113,10 +109,9 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise BadInput(400, "bad_request", "body is not UTF-8 text") from None
     try:
-        # Large floats become inf (then refused); a 5,000-digit integer is refused by Python itself.
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except BadInput:
-        raise
+        # NaN, Infinity and floats too large become non-finite floats, refused below with the field's
+        # name; a 5,000-digit integer is refused by Python itself.
+        value = json.loads(text)
     except RecursionError:
         raise BadInput(400, "too_deep", f"the body nests deeper than {MAX_DEPTH} levels") from None
     except ValueError:

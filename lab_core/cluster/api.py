@@ -20,6 +20,29 @@ from lab_core.jsonapi import BadInput, read_json
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 FAILURE_FIELDS = {"node", "rack", "repair_after"}
+# What a client may ask of this cluster: a job longer than a year or a node repaired after more than
+# a month is a typo or an attack (a job that never ends holds its GPUs forever).
+MAX_JOB_SECONDS = 365 * 24 * 3600.0
+MAX_REPAIR_SECONDS = 30 * 24 * 3600.0
+PRIORITY_BOUND = 1000
+MAX_SIM_SECONDS = 100 * 365 * 24 * 3600.0
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "duration": (0, MAX_JOB_SECONDS, "seconds (one year)"),
+    "estimate": (0, MAX_JOB_SECONDS, "seconds (one year)"),
+    "checkpoint_interval": (0, MAX_JOB_SECONDS, "seconds (one year)"),
+    "priority": (-PRIORITY_BOUND, PRIORITY_BOUND, ""),
+}
+
+
+def _within_bounds(body: Any) -> Any:
+    """``body`` unchanged, or a 422 naming the first number outside what this cluster accepts."""
+    if isinstance(body, dict):
+        for name, (low, high, unit) in BOUNDS.items():
+            value = body.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not low <= value <= high:
+                raise BadInput(422, "invalid_field", f"{name} must be at most {high:g} {unit}".rstrip()
+                               + f" and at least {low:g}, got {value!r}"[:200])
+    return body
 
 
 def _plain(value: Any) -> Any:
@@ -61,8 +84,9 @@ def _since(raw: str | None) -> float:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not math.isfinite(value) or value < 0:
-        raise BadInput(400, "bad_since", f"since must be a simulated time in seconds >= 0, got {raw[:40]!r}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_SIM_SECONDS:
+        raise BadInput(400, "bad_since", f"since must be a simulated time in seconds from 0 to {MAX_SIM_SECONDS:g} "
+                                         f"(100 years), got {raw[:40]!r}")
     return value
 
 
@@ -83,6 +107,9 @@ def _failure(body: Any) -> dict[str, Any]:
         isinstance(repair, bool) or not isinstance(repair, (int, float)) or not math.isfinite(repair) or repair <= 0
     ):
         raise BadInput(422, "invalid_field", f"repair_after must be a number of seconds > 0 or null, got {repair!r}"[:300])
+    if repair is not None and repair > MAX_REPAIR_SECONDS:
+        raise BadInput(422, "invalid_field", f"repair_after must be at most {MAX_REPAIR_SECONDS:g} seconds (30 days), "
+                                             f"got {repair!r}"[:300])
     return {target: value, "repair_after": None if repair is None else float(repair)}
 
 
@@ -115,7 +142,7 @@ def build_api(live: LiveCluster) -> Starlette:
         })
 
     async def submit(request: Request) -> JSONResponse:
-        body = await read_json(request)
+        body = _within_bounds(await read_json(request))
         try:
             job = live.submit(body)
         except Unschedulable as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from contextlib import nullcontext
 
 from starlette.applications import Starlette
 
@@ -19,6 +20,7 @@ from lab_core.cluster.model import Cluster
 from lab_core.cluster.placement import PLACERS
 from lab_core.cluster.schedulers import SCHEDULERS
 from lab_core.cluster.synthetic import MIXES, synthetic
+from lab_core.jsonapi import ApiSurface, Example
 
 DEFAULTS = {
     "racks": 2,
@@ -118,3 +120,20 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"     curl {url}/jobs/<id>   curl {url}/cluster   curl -X POST {url}/failures -d '{{\"node\": 0}}'", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def api_surface() -> ApiSurface:
+    """The cluster API with its clock stopped (what it stores only changes by request), and what its
+    clients send (for the shared hostile-input tests)."""
+    return ApiSurface(
+        open=lambda: nullcontext(create_app(autostart=False, background_jobs=0)),
+        writes=(
+            Example("POST", "/jobs", {"num_gpus": 4, "duration": 600, "tenant": "ml", "name": "resnet",
+                                      "priority": 1, "checkpoint_interval": 60, "gpu_type": DEFAULTS["gpu_type"]}),
+            Example("POST", "/jobs", {"num_gpus": 1, "duration": 60, "gpu_milli": 500, "estimate": 90}),
+            Example("POST", "/failures", {"node": 0, "repair_after": 300}),
+        ),
+        reads=(Example("GET", "/jobs"), Example("GET", "/cluster")),
+        ids=(("GET", "/jobs/{id}"), ("DELETE", "/jobs/{id}")),
+        queries=(("/jobs", "state", ()), ("/jobs", "limit", ("0", "1001")), ("/events", "since", ())),
+    )
