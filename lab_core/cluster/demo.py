@@ -12,6 +12,7 @@ from contextlib import nullcontext
 
 from starlette.applications import Starlette
 
+from lab_core import httpserve
 from lab_core.cluster.api import build_api
 from lab_core.cluster.health import HealthConfig
 from lab_core.cluster.job import Job
@@ -106,7 +107,6 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Serve the cluster API with uvicorn (the simulation's clock on a thread) until interrupted."""
-    import uvicorn
 
     nvlink = math.gcd(args.gpus_per_node, DEFAULTS["nvlink_domain"])  # a domain must divide the node
     app = create_app(
@@ -118,7 +118,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"cluster demo API on {url}/  ({args.speed:g} simulated s per real s)")
     print(f"try: curl -X POST {url}/jobs -H 'content-type: application/json' -d '{{\"num_gpus\": 4, \"duration\": 3600}}'")
     print(f"     curl {url}/jobs/<id>   curl {url}/cluster   curl -X POST {url}/failures -d '{{\"node\": 0}}'", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    httpserve.run(app, args.host, args.port)
     return 0
 
 

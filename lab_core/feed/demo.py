@@ -8,6 +8,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from lab_core import httpserve
 from lab_core.feed.api import FeedSystem, build_api, build_system
 from lab_core.feed.config import FeedConfig
 from lab_core.feed.service import RankHook
@@ -62,11 +63,9 @@ def run_demo(args: argparse.Namespace) -> int:
     """Serve the feed API with uvicorn (fan-out worker on a thread) until interrupted."""
     import os
 
-    import uvicorn
-
     app = create_app(args.redis_url or os.environ.get("REDIS_URL"), db=args.db, seed_graph=not args.no_seed)
     print(f"feed demo API on http://{args.host}:{args.port}/  (try: curl .../feed/1)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    httpserve.run(app, args.host, args.port)
     return 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from lab_core import httpserve
 from lab_core.jsonapi import ApiSurface, Example
 from lab_core.rag.answer import OpenAIAnswerer
 from lab_core.rag.api import create_api
@@ -55,7 +56,6 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Ingest, print what was refused, and serve with uvicorn until interrupted."""
-    import uvicorn
 
     llm = OpenAIAnswerer(args.llm_url, args.llm_model, args.llm_key) if args.llm_url else None
     app, report = create_app(args.docs, args.embedder, args.index, not args.no_rerank, llm)
@@ -63,7 +63,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"skipped: {error}")
     print(f"RAG demo: {report.documents} documents, {report.chunks} chunks on http://{args.host}:{args.port}/")
     print(f"""  try: curl -s -X POST http://{args.host}:{args.port}/query -d '{{"query": "How does a token bucket handle bursts?"}}'""")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    httpserve.run(app, args.host, args.port)
     return 0
 
 

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from lab_core import httpserve
 from lab_core.jsonapi import (
     EXCEPTION_HANDLERS,
     ApiSurface,
@@ -174,14 +175,12 @@ def run_demo(args: argparse.Namespace) -> int:
     """Serve the limited demo API with uvicorn until interrupted."""
     import os
 
-    import uvicorn
-
     # A Path, so any file name is read as a file (a bare str not ending in .yaml would be parsed as YAML text).
     rules = Path(args.rules) if args.rules else None
     app = create_app(rules, redis_url=args.redis_url or os.environ.get("REDIS_URL"), db=args.db,
                      trust_forwarded=args.trust_forwarded)
     print(f"rate-limited demo API on http://{args.host}:{args.port}/  (try: curl -H 'X-User: alice' .../api/items)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    httpserve.run(app, args.host, args.port)
     return 0
 
 

@@ -6,11 +6,15 @@ paid) and ``sk-free-demo`` (bob, org hobby, free). ``--keys FILE`` replaces them
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 
 from starlette.applications import Starlette
 
+from lab_core import httpserve
+from lab_core.jsonapi import ApiSurface, Example
 from lab_core.llm.config import PRESETS
 from lab_core.serving.async_engine import AsyncEngine
 from lab_core.serving.engine import EngineConfig, LLMEngine
@@ -70,9 +74,10 @@ def start_replicas(models: Sequence[str], replicas: int, mode: str, config: Engi
 
 def create_app(models: Sequence[str] = ("tiny",), *, replicas: int = 1, mode: str = "colocated",
                keys_file: str | None = None, config: EngineConfig | None = None,
-               registered: Sequence[str] = (), registry: str | None = None) -> tuple[Starlette, Router]:
+               registered: Sequence[str] = (), registry: str | None = None,
+               metrics_key: str | None = None) -> tuple[Starlette, Router]:
     """The gateway over fresh replicas, and its router (``close_replicas`` stops them). ``registered``
-    models come from the Lab 08 registry at ``registry``."""
+    models come from the Lab 08 registry at ``registry``; ``metrics_key`` opens ``/metrics`` to its holder."""
     keys = load_keys(keys_file) if keys_file else DEFAULT_KEYS
     config = config or EngineConfig()
     if registered and registry is None:
@@ -82,7 +87,7 @@ def create_app(models: Sequence[str] = ("tiny",), *, replicas: int = 1, mode: st
     pools = start_replicas(models, replicas, mode, config) if models else {}
     pools.update(registered_replicas(registered, registry, replicas, config) if registered else {})
     router = Router(pools)
-    return create_gateway(router, keys), router
+    return create_gateway(router, keys, metrics_key=metrics_key), router
 
 
 def close_replicas(router: Router) -> None:
@@ -106,24 +111,50 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry", help="folder of Lab 08's model registry (for --registered)")
     parser.add_argument("--registered", action="append", default=[], metavar="NAME[:STAGE|@VERSION]",
                         help="serve a trained model from the registry (repeatable; default stage production)")
+    parser.add_argument("--metrics-key", default=os.environ.get("SYSLAB_METRICS_KEY"),
+                        help="bearer token that opens /metrics (default: SYSLAB_METRICS_KEY; unset: /metrics is off)")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Start replicas and serve the gateway with uvicorn until interrupted."""
-    import uvicorn
 
     if args.replicas < 1:
         raise ValueError(f"--replicas must be at least 1, got {args.replicas}")
     config = EngineConfig(num_blocks=args.num_blocks, block_size=args.block_size, token_budget=args.token_budget)
     models = args.model or ([] if args.registered else ["tiny"])
     app, router = create_app(models, replicas=args.replicas, mode=args.mode, keys_file=args.keys, config=config,
-                             registered=args.registered, registry=args.registry)
+                             registered=args.registered, registry=args.registry, metrics_key=args.metrics_key)
     base = f"http://{args.host}:{args.port}"
     print(f"LLM serving demo ({args.mode}) on {base}/  models: {', '.join(router.models)}")
     print(f"""  try: curl -sN {base}/v1/completions -H 'Authorization: Bearer sk-paid-demo' """
           f"""-d '{{"model": "{router.models[0]}", "prompt": "Hello", "max_tokens": 16, "stream": true}}'""")
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        httpserve.run(app, args.host, args.port)
     finally:
         close_replicas(router)
     return 0
+
+
+@contextmanager
+def _tiny_gateway() -> Iterator[Starlette]:
+    app, router = create_app(("tiny",), config=EngineConfig(num_blocks=64))
+    try:
+        yield app
+    finally:
+        close_replicas(router)
+
+
+def api_surface() -> ApiSurface:
+    """The gateway over one tiny-model replica, and what its clients send (for the shared
+    hostile-input tests)."""
+    paid = {"Authorization": "Bearer sk-paid-demo"}
+    return ApiSurface(
+        open=_tiny_gateway,
+        writes=(
+            Example("POST", "/v1/completions", {"model": "tiny", "prompt": "Say hi", "max_tokens": 3,
+                                                "temperature": 0.5, "stream": False, "stop": ["."]}, paid),
+            Example("POST", "/v1/chat/completions", {"model": "tiny", "max_tokens": 3,
+                                                     "messages": [{"role": "user", "content": "hi"}]}, paid),
+        ),
+        reads=(Example("GET", "/v1/models", headers=paid),),
+    )

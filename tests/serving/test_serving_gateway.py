@@ -119,6 +119,7 @@ def gateway(*engines: FakeEngine, clock=None, max_inflight: int = 64, **kwargs):
         models.setdefault(e.model_name, []).append(e)
     router = Router(models, clock=clock, max_inflight=max_inflight, failure_threshold=kwargs.pop("failure_threshold", 3),
                     open_seconds=kwargs.pop("open_seconds", 30.0))
+    kwargs.setdefault("metrics_key", "")  # public: these tests read /metrics without a key
     return create_gateway(router, DEFAULT_KEYS, clock=clock, **kwargs), router
 
 
@@ -475,6 +476,36 @@ def test_chat_stream_sends_role_then_content_deltas():
     assert first["delta"] == {"role": "assistant", "content": "o"} and first["finish_reason"] is None
     assert last["delta"] == {"content": "k"} and last["finish_reason"] == "stop"
     assert events[0]["object"] == "chat.completion.chunk"
+
+
+def test_metrics_are_off_without_a_key_and_need_the_operators_key():
+    off, _ = gateway(metrics_key=None)
+    assert_json_error(run_asgi(off, lambda c: c.get("/metrics")), 403, "metrics_off", "metrics key")
+    app, _ = gateway(metrics_key="sk-ops")
+    assert_json_error(run_asgi(app, lambda c: c.get("/metrics")), 401, "unauthorized", "metrics key")
+    assert_json_error(run_asgi(app, lambda c: c.get("/metrics", headers=PAID_H)), 401, "unauthorized", "metrics key")
+    ok = run_asgi(app, lambda c: c.get("/metrics", headers={"Authorization": "Bearer sk-ops"}))
+    assert ok.status_code == 200 and ok.json()["requests"]["2xx"] == 0
+
+
+def test_a_request_that_crashes_the_gateway_is_counted_as_a_5xx(monkeypatch):
+    app, _ = gateway()
+    gw = app.state.gateway
+
+    async def crash(request, chat):
+        raise RuntimeError("a bug in the gateway")
+
+    monkeypatch.setattr(gw, "serve", crash)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+            r = await c.post("/v1/completions", headers=PAID_H, json={"model": "tiny", "prompt": "x"})
+            return r, (await c.get("/metrics")).json()
+
+    r, m = asyncio.run(scenario())
+    assert r.status_code == 500 and r.json()["error"] == "internal_error"
+    assert m["requests"]["5xx"] == 1 and m["requests"]["2xx"] == 0
 
 
 def test_models_health_and_metrics():

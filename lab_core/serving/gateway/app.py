@@ -189,12 +189,22 @@ class _Counting:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def counting_send(message: dict) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 self.stats.count(message["status"])
             await send(message)
 
-        await self.app(scope, receive, counting_send)
+        try:
+            await self.app(scope, receive, counting_send)
+        except Exception:
+            # Starlette's outermost middleware turns this into the 500 after it has left us.
+            if not started:
+                self.stats.count(500)
+            raise
 
 
 class _EventStream(StreamingResponse):
@@ -505,6 +515,7 @@ def create_gateway(
     tier_weight: float = 10.0,
     length_weight: float = 1.0,
     aging_seconds: float = 1.0,
+    metrics_key: str | None = None,
 ) -> Starlette:
     """The gateway app over ``router``.
 
@@ -513,6 +524,8 @@ def create_gateway(
     ``queue_depth``: most requests waiting per model before 429; ``max_tokens_limit``: largest
     ``max_tokens`` accepted; ``tier_weight``/``length_weight``/``aging_seconds``: queue order.
     ``clock`` (default the router's) times rate limits, queue ageing and TTFT/TPOT.
+    ``metrics_key``: the operator's bearer token for ``/metrics`` (which shows every replica and
+    tier's traffic); without one ``/metrics`` answers 403, and ``""`` makes it public.
     """
     if not isinstance(router, Router):
         raise ValueError(f"router must be a Router, got {type(router).__name__}")
@@ -549,6 +562,10 @@ def create_gateway(
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics(request: Request) -> JSONResponse:
+        if metrics_key is None:
+            return jsonapi.error_response(403, "metrics_off", "metrics are off; start the gateway with a metrics key")
+        if metrics_key and request.headers.get("authorization", "") != f"Bearer {metrics_key}":
+            return jsonapi.error_response(401, "unauthorized", "/metrics needs 'Authorization: Bearer <metrics key>'")
         s = gw.stats
         return JSONResponse({
             "requests": dict(s.status),
