@@ -23,7 +23,9 @@ from lab_core.labs import LABS, Lab
 LAB_PARAMS = [pytest.param(lab, id=name) for name, lab in LABS.items()]
 SYSLAB = str(Path(sys.executable).with_name("syslab"))
 # A dashboard module is parameters and plots; past this its logic belongs in lab_core/<lab>/experiments.py.
-MAX_DASHBOARD_LINES = 420
+# Counted in statements, not lines, so the formatter's line breaks do not count: 270 statements is
+# about 400 lines written compactly, about 550 as `ruff format` lays them out.
+MAX_DASHBOARD_STATEMENTS = 270
 
 
 # ---------------------------------------------------------------- files and names
@@ -50,9 +52,12 @@ def test_tests_are_named_for_their_lab(lab: Lab):
 
 
 @pytest.mark.parametrize("lab", LAB_PARAMS)
-def test_the_dashboard_module_stays_thin(lab: Lab):
-    lines = len((ROOT / "widgets" / f"{lab.name}.py").read_text().splitlines())
-    assert lines <= MAX_DASHBOARD_LINES, f"widgets/{lab.name}.py has {lines} lines; move what it runs to experiments.py"
+def test_the_dashboard_modules_stay_thin(lab: Lab):
+    for path in [ROOT / "widgets" / f"{lab.name}.py", *sorted((ROOT / "widgets").glob(f"{lab.name}_*.py"))]:
+        tree = ast.parse(path.read_text())
+        statements = len({node.lineno for node in ast.walk(tree) if isinstance(node, ast.stmt)})
+        assert statements <= MAX_DASHBOARD_STATEMENTS, (
+            f"{path.relative_to(ROOT)} has {statements} statements; move what it runs to experiments.py")
 
 
 # ---------------------------------------------------------------- imports
