@@ -241,3 +241,32 @@ def test_every_page_draws_without_asking_the_internet(chromium, tmp_path: Path):
                 page.close()
         finally:
             browser.close()
+
+
+# ---------------------------------------------------------------- what a stranger may type
+
+
+def _text_controls(cls: type) -> list[str]:
+    """The dashboard's text parameters a visitor can set (``name`` is Panel's own, never shown)."""
+    import param
+
+    return [name for name, p in cls.param.objects().items()
+            if isinstance(p, param.String) and name != "name" and (p.precedence is None or p.precedence >= 0)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_text_a_visitor_types_never_names_a_server_path_or_breaks_the_page(lab: Lab, tmp_path: Path):
+    module = importlib.import_module(lab.widget_module)
+    controls = _text_controls(module.Dashboard)
+    if not controls:
+        pytest.skip(f"{lab.name}'s dashboard has no text control")
+    probe = tmp_path / "probe"
+    served = module.dashboard()
+    try:
+        for name in controls:
+            for value in (str(probe / "made-by-a-visitor.db"), "../../../../etc/passwd", "x" * 1_000_000, "ok\ud800"):
+                setattr(served, name, value)
+                assert not probe.exists(), f"{lab.name}.{name}: a visitor's text created {probe} on the server"
+    finally:
+        served.close()
