@@ -278,7 +278,8 @@ class TrainingDashboard(kit.LabDashboard):
             self._drawn = key
             self.snapshot = snap if info is not None or self._run_select.options else example_run()
             self._redraw()
-        if self._launching or (info is not None and info["status"] == "running"):
+        # A launch can finish inside this call: a job started here keeps the poll going until it is seen.
+        if self._launching or self.live.launched is not None or (info is not None and info["status"] == "running"):
             self._callback = self._callback or pn.state.add_periodic_callback(self.poll, period=POLL_MS)
         else:
             self._stop_polling()

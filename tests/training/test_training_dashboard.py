@@ -268,3 +268,41 @@ def test_a_students_wrong_or_broken_code_is_shown_as_such(empty_tracker: str) ->
     assert set(dash.errors) == {"zero_bytes_per_gpu", "accumulation_step"}, "a recompute keeps reporting them"
     with pytest.raises(TypeError, match="ZeroBytesPerGPU"):
         dashboard(tracker_path=empty_tracker, zero_bytes_per_gpu=42)
+
+
+def test_a_launch_that_finishes_during_a_poll_is_still_followed(tmp_path: Path) -> None:
+    """The race a real Start click hit: the launch thread set the job and cleared "launching" while the click's own
+    poll was reading the tracker, and that poll, seeing neither, stopped polling; the new run never showed."""
+    import lab_core.training.launch as launch
+    from lab_core.training.config import TrainConfig
+
+    path = tmp_path / "tracker.db"
+    tracker = Tracker(path)
+    old = tracker.start_run("old-run", {"steps": 5})
+    log_steps(tracker, old, range(1, 6))
+    tracker.finish(old)
+    dash = dashboard(tracker_path=str(path))
+    assert dash._callback is None
+    rid = tracker.start_run("ddp-x2", {"steps": 40, "strategy": "ddp"})
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    read = dash.live.snapshot
+
+    def launch_finishes_meanwhile(run_id):  # type: ignore[no-untyped-def]
+        dash.live.launched = launch.LaunchedRun(rid, path, tmp_path / "runs" / rid, TrainConfig(), proc)
+        dash._launching = False
+        return read(run_id)
+
+    try:
+        dash._launching = True
+        dash.live.snapshot = launch_finishes_meanwhile  # type: ignore[method-assign]
+        dash.poll()
+        dash.live.snapshot = read  # type: ignore[method-assign]
+        assert dash._callback is not None, "a job started here keeps the poll going"
+        dash.poll()
+        assert dash._run_select.value == rid and "ddp-x2** (" in dash._status.object and "running" in dash._status.object
+    finally:
+        proc.kill()
+        proc.wait()
+    dash.poll()
+    assert dash.live.launched is None and dash._callback is None
+    dash.close()
