@@ -61,7 +61,9 @@ class TrainingDashboard(kit.LabDashboard):
     async_checkpoint = param.Boolean(False, label="Asynchronous checkpoint (training waits only for the copy)")
     async_blocking_pct = param.Number(10.0, bounds=(1.0, 100.0), step=1.0,
                                       label="Async: share of the write that still blocks (%)")
-    tracker_path = param.String(default="", label="Tracker database (SQLite)")
+    # Set by the notebook (or SYSLAB_TRAINING_DIR), never typed on a served page: a visitor's path would read any
+    # SQLite file on the server and start jobs writing beside it.
+    tracker_path = param.String(default="", precedence=-1, doc="the tracker database (SQLite) the live tab reads")
     live_strategy = param.Selector(default="ddp", objects=["ddp", "fsdp", "tp", "pp"], label="Strategy")
     live_nproc = param.Selector(default=2, objects=[1, 2], label="Processes (ranks)")
     live_steps = param.Integer(60, bounds=(10, 400), step=10, label="Optimizer steps")
@@ -377,7 +379,8 @@ class TrainingDashboard(kit.LabDashboard):
         """Live run, memory per GPU, checkpoint interval, mesh, your exercises."""
         refresh, start, stop = self._buttons
         live_controls = pn.Column(
-            kit.controls(self, ["tracker_path"], widgets={"tracker_path": pn.widgets.TextInput}), self._run_select,
+            pn.pane.Markdown(pn.bind(lambda path: f"Tracker: `{html.escape(path)}`", self.param.tracker_path),
+                             margin=(0, 10)), self._run_select,
             refresh, pn.pane.Markdown("#### Start a run", margin=(0, 10)),
             kit.controls(self, ["live_strategy", "live_nproc", "live_steps"]), start, stop, width=340)
         live = pn.Row(live_controls, pn.Column(self._error, self._status, self._run_progress, self._loss, self._lr,
