@@ -222,11 +222,12 @@ class TrainingDashboard(kit.LabDashboard):
         """Loss per step of each run: the first (the baseline) wide and pale, the others drawn over it with dots,
         so runs that agree lie visibly on top of each other."""
         ylabel = "training loss (nats/token)"
-        colors = kit.colors_for([f"{r}" for f in frames for r in f["run"].unique()])
+        runs = [(run, part) for frame in frames for run, part in frame.groupby("run", sort=False)]
+        colors = kit.colors_for([run for run, _ in runs])
         curves = [hv.Curve(part, ("step", "optimizer step"), ("loss", ylabel), label=run).opts(
             color=colors[run], line_width=8 if i == 0 else 2, alpha=0.35 if i == 0 else 1.0)
             * hv.Scatter(part, "step", "loss", label=run).opts(color=colors[run], size=0 if i == 0 else 6)
-            for i, frame in enumerate(frames) for run, part in frame.groupby("run", sort=False)]
+            for i, (run, part) in enumerate(runs)]
         return hv.Overlay(curves).opts(hv.opts.Overlay(title=title, legend_position="right", responsive=True,
                                                        height=kit.PLOT_HEIGHT, show_grid=True))
 
