@@ -3,6 +3,7 @@
 Assignment ids are the lab folder names (``01_rate_limiter`` ...). Run nbgrader from the
 repository root; ``syslab check`` uses the same settings in a temporary course folder.
 """
+
 c = get_config()  # noqa: F821  (nbgrader injects get_config)
 
 c.CourseDirectory.root = "."

@@ -53,6 +53,7 @@ measured in the same run:
    from this machine's disk. ``lab_core.cluster.validate`` checks the model against a real torch
    job's checkpoint and restore (a test, not a figure).
 """
+
 from __future__ import annotations
 
 import sys
@@ -87,6 +88,7 @@ def _progress(total: int, label: str) -> tqdm:
 
 
 # ----------------------------------------------------------------------------- 1. openb placement
+
 
 @dataclass
 class Fill:
@@ -128,15 +130,22 @@ def fill(cluster: Cluster, jobs: list[Job], placer: Placer, workload: Workload, 
     end = (cluster.free_gpus() / total, fragmentation_ratio(cluster, workload))
     if first is None:
         first = (-1, *end)
-    print(f"  openb {policy}: {len(jobs):,} pods in {seconds:.1f} s, first failure at pod "
-          f"{first[0]}, {failed} failed", file=sys.stderr, flush=True)
+    print(
+        f"  openb {policy}: {len(jobs):,} pods in {seconds:.1f} s, first failure at pod {first[0]}, {failed} failed",
+        file=sys.stderr,
+        flush=True,
+    )
     return Fill(policy, None if first[0] < 0 else first[0], first[1], first[2], *end, failed, failed_gpus, seconds)
 
 
 def _sample_cluster(cluster: Cluster, every: int) -> Cluster:
     nodes = cluster.nodes[::every]
-    return Cluster([NodeSpec(n.name, i // OPENB_NODES_PER_RACK, n.gpu_type, n.gpus, n.nvlink_domain, n.cpu_milli, n.memory_mib)
-                    for i, n in enumerate(nodes)])
+    return Cluster(
+        [
+            NodeSpec(n.name, i // OPENB_NODES_PER_RACK, n.gpu_type, n.gpus, n.nvlink_domain, n.cpu_milli, n.memory_mib)
+            for i, n in enumerate(nodes)
+        ]
+    )
 
 
 def _openb(quick: bool) -> list[Figure]:
@@ -144,7 +153,9 @@ def _openb(quick: bool) -> list[Figure]:
     nodes_csv, pods_csv = folder / "openb_node_list_gpu_node.csv", folder / "openb_pod_list_default.csv"
     for path in (nodes_csv, pods_csv):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is absent: set SYSLAB_DATA to the public data folder (see ../shared/data/README.md)")
+            raise FileNotFoundError(
+                f"{path} is absent: set SYSLAB_DATA to the public data folder (see ../shared/data/README.md)"
+            )
     load = load_openb(pods_csv, skip_bad=True)
     jobs = load.jobs
     base = openb_cluster(nodes_csv)
@@ -153,11 +164,22 @@ def _openb(quick: bool) -> list[Figure]:
         base = _sample_cluster(base, 4)
     workload = Workload.from_jobs(jobs)
     demand = sum(j.gpus for j in jobs) / base.total_gpus
-    scope = (f"{'1-in-4 sample: ' if quick else ''}{len(jobs):,} openb pods on {base.num_nodes:,} nodes / "
-             f"{base.total_gpus:,} GPUs, arrival only")
-    machine_note("cluster_openb", {"pods": len(jobs), "skipped_pods": load.skipped, "nodes": base.num_nodes,
-                                   "gpus": base.total_gpus, "gpu_demand_share": round(demand, 4),
-                                   "workload_shapes": int(workload.popularity.size), "source": CITATION})
+    scope = (
+        f"{'1-in-4 sample: ' if quick else ''}{len(jobs):,} openb pods on {base.num_nodes:,} nodes / "
+        f"{base.total_gpus:,} GPUs, arrival only"
+    )
+    machine_note(
+        "cluster_openb",
+        {
+            "pods": len(jobs),
+            "skipped_pods": load.skipped,
+            "nodes": base.num_nodes,
+            "gpus": base.total_gpus,
+            "gpu_demand_share": round(demand, 4),
+            "workload_shapes": int(workload.popularity.size),
+            "source": CITATION,
+        },
+    )
     fills = {}
     for name, placer in (("first_fit", first_fit), ("best_fit", best_fit), ("FGD", FGD(workload))):
         fills[name] = fill(Cluster(base.nodes), jobs, placer, workload, name)
@@ -169,29 +191,74 @@ def _openb(quick: bool) -> list[Figure]:
     if fgd.first_failure is None or at_first.first_failure is None:
         raise RuntimeError(f"{scope}: every pod found a place, so there is no first failure to compare")
     figures = [
-        Figure(f"FGD unallocated GPU share at the first pod with no place ({scope}; {CITATION})",
-               fgd.unallocated_first * 100, "% of GPUs", f"{at_first.policy} (best baseline there)",
-               at_first.unallocated_first * 100, target="ratio <= 1"),
-        Figure(f"FGD unallocated GPU share at the end of the trace ({scope}; pods with no place dropped)",
-               fgd.unallocated_end * 100, "% of GPUs", f"{at_end.policy} (best baseline there)",
-               at_end.unallocated_end * 100, target="ratio <= 1"),
-        Figure(f"FGD pods placed before the first pod with no place ({scope})", float(fgd.first_failure), "pods",
-               at_first.policy, float(at_first.first_failure)),
-        Figure(f"FGD pods with no place by the end of the trace ({scope})", float(fgd.failed), "pods",
-               at_end.policy, float(at_end.failed)),
-        Figure(f"FGD fragmentation ratio at the first pod with no place ({scope})", fgd.fragmentation_first,
-               "fragment / free", at_first.policy, at_first.fragmentation_first),
-        Figure(f"FGD fragmentation ratio at the end of the trace ({scope})", fgd.fragmentation_end,
-               "fragment / free", at_end.policy, at_end.fragmentation_end),
+        Figure(
+            f"FGD unallocated GPU share at the first pod with no place ({scope}; {CITATION})",
+            fgd.unallocated_first * 100,
+            "% of GPUs",
+            f"{at_first.policy} (best baseline there)",
+            at_first.unallocated_first * 100,
+            target="ratio <= 1",
+        ),
+        Figure(
+            f"FGD unallocated GPU share at the end of the trace ({scope}; pods with no place dropped)",
+            fgd.unallocated_end * 100,
+            "% of GPUs",
+            f"{at_end.policy} (best baseline there)",
+            at_end.unallocated_end * 100,
+            target="ratio <= 1",
+        ),
+        Figure(
+            f"FGD pods placed before the first pod with no place ({scope})",
+            float(fgd.first_failure),
+            "pods",
+            at_first.policy,
+            float(at_first.first_failure),
+        ),
+        Figure(
+            f"FGD pods with no place by the end of the trace ({scope})",
+            float(fgd.failed),
+            "pods",
+            at_end.policy,
+            float(at_end.failed),
+        ),
+        Figure(
+            f"FGD fragmentation ratio at the first pod with no place ({scope})",
+            fgd.fragmentation_first,
+            "fragment / free",
+            at_first.policy,
+            at_first.fragmentation_first,
+        ),
+        Figure(
+            f"FGD fragmentation ratio at the end of the trace ({scope})",
+            fgd.fragmentation_end,
+            "fragment / free",
+            at_end.policy,
+            at_end.fragmentation_end,
+        ),
     ]
     ff, bf = fills["first_fit"], fills["best_fit"]
     figures += [
-        Figure(f"best_fit unallocated GPU share at the first pod with no place ({scope})", bf.unallocated_first * 100,
-               "% of GPUs", "first_fit", ff.unallocated_first * 100),
-        Figure(f"best_fit fragmentation ratio at the first pod with no place ({scope})", bf.fragmentation_first,
-               "fragment / free", "first_fit", ff.fragmentation_first),
-        Figure(f"best_fit unallocated GPU share at the end of the trace ({scope})", bf.unallocated_end * 100,
-               "% of GPUs", "first_fit", ff.unallocated_end * 100),
+        Figure(
+            f"best_fit unallocated GPU share at the first pod with no place ({scope})",
+            bf.unallocated_first * 100,
+            "% of GPUs",
+            "first_fit",
+            ff.unallocated_first * 100,
+        ),
+        Figure(
+            f"best_fit fragmentation ratio at the first pod with no place ({scope})",
+            bf.fragmentation_first,
+            "fragment / free",
+            "first_fit",
+            ff.fragmentation_first,
+        ),
+        Figure(
+            f"best_fit unallocated GPU share at the end of the trace ({scope})",
+            bf.unallocated_end * 100,
+            "% of GPUs",
+            "first_fit",
+            ff.unallocated_end * 100,
+        ),
     ]
     return figures
 
@@ -224,24 +291,49 @@ def _policies(quick: bool) -> list[Figure]:
         return synthetic(n, rate=HEAVY8_RATE, mix="heavy8", seed=21)
 
     where = f"{n:,} heavy8 jobs (35 % 8-GPU) at ~93 % load on 4x8 nodes / 256 GPUs, best_fit"
-    runs = {s: _simulate(Cluster.build(racks=4, nodes_per_rack=8), jobs(), s, "best_fit", f"heavy8 {s}")
-            for s in ("fifo", "reservation", "easy_backfill", "defrag")}
+    runs = {
+        s: _simulate(Cluster.build(racks=4, nodes_per_rack=8), jobs(), s, "best_fit", f"heavy8 {s}")
+        for s in ("fifo", "reservation", "easy_backfill", "defrag")
+    }
     fifo = runs["fifo"]
-    machine_note("cluster_heavy8", {s: {k: round(r[k], 4) for k in ("mean_jct", "utilisation", "arrival_utilisation",
-                                                                     "mean_stranded", "mean_queue", "migrations")}
-                                    for s, r in runs.items()})
+    machine_note(
+        "cluster_heavy8",
+        {
+            s: {
+                k: round(r[k], 4)
+                for k in ("mean_jct", "utilisation", "arrival_utilisation", "mean_stranded", "mean_queue", "migrations")
+            }
+            for s, r in runs.items()
+        },
+    )
     if fifo["mean_queue"] < 1:
         raise RuntimeError(f"{where}: FIFO's mean queue is {fifo['mean_queue']:.2f}; the load does not queue")
     figures = []
     for s in ("reservation", "easy_backfill", "defrag"):
         r = runs[s]
         figures += [
-            Figure(f"{s} mean JCT ({where})", r["mean_jct"] / 3600, "h", "fifo", fifo["mean_jct"] / 3600,
-                   target="<= 1" if s == "easy_backfill" else None),
-            Figure(f"{s} GPU utilisation while jobs arrive ({where})", r["arrival_utilisation"] * 100, "%", "fifo",
-                   fifo["arrival_utilisation"] * 100),
-            Figure(f"{s} mean stranded ratio ({where})", r["mean_stranded"], "stranded / free", "fifo",
-                   fifo["mean_stranded"]),
+            Figure(
+                f"{s} mean JCT ({where})",
+                r["mean_jct"] / 3600,
+                "h",
+                "fifo",
+                fifo["mean_jct"] / 3600,
+                target="<= 1" if s == "easy_backfill" else None,
+            ),
+            Figure(
+                f"{s} GPU utilisation while jobs arrive ({where})",
+                r["arrival_utilisation"] * 100,
+                "%",
+                "fifo",
+                fifo["arrival_utilisation"] * 100,
+            ),
+            Figure(
+                f"{s} mean stranded ratio ({where})",
+                r["mean_stranded"],
+                "stranded / free",
+                "fifo",
+                fifo["mean_stranded"],
+            ),
         ]
     return figures
 
@@ -261,18 +353,39 @@ def _speed(quick: bool) -> list[Figure]:
         measured = {}
         for scheduler, placer in (("fifo", "first_fit"), ("easy_backfill", "best_fit")):
             jobs = synthetic(n, rate=rate, seed=5)
-            measured[scheduler] = _simulate(Cluster.build(racks=16, nodes_per_rack=16), jobs, scheduler, placer,
-                                            f"speed {load} {scheduler}+{placer}")
+            measured[scheduler] = _simulate(
+                Cluster.build(racks=16, nodes_per_rack=16),
+                jobs,
+                scheduler,
+                placer,
+                f"speed {load} {scheduler}+{placer}",
+            )
         easy, fifo = measured["easy_backfill"], measured["fifo"]
-        notes[load] = {s: {"wall_seconds": round(r["wall_seconds"], 2), "mean_queue": round(r["mean_queue"], 2),
-                           "arrival_utilisation": round(r["arrival_utilisation"], 4)} for s, r in measured.items()}
+        notes[load] = {
+            s: {
+                "wall_seconds": round(r["wall_seconds"], 2),
+                "mean_queue": round(r["mean_queue"], 2),
+                "arrival_utilisation": round(r["arrival_utilisation"], 4),
+            }
+            for s, r in measured.items()
+        }
         figures += [
-            Figure(f"simulator wall time, easy_backfill + best_fit ({where})", easy["wall_seconds"], "s",
-                   "fifo + first_fit, same trace", fifo["wall_seconds"],
-                   # The issue's 60 s for 80K jobs, scaled to the quick run's 8K.
-                   target="value <= 6" if quick else "value <= 60"),
-            Figure(f"simulated jobs per wall second, easy_backfill + best_fit ({where})", n / easy["wall_seconds"],
-                   "jobs/s", "fifo + first_fit, same trace", n / fifo["wall_seconds"]),
+            Figure(
+                f"simulator wall time, easy_backfill + best_fit ({where})",
+                easy["wall_seconds"],
+                "s",
+                "fifo + first_fit, same trace",
+                fifo["wall_seconds"],
+                # The issue's 60 s for 80K jobs, scaled to the quick run's 8K.
+                target="value <= 6" if quick else "value <= 60",
+            ),
+            Figure(
+                f"simulated jobs per wall second, easy_backfill + best_fit ({where})",
+                n / easy["wall_seconds"],
+                "jobs/s",
+                "fifo + first_fit, same trace",
+                n / fifo["wall_seconds"],
+            ),
         ]
     machine_note("cluster_speed", notes)
     return figures
@@ -284,17 +397,34 @@ def _speed(quick: bool) -> list[Figure]:
 
 ASSUMED_MIGRATION_SECONDS = 120.0  # the simulator's fixed cost before it measured one
 
+
 def _migration(quick: bool) -> list[Figure]:
     speed = measure_checkpoint(size_mb=32 if quick else 256, repeats=3)
-    machine_note("cluster_checkpoint", {"write_MBps": round(speed.write_bps / 1e6, 1), "read_MBps": round(speed.read_bps / 1e6, 1),
-                                        "size_MB": speed.size_bytes / 1e6})
+    machine_note(
+        "cluster_checkpoint",
+        {
+            "write_MBps": round(speed.write_bps / 1e6, 1),
+            "read_MBps": round(speed.read_bps / 1e6, 1),
+            "size_MB": speed.size_bytes / 1e6,
+        },
+    )
     where = "array checkpoint written with fsync and read back on this machine's disk"
     baseline = "SimConfig.migration_seconds as assumed before it was measured"
     return [
-        Figure(f"migration of a 7B-parameter job on 8 GPUs, from a measured checkpoint ({where})",
-               migration_seconds(7e9, 8, speed), "s", baseline, ASSUMED_MIGRATION_SECONDS),
-        Figure(f"migration of a 70B-parameter job on 64 GPUs, from a measured checkpoint ({where})",
-               migration_seconds(70e9, 64, speed), "s", baseline, ASSUMED_MIGRATION_SECONDS),
+        Figure(
+            f"migration of a 7B-parameter job on 8 GPUs, from a measured checkpoint ({where})",
+            migration_seconds(7e9, 8, speed),
+            "s",
+            baseline,
+            ASSUMED_MIGRATION_SECONDS,
+        ),
+        Figure(
+            f"migration of a 70B-parameter job on 64 GPUs, from a measured checkpoint ({where})",
+            migration_seconds(70e9, 64, speed),
+            "s",
+            baseline,
+            ASSUMED_MIGRATION_SECONDS,
+        ),
     ]
 
 

@@ -14,6 +14,7 @@ against plain ``nbgrader autograde``.
 
 ``--quick``: the rate limiter only, and 6 submissions.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -78,10 +79,16 @@ def run(quick: bool) -> list[Figure]:
         lab = get_lab(name)
         order = (True, False) if i % 2 == 0 else (False, True)
         seconds = {fast: _timed_check(lab, fast) for fast in order}
-        figures.append(Figure(
-            f"syslab check {name}: wall time, fast path vs all-nbgrader ({len(load_mutants(lab))} mutants)",
-            seconds[True], "s", "every submission graded by nbgrader with cold kernels", seconds[False],
-            target="ratio <= 0.35"))
+        figures.append(
+            Figure(
+                f"syslab check {name}: wall time, fast path vs all-nbgrader ({len(load_mutants(lab))} mutants)",
+                seconds[True],
+                "s",
+                "every submission graded by nbgrader with cold kernels",
+                seconds[False],
+                target="ratio <= 0.35",
+            )
+        )
     count = 6 if quick else 20
     lab = get_lab("ratelimit")
     work = Path(tempfile.mkdtemp(prefix="syslab-bench-grade-"))
@@ -95,8 +102,14 @@ def run(quick: bool) -> list[Figure]:
         cold = _plain_autograde(lab, work / "class", work / "cold")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    figures.append(Figure(
-        f"notebooks graded per minute, syslab grade vs nbgrader autograde ({count} rate-limiter submissions)",
-        count / fast * 60, "notebooks/min", "one nbgrader autograde, cold kernels", count / cold * 60,
-        target="ratio >= 3"))
+    figures.append(
+        Figure(
+            f"notebooks graded per minute, syslab grade vs nbgrader autograde ({count} rate-limiter submissions)",
+            count / fast * 60,
+            "notebooks/min",
+            "one nbgrader autograde, cold kernels",
+            count / cold * 60,
+            target="ratio >= 3",
+        )
+    )
     return figures

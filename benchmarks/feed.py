@@ -40,27 +40,40 @@ in the same run:
    held out): AUC and NDCG@10 of the learned logistic ranker against newest-first order on the
    same rows. Target ratio >= 1.0.
 """
+
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import itertools
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from lab_core.bench import Figure, asgi_call, asgi_get, interleaved, machine_note, median, redis_server, without_redis_url
+from lab_core.bench import (
+    Figure,
+    asgi_call,
+    asgi_get,
+    interleaved,
+    machine_note,
+    median,
+    redis_server,
+    without_redis_url,
+)
 from lab_core.feed.calibrate import FANOUT_TIME, READ_TIME, Calibration, calibration_graph, measure, validate
 from lab_core.feed.config import FeedConfig
 from lab_core.feed.demo import create_app
+from lab_core.feed.graph import power_law_graph
 from lab_core.feed.ranker import evaluate, simulate_engagement, split, train
 from lab_core.feed.simulate import CostModel, compare
-from lab_core.feed.graph import power_law_graph
 
 US = 1e6
 
 
 # ----------------------------------------------------------------------------- 4. calibration
+
 
 def calibrated_cost_model(url: str) -> CostModel:
     """The simulator's ``CostModel`` fitted on the real feed at ``url`` (``lab_core.feed.calibrate``)."""
@@ -77,30 +90,64 @@ def _calibration(url: str, quick: bool) -> tuple[Calibration, list[Figure]]:
     for seed in seeds:  # each validation right after its own calibration: load changes hit both
         cals.append(measure(url, posts=posts, reads=reads, repeats=repeats))
         checks.append(validate(cals[-1].cost_model(), url, posts=posts, reads=reads, repeats=repeats, seed=seed))
-    cal = Calibration(**{
-        f.name: (median([getattr(c, f.name) for c in cals]) if f.type == "float" else getattr(cals[0], f.name))
-        for f in dataclasses.fields(Calibration)
-    })
+    cal = Calibration(
+        **{
+            f.name: (median([getattr(c, f.name) for c in cals]) if f.type == "float" else getattr(cals[0], f.name))
+            for f in dataclasses.fields(Calibration)
+        }
+    )
     default = CostModel()
-    where = (f"real redis-server, 300 users, {posts} posts, {reads} reads, median of {repeats} passes"
-             f"{f' x {len(seeds)} calibrations' if len(seeds) > 1 else ''}")
+    where = (
+        f"real redis-server, 300 users, {posts} posts, {reads} reads, median of {repeats} passes"
+        f"{f' x {len(seeds)} calibrations' if len(seeds) > 1 else ''}"
+    )
     base = "CostModel default (assumption)"
     figures = [
-        Figure(f"calibrated: post write (publish: SQLite + XADD), {where}", cal.post_write * US, "us",
-               base, default.post_write * US),
-        Figure("calibrated: fan-out overhead per pushed post (one FanoutWorker.run_once, one pipeline)",
-               cal.fanout_overhead * US, "us", base + " per pipeline", default.fanout_batch_overhead * US),
-        Figure("calibrated: seconds per ZADD fan-out write (activity check + ZADD + trim, in the pipeline)",
-               cal.zadd * US, "us", base, default.zadd * US),
-        Figure("calibrated: timeline read (FeedService.read, intercept)", cal.timeline_read * US, "us",
-               base, default.timeline_read * US),
-        Figure("calibrated: per-celebrity pull cost in a read (slope)", cal.celebrity_pull * US, "us",
-               base, default.celebrity_pull * US),
-        Figure("measured: worker time per celebrity (pulled) post, median (the simulator counts 0)",
-               cal.celebrity_post * US, "us"),
+        Figure(
+            f"calibrated: post write (publish: SQLite + XADD), {where}",
+            cal.post_write * US,
+            "us",
+            base,
+            default.post_write * US,
+        ),
+        Figure(
+            "calibrated: fan-out overhead per pushed post (one FanoutWorker.run_once, one pipeline)",
+            cal.fanout_overhead * US,
+            "us",
+            base + " per pipeline",
+            default.fanout_batch_overhead * US,
+        ),
+        Figure(
+            "calibrated: seconds per ZADD fan-out write (activity check + ZADD + trim, in the pipeline)",
+            cal.zadd * US,
+            "us",
+            base,
+            default.zadd * US,
+        ),
+        Figure(
+            "calibrated: timeline read (FeedService.read, intercept)",
+            cal.timeline_read * US,
+            "us",
+            base,
+            default.timeline_read * US,
+        ),
+        Figure(
+            "calibrated: per-celebrity pull cost in a read (slope)",
+            cal.celebrity_pull * US,
+            "us",
+            base,
+            default.celebrity_pull * US,
+        ),
+        Figure(
+            "measured: worker time per celebrity (pulled) post, median (the simulator counts 0)",
+            cal.celebrity_post * US,
+            "us",
+        ),
     ]
-    held = (f"held-out 300-user graph{'s' if len(seeds) > 1 else ''} (seed {', '.join(map(str, seeds))}), "
-            f"real Redis{', median of ' + str(len(seeds)) + ' calibrate+validate pairs' if len(seeds) > 1 else ''}")
+    held = (
+        f"held-out 300-user graph{'s' if len(seeds) > 1 else ''} (seed {', '.join(map(str, seeds))}), "
+        f"real Redis{', median of ' + str(len(seeds)) + ' calibrate+validate pairs' if len(seeds) > 1 else ''}"
+    )
     tables = [v.table() for v in checks]  # the course's validation table: rel_error = simulated / real - 1
     fan_error = median([t.set_index("metric").loc[FANOUT_TIME, "rel_error"] for t in tables])
     read_error = median([t.set_index("metric").loc[READ_TIME, "rel_error"] for t in tables])
@@ -109,47 +156,92 @@ def _calibration(url: str, quick: bool) -> tuple[Calibration, list[Figure]]:
     if not all((t.attrs["sim_writes"] == t.attrs["real_writes"]).all() for t in tables):
         raise AssertionError("the simulator's fan-out writes per post differ from the real worker's")
     figures += [
-        Figure(f"simulator fan-out writes per post vs real system ({held}; must match)",
-               sim_writes, "writes/post", "real FanoutWorker writes per post", real_writes),
-        Figure(f"simulator error, mean fan-out time per pushed post ({held})",
-               abs(fan_error) * 100, "%", target="value <= 50"),
-        Figure(f"simulator error, mean read time ({held})", abs(read_error) * 100, "%",
-               target="value <= 50"),
-        Figure(f"simulated mean fan-out time per pushed post ({held})",
-               median([v.sim_fanout_mean for v in checks]) * US, "us",
-               "real mean fan-out time", median([v.real_fanout_mean for v in checks]) * US),
-        Figure(f"simulated mean read time ({held})", median([v.sim_read_mean for v in checks]) * US, "us",
-               "real mean read time", median([v.real_read_mean for v in checks]) * US),
+        Figure(
+            f"simulator fan-out writes per post vs real system ({held}; must match)",
+            sim_writes,
+            "writes/post",
+            "real FanoutWorker writes per post",
+            real_writes,
+        ),
+        Figure(
+            f"simulator error, mean fan-out time per pushed post ({held})",
+            abs(fan_error) * 100,
+            "%",
+            target="value <= 50",
+        ),
+        Figure(f"simulator error, mean read time ({held})", abs(read_error) * 100, "%", target="value <= 50"),
+        Figure(
+            f"simulated mean fan-out time per pushed post ({held})",
+            median([v.sim_fanout_mean for v in checks]) * US,
+            "us",
+            "real mean fan-out time",
+            median([v.real_fanout_mean for v in checks]) * US,
+        ),
+        Figure(
+            f"simulated mean read time ({held})",
+            median([v.sim_read_mean for v in checks]) * US,
+            "us",
+            "real mean read time",
+            median([v.real_read_mean for v in checks]) * US,
+        ),
     ]
     return cal, figures
 
 
 # ----------------------------------------------------------------------------- 1. strategies at scale
 
+
 def _strategies(cal: Calibration, quick: bool) -> list[Figure]:
     n_users, duration, threshold = (10_000, 2.0, 100) if quick else (20_000, 4.0, 100)
     graph = power_law_graph(n_users, 20, 2.1, seed=2, celebrity_boost=5)
     fleet = cal.cost_model(fanout_workers=8, read_workers=32, fanout_batch=100)
-    table = compare(graph, [threshold], strategies=("push", "pull"), seed=1, duration=duration,
-                    read_ratio=50.0, cost=fleet).set_index("strategy")
+    table = compare(
+        graph, [threshold], strategies=("push", "pull"), seed=1, duration=duration, read_ratio=50.0, cost=fleet
+    ).set_index("strategy")
     push, pull, hybrid = table.loc["push"], table.loc["pull"], table.loc["hybrid"]
-    machine_note("feed_sim_graph", {"users": n_users, "edges": graph.n_edges, "posts": int(push["posts"]),
-                                    "reads": int(push["reads"]), "celebrities": int(len(graph.celebrities(threshold)))})
+    machine_note(
+        "feed_sim_graph",
+        {
+            "users": n_users,
+            "edges": graph.n_edges,
+            "posts": int(push["posts"]),
+            "reads": int(push["reads"]),
+            "celebrities": int(len(graph.celebrities(threshold))),
+        },
+    )
     g = f"simulated, {n_users:,}-user celebrity-heavy graph, 50:1 reads:writes, calibrated costs"
     return [
-        Figure(f"hybrid (>= {threshold} followers pulled) fan-out writes per post ({g})",
-               float(hybrid["writes_per_post"]), "writes/post", "push writes per post",
-               float(push["writes_per_post"]), target="<= 0.10"),
-        Figure(f"hybrid read p99 ({g})", float(hybrid["read_p99"]) * 1e3, "ms", "push read p99",
-               float(push["read_p99"]) * 1e3, target="<= 2.0"),
-        Figure(f"pull fan-out writes per post ({g})", float(pull["writes_per_post"]), "writes/post",
-               "push writes per post", float(push["writes_per_post"])),
-        Figure(f"pull read p99 ({g})", float(pull["read_p99"]) * 1e3, "ms", "push read p99",
-               float(push["read_p99"]) * 1e3),
+        Figure(
+            f"hybrid (>= {threshold} followers pulled) fan-out writes per post ({g})",
+            float(hybrid["writes_per_post"]),
+            "writes/post",
+            "push writes per post",
+            float(push["writes_per_post"]),
+            target="<= 0.10",
+        ),
+        Figure(
+            f"hybrid read p99 ({g})",
+            float(hybrid["read_p99"]) * 1e3,
+            "ms",
+            "push read p99",
+            float(push["read_p99"]) * 1e3,
+            target="<= 2.0",
+        ),
+        Figure(
+            f"pull fan-out writes per post ({g})",
+            float(pull["writes_per_post"]),
+            "writes/post",
+            "push writes per post",
+            float(push["writes_per_post"]),
+        ),
+        Figure(
+            f"pull read p99 ({g})", float(pull["read_p99"]) * 1e3, "ms", "push read p99", float(push["read_p99"]) * 1e3
+        ),
     ]
 
 
 # ----------------------------------------------------------------------------- 2. HTTP read throughput
+
 
 def _seeded_app(url: str | None):
     """The demo API on a fresh 300-user graph (threshold 40), every user active, two posts each fanned out."""
@@ -175,6 +267,20 @@ def _seeded_app(url: str | None):
     return app, graph.n_users
 
 
+def _readers(app: Any, service: Any, n: int, loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], None]]:
+    """One feed read each call, through HTTP (the ASGI app) or straight to the service, users in turn."""
+    http_users, direct_users = itertools.cycle(range(1, n + 1)), itertools.cycle(range(1, n + 1))
+
+    def via_http() -> None:
+        if loop.run_until_complete(asgi_call(app, asgi_get(f"/feed/{next(http_users)}"))) != 200:
+            raise RuntimeError("GET /feed/{user} did not answer 200")
+
+    def direct() -> None:
+        service.read(next(direct_users))
+
+    return {"http": via_http, "direct": direct}
+
+
 def _http(url: str, quick: bool) -> list[Figure]:
     rounds, duration = (3, 0.15) if quick else (7, 0.4)
     figures = []
@@ -183,27 +289,24 @@ def _http(url: str, quick: bool) -> list[Figure]:
         service = app.state.feed.service
         loop = asyncio.new_event_loop()
         try:
-            http_users, direct_users = itertools.cycle(range(1, n + 1)), itertools.cycle(range(1, n + 1))
-
-            def via_http() -> None:
-                if loop.run_until_complete(asgi_call(app, asgi_get(f"/feed/{next(http_users)}"))) != 200:
-                    raise RuntimeError("GET /feed/{user} did not answer 200")
-
-            def direct() -> None:
-                service.read(next(direct_users))
-
-            rates = interleaved({"http": via_http, "direct": direct}, rounds=rounds, duration=duration)
+            rates = interleaved(_readers(app, service, n, loop), rounds=rounds, duration=duration)
         finally:
             loop.close()
             app.state.feed.store.conn.close()
-        figures.append(Figure(
-            f"feed reads/s via HTTP API (create_app, in-process ASGI, GET /feed/{{user}}), {label}",
-            median(rates["http"]), "reads/s", f"FeedService.read directly, {label}", median(rates["direct"]),
-        ))
+        figures.append(
+            Figure(
+                f"feed reads/s via HTTP API (create_app, in-process ASGI, GET /feed/{{user}}), {label}",
+                median(rates["http"]),
+                "reads/s",
+                f"FeedService.read directly, {label}",
+                median(rates["direct"]),
+            )
+        )
     return figures
 
 
 # ----------------------------------------------------------------------------- 3. ranker quality
+
 
 def _ranker(quick: bool) -> list[Figure]:
     viewers = 200 if quick else 400
@@ -213,14 +316,27 @@ def _ranker(quick: bool) -> list[Figure]:
     table = evaluate(ranker, held_out, k=10).set_index("model")
     rows = f"{len(held_out):,} held-out rows, {table.loc['learned', 'viewers']} viewers"
     return [
-        Figure(f"ranker AUC, learned, simulated engagement ({rows})", float(table.loc["learned", "auc"]), "AUC",
-               "recency order AUC", float(table.loc["recency", "auc"]), target=">= 1.0"),
-        Figure(f"ranker NDCG@10, learned ({rows})", float(table.loc["learned", "ndcg"]), "NDCG@10",
-               "recency order NDCG@10", float(table.loc["recency", "ndcg"]), target=">= 1.0"),
+        Figure(
+            f"ranker AUC, learned, simulated engagement ({rows})",
+            float(table.loc["learned", "auc"]),
+            "AUC",
+            "recency order AUC",
+            float(table.loc["recency", "auc"]),
+            target=">= 1.0",
+        ),
+        Figure(
+            f"ranker NDCG@10, learned ({rows})",
+            float(table.loc["learned", "ndcg"]),
+            "NDCG@10",
+            "recency order NDCG@10",
+            float(table.loc["recency", "ndcg"]),
+            target=">= 1.0",
+        ),
     ]
 
 
 # ----------------------------------------------------------------------------- entry point
+
 
 def run(quick: bool) -> list[Figure]:
     """Every figure of the lab (quick: small sizes, well under 30 s)."""

@@ -26,6 +26,7 @@ its first 256 tokens.
 ``--quick`` keeps 200 abstracts (every abstract judged for the first 30 queries plus others) and
 those 30 queries, for a smoke run: its quality figures say nothing about SciFact.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -76,7 +77,9 @@ def _subset(data: BeirDataset, queries: int, docs: int) -> BeirDataset:
 
 
 def _documents(data: BeirDataset) -> list[Document]:
-    return [Document(d, text, d, title, (Region(0, len(text)),)) for d, (title, text) in data.corpus.items() if text.strip()]
+    return [
+        Document(d, text, d, title, (Region(0, len(text)),)) for d, (title, text) in data.corpus.items() if text.strip()
+    ]
 
 
 def _whole(doc: Document) -> list[Chunk]:
@@ -87,9 +90,15 @@ def _whole(doc: Document) -> list[Chunk]:
 def _quality(pipeline: RagPipeline, data: BeirDataset) -> list[Figure]:
     scores = {}
     for name, config in MODES.items():
-        run = {qid: [h.chunk.doc_id for h in pipeline.retrieve(q, 100, rerank=False, config=config)[1]] for qid, q in data.queries.items()}
+        run = {
+            qid: [h.chunk.doc_id for h in pipeline.retrieve(q, 100, rerank=False, config=config)[1]]
+            for qid, q in data.queries.items()
+        }
         scores[name] = evaluate(run, data.qrels, ks=(10, 100))
-        print(f"  scifact {name}: nDCG@10 {scores[name]['nDCG@10']:.4f}, Recall@100 {scores[name]['Recall@100']:.4f}", file=sys.stderr)
+        print(
+            f"  scifact {name}: nDCG@10 {scores[name]['nDCG@10']:.4f}, Recall@100 {scores[name]['Recall@100']:.4f}",
+            file=sys.stderr,
+        )
 
     qids = list(data.queries)
     examples = []
@@ -103,24 +112,64 @@ def _quality(pipeline: RagPipeline, data: BeirDataset) -> list[Figure]:
     scores["hybrid + rerank (5-fold CV)"] = evaluate(cv_run, data.qrels, ks=(10, 100))
     shipped = default_reranker()
     scores["hybrid + shipped rerank"] = evaluate(
-        {qid: [h.chunk.doc_id for h in shipped(ex.query, ex.hits)] for qid, ex in zip(qids, examples)}, data.qrels, ks=(10, 100)
+        {qid: [h.chunk.doc_id for h in shipped(ex.query, ex.hits)] for qid, ex in zip(qids, examples)},
+        data.qrels,
+        ks=(10, 100),
     )
     for name in ("hybrid + rerank (5-fold CV)", "hybrid + shipped rerank"):
         print(f"  scifact {name}: nDCG@10 {scores[name]['nDCG@10']:.4f}", file=sys.stderr)
 
     best_single = max(("BM25", "dense"), key=lambda n: scores[n]["nDCG@10"])
-    n10 = lambda n: scores[n]["nDCG@10"]  # noqa: E731
-    r100 = lambda n: scores[n]["Recall@100"]  # noqa: E731
+
+    def n10(n):
+        return scores[n]["nDCG@10"]
+
+    def r100(n):
+        return scores[n]["Recall@100"]
+
     figures = [
         Figure("SciFact nDCG@10, BM25", n10("BM25"), "nDCG"),
         Figure("SciFact nDCG@10, dense (MiniLM)", n10("dense"), "nDCG", "BM25", n10("BM25")),
-        Figure("SciFact nDCG@10, hybrid (RRF)", n10("hybrid"), "nDCG", f"best single retriever ({best_single})", n10(best_single), ">= 1.0"),
-        Figure("SciFact nDCG@10, hybrid (min-max weighted sum, weight 0.5)", n10("hybrid weighted"), "nDCG", "hybrid (RRF)", n10("hybrid")),
-        Figure("SciFact nDCG@10, hybrid + rerank (5-fold CV)", n10("hybrid + rerank (5-fold CV)"), "nDCG", "hybrid (RRF)", n10("hybrid"), ">= 1.0"),
-        Figure("SciFact nDCG@10, hybrid + shipped rerank (fitted on the demo corpus)", n10("hybrid + shipped rerank"), "nDCG", "hybrid (RRF)", n10("hybrid")),
+        Figure(
+            "SciFact nDCG@10, hybrid (RRF)",
+            n10("hybrid"),
+            "nDCG",
+            f"best single retriever ({best_single})",
+            n10(best_single),
+            ">= 1.0",
+        ),
+        Figure(
+            "SciFact nDCG@10, hybrid (min-max weighted sum, weight 0.5)",
+            n10("hybrid weighted"),
+            "nDCG",
+            "hybrid (RRF)",
+            n10("hybrid"),
+        ),
+        Figure(
+            "SciFact nDCG@10, hybrid + rerank (5-fold CV)",
+            n10("hybrid + rerank (5-fold CV)"),
+            "nDCG",
+            "hybrid (RRF)",
+            n10("hybrid"),
+            ">= 1.0",
+        ),
+        Figure(
+            "SciFact nDCG@10, hybrid + shipped rerank (fitted on the demo corpus)",
+            n10("hybrid + shipped rerank"),
+            "nDCG",
+            "hybrid (RRF)",
+            n10("hybrid"),
+        ),
         Figure("SciFact Recall@100, BM25", r100("BM25"), "recall"),
         Figure("SciFact Recall@100, dense (MiniLM)", r100("dense"), "recall", "BM25", r100("BM25")),
-        Figure("SciFact Recall@100, hybrid (RRF)", r100("hybrid"), "recall", "best single retriever", max(r100("BM25"), r100("dense")), ">= 1.0"),
+        Figure(
+            "SciFact Recall@100, hybrid (RRF)",
+            r100("hybrid"),
+            "recall",
+            "best single retriever",
+            max(r100("BM25"), r100("dense")),
+            ">= 1.0",
+        ),
     ]
     return figures
 
@@ -139,7 +188,10 @@ def _cold_timings(pipeline: RagPipeline, queries: list[str]) -> list[dict]:
 def _latency(timings: list[dict]) -> list[Figure]:
     stage = {s: [t.get(s, 0.0) for t in timings] for s in ("embed", "bm25", "dense", "fuse", "rerank")}
     retrieval = [sum(t.get(s, 0.0) for s in ("embed", "bm25", "dense", "fuse")) for t in timings]
-    p = lambda v, q: float(np.percentile(v, q))  # noqa: E731
+
+    def p(v, q):
+        return float(np.percentile(v, q))
+
     figures = [
         Figure("hybrid retrieval p50 (embed + BM25 + faiss + fusion)", p(retrieval, 50), "ms", target="value < 50"),
         Figure("hybrid retrieval p99", p(retrieval, 99), "ms"),
@@ -194,7 +246,12 @@ def _answers() -> list[Figure]:
     table = assess(build_pipeline(), load_questions())
     s = summary(table)
     return [
-        Figure("demo corpus: citation support rate (extractive answers)", s["citation_support"], "share", target="value >= 0.95"),
+        Figure(
+            "demo corpus: citation support rate (extractive answers)",
+            s["citation_support"],
+            "share",
+            target="value >= 0.95",
+        ),
         Figure("demo corpus: refusal accuracy (40 questions, 5 unanswerable)", s["refusal_accuracy"], "share"),
         Figure("demo corpus: nDCG@10 by section, hybrid + rerank", s["nDCG@10"], "nDCG"),
     ]
@@ -204,7 +261,9 @@ def run(quick: bool) -> list[Figure]:
     """Every figure; needs the shared data folder for SciFact."""
     folder = data_dir() / "scifact"
     if not (folder / "corpus.jsonl").is_file():
-        raise FileNotFoundError(f"{folder} is absent: set SYSLAB_DATA to the public data folder (see ../shared/data/README.md)")
+        raise FileNotFoundError(
+            f"{folder} is absent: set SYSLAB_DATA to the public data folder (see ../shared/data/README.md)"
+        )
     data = load_beir(folder, "train")
     if quick:
         data = _subset(data, 30, 200)

@@ -36,6 +36,7 @@ in the same run:
    window), all in one EVALSHA (the engine batches a request's rules into one script). Added
    latency = percentile(with) - percentile(bare).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,7 +48,16 @@ from collections import deque
 
 import numpy as np
 
-from lab_core.bench import Figure, asgi_call, asgi_get, interleaved, machine_note, median, redis_server, without_redis_url
+from lab_core.bench import (
+    Figure,
+    asgi_call,
+    asgi_get,
+    interleaved,
+    machine_note,
+    median,
+    redis_server,
+    without_redis_url,
+)
 from lab_core.ratelimit import (
     REDIS_ALGORITHMS,
     FixedWindow,
@@ -65,6 +75,7 @@ SEED = 7
 
 
 # ----------------------------------------------------------------------------- 1. decisions per second
+
 
 def _throughput(url: str, quick: bool) -> list[Figure]:
     import limits
@@ -166,8 +177,8 @@ def _trace(n_keys: int, duration: float, lo: float, hi: float, seed: int) -> tup
 @dataclasses.dataclass
 class _Tally:
     requests: int
-    wrong: dict[tuple[str, str, str], int]      # (limiter, "indep"|"same", "allowed"|"rejected") -> count
-    admitted: dict[str, list[list[float]]]      # limiter -> key -> admitted times ("log" included)
+    wrong: dict[tuple[str, str, str], int]  # (limiter, "indep"|"same", "allowed"|"rejected") -> count
+    admitted: dict[str, list[list[float]]]  # limiter -> key -> admitted times ("log" included)
 
     def pct(self, limiter: str, how: str, kind: str) -> float:
         return 100.0 * self.wrong[(limiter, how, kind)] / self.requests
@@ -191,7 +202,10 @@ def _replay(times: np.ndarray, key_idx: np.ndarray, n_keys: int) -> _Tally:
     names = [f"k{i}" for i in range(n_keys)]
     clock = ManualClock()
     exact = SlidingWindowLog(limit, period, clock=clock)
-    approx = {"counter": SlidingWindowCounter(limit, period, clock=clock), "fixed": FixedWindow(limit, period, clock=clock)}
+    approx = {
+        "counter": SlidingWindowCounter(limit, period, clock=clock),
+        "fixed": FixedWindow(limit, period, clock=clock),
+    }
     history = {a: [deque() for _ in range(n_keys)] for a in approx}
     admitted: dict[str, list[list[float]]] = {a: [[] for _ in range(n_keys)] for a in ("log", *approx)}
     wrong = {(a, how, kind): 0 for a in approx for how in ("indep", "same") for kind in ("allowed", "rejected")}
@@ -262,6 +276,7 @@ def _approximation(quick: bool) -> list[Figure]:
 
 # ----------------------------------------------------------------------------- 3. middleware latency
 
+
 async def _latencies(apps: dict, n: int, warmup: int) -> dict[str, list[float]]:
     """Microseconds per request for each app; every iteration calls each app once, in rotating order."""
     out: dict[str, list[float]] = {name: [] for name in apps}
@@ -276,7 +291,9 @@ async def _latencies(apps: dict, n: int, warmup: int) -> dict[str, list[float]]:
             status = await asgi_call(apps[name], scope)
             took = clock() - t0
             if status != 200:
-                raise RuntimeError(f"{name}: GET /api/items answered {status}; the benchmark measures admitted requests")
+                raise RuntimeError(
+                    f"{name}: GET /api/items answered {status}; the benchmark measures admitted requests"
+                )
             if i >= warmup:
                 out[name].append(took / 1000.0)
     return out
@@ -284,9 +301,7 @@ async def _latencies(apps: dict, n: int, warmup: int) -> dict[str, list[float]]:
 
 def _middleware(url: str, quick: bool) -> list[Figure]:
     n, warmup = (300, 50) if quick else (3000, 200)
-    rules = [
-        dataclasses.replace(r, limit=10**9, burst=10**9 if r.burst else None) for r in default_rules()
-    ]
+    rules = [dataclasses.replace(r, limit=10**9, burst=10**9 if r.burst else None) for r in default_rules()]
     with without_redis_url():
         apps = {
             "bare": build_api(Catalogue(), rules),
@@ -311,6 +326,7 @@ def _middleware(url: str, quick: bool) -> list[Figure]:
 
 
 # ----------------------------------------------------------------------------- entry point
+
 
 def run(quick: bool) -> list[Figure]:
     """Every figure of the lab (quick: small sizes, well under 30 s)."""

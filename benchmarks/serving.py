@@ -33,6 +33,7 @@ gets more cores than another; on a shared 2-core machine a second thread mostly 
 8. **GPU roofline** (only when CUDA is available): decode tokens/s of the engine at batch 64 as a
    fraction of the HBM roofline (weights + KV read once per step at the device's peak bandwidth).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -62,6 +63,7 @@ def _prompts(n: int, low: int, high: int, seed: int) -> list[list[int]]:
 
 # ----------------------------------------------------------------------------- 1. continuous batching
 
+
 def _batching(quick: bool) -> list[Figure]:
     n, max_tokens = 64, (24 if quick else 64)
     n_seq, n_static = (6, 16) if quick else (16, 32)
@@ -90,30 +92,56 @@ def _batching(quick: bool) -> list[Figure]:
     contenders = {"engine": engine, "sequential": sequential, "static": static}
     got: dict[str, list[float]] = {k: [] for k in contenders}
     for r in range(rounds):
-        for name in (list(contenders) if r % 2 == 0 else reversed(list(contenders))):
+        for name in list(contenders) if r % 2 == 0 else reversed(list(contenders)):
             got[name].append(contenders[name]())
             _say(f"batching round {r + 1}: {name} {got[name][-1]:.0f} tok/s")
     med = {k: statistics.median(v) for k, v in got.items()}
     what = f"small model, 64 concurrent requests x {max_tokens} tokens"
     return [
-        Figure(f"engine output tokens/s vs one at a time ({what}; baseline: first {n_seq} prompts)", med["engine"],
-               "tok/s", baseline="generate_sequential (plain KV cache)", baseline_value=med["sequential"],
-               target=">= 5"),
-        Figure(f"engine output tokens/s vs static batching ({what}; baseline: first {n_static} prompts, batches of 8)",
-               med["engine"], "tok/s", baseline="generate_static (batch 8, lockstep)", baseline_value=med["static"]),
+        Figure(
+            f"engine output tokens/s vs one at a time ({what}; baseline: first {n_seq} prompts)",
+            med["engine"],
+            "tok/s",
+            baseline="generate_sequential (plain KV cache)",
+            baseline_value=med["sequential"],
+            target=">= 5",
+        ),
+        Figure(
+            f"engine output tokens/s vs static batching ({what}; baseline: first {n_static} prompts, batches of 8)",
+            med["engine"],
+            "tok/s",
+            baseline="generate_static (batch 8, lockstep)",
+            baseline_value=med["static"],
+        ),
     ]
 
 
 # ----------------------------------------------------------------------------- 2. latency at a fixed rate
 
+
 def _latency(quick: bool) -> list[Figure]:
     rate, duration = 6.0, (3.0 if quick else 15.0)
-    wl = Workload(rate=rate, duration=duration, prompt_median=64, prompt_sigma=0.5, output_median=32,
-                  output_sigma=0.5, max_prompt=256, max_output=128, seed=11)
+    wl = Workload(
+        rate=rate,
+        duration=duration,
+        prompt_median=64,
+        prompt_sigma=0.5,
+        output_median=32,
+        output_sigma=0.5,
+        max_prompt=256,
+        max_output=128,
+        seed=11,
+    )
     df = run_engine_workload(EngineConfig(model="small"), wl)
     what = f"small model, {rate:g} req/s Poisson for {duration:g} s, {len(df)} requests"
-    machine_note("serving_latency", {"requests": len(df), "busy_fraction": round(df.attrs["busy_fraction"], 3),
-                                     "throughput_tok_s": round(df.attrs["throughput"], 1)})
+    machine_note(
+        "serving_latency",
+        {
+            "requests": len(df),
+            "busy_fraction": round(df.attrs["busy_fraction"], 3),
+            "throughput_tok_s": round(df.attrs["throughput"], 1),
+        },
+    )
     out = []
     for metric in ("ttft", "tpot"):
         for q in (50, 99):
@@ -123,6 +151,7 @@ def _latency(quick: bool) -> list[Figure]:
 
 
 # ----------------------------------------------------------------------------- 3. gateway overhead
+
 
 def _gateway(quick: bool) -> list[Figure]:
     import httpx
@@ -142,9 +171,16 @@ def _gateway(quick: bool) -> list[Figure]:
         # The baseline: the same HTTP round trip and engine call, with none of the gateway's work
         # (auth, validation, limits, queue, routing, metrics).
         body = await request.json()
-        text = "".join([e.text async for e in engine.stream(engine.tokenize(body["prompt"]),
-                                                            SamplingParams(max_tokens=body["max_tokens"]),
-                                                            request_id=f"bare-{next(ids)}")])
+        text = "".join(
+            [
+                e.text
+                async for e in engine.stream(
+                    engine.tokenize(body["prompt"]),
+                    SamplingParams(max_tokens=body["max_tokens"]),
+                    request_id=f"bare-{next(ids)}",
+                )
+            ]
+        )
         return JSONResponse({"choices": [{"text": text}]})
 
     ids = itertools.count()
@@ -155,8 +191,11 @@ def _gateway(quick: bool) -> list[Figure]:
     async def main() -> tuple[list[float], list[float]]:
         via: list[float] = []
         direct: list[float] = []
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as gw, \
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=baseline), base_url="http://bare") as plain:
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as gw,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=baseline), base_url="http://bare") as plain,
+        ):
+
             async def call(client: httpx.AsyncClient) -> None:
                 r = await client.post("/v1/completions", json=body, headers=headers)
                 r.raise_for_status()
@@ -166,7 +205,7 @@ def _gateway(quick: bool) -> list[Figure]:
                 await call(plain)
             for k in range(n):
                 pair = [(via, gw), (direct, plain)]
-                for out, client in (pair if k % 2 == 0 else pair[::-1]):
+                for out, client in pair if k % 2 == 0 else pair[::-1]:
                     t0 = time.perf_counter()
                     await call(client)
                     out.append(time.perf_counter() - t0)
@@ -178,12 +217,19 @@ def _gateway(quick: bool) -> list[Figure]:
         engine.close()
     g, d = statistics.median(via) * 1e3, statistics.median(direct) * 1e3
     machine_note("serving_gateway_ms", {"gateway_p50": round(g, 3), "bare_app_p50": round(d, 3), "requests": n})
-    return [Figure(f"gateway overhead per request, p50 ({n} max_tokens=1 requests through the gateway vs a bare "
-                   f"endpoint calling the same engine, both in process over httpx)", g - d, "ms",
-                   target="value < 2")]
+    return [
+        Figure(
+            f"gateway overhead per request, p50 ({n} max_tokens=1 requests through the gateway vs a bare "
+            f"endpoint calling the same engine, both in process over httpx)",
+            g - d,
+            "ms",
+            target="value < 2",
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- 4. simulator speed
+
 
 def _sim_speed(quick: bool) -> list[Figure]:
     users, gpus, limit = (1000, 20, 2) if quick else (10_000, 200, 20)
@@ -192,27 +238,59 @@ def _sim_speed(quick: bool) -> list[Figure]:
     t0 = time.perf_counter()
     res = simulate(cfg, wl)
     wall = time.perf_counter() - t0
-    machine_note("serving_sim_speed", {"requests": int(res.summary["requests"]),
-                                       "output_tokens": int(res.summary["output_tokens"])})
-    return [Figure(f"simulator wall time: {users:,} closed-loop users for 60 s on {gpus} H100s (8B, colocated)",
-                   wall, "s", baseline="simulated time", baseline_value=60.0, target=f"value < {limit}")]
+    machine_note(
+        "serving_sim_speed",
+        {"requests": int(res.summary["requests"]), "output_tokens": int(res.summary["output_tokens"])},
+    )
+    return [
+        Figure(
+            f"simulator wall time: {users:,} closed-loop users for 60 s on {gpus} H100s (8B, colocated)",
+            wall,
+            "s",
+            baseline="simulated time",
+            baseline_value=60.0,
+            target=f"value < {limit}",
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- 5. simulator vs engine
 
+
 def _validation(quick: bool) -> list[Figure]:
-    wl = Workload(rate=20.0, duration=3.0 if quick else 10.0, prompt_median=64, prompt_sigma=0.6, output_median=32,
-                  output_sigma=0.6, max_prompt=256, max_output=128, seed=7)
+    wl = Workload(
+        rate=20.0,
+        duration=3.0 if quick else 10.0,
+        prompt_median=64,
+        prompt_sigma=0.6,
+        output_median=32,
+        output_sigma=0.6,
+        max_prompt=256,
+        max_output=128,
+        seed=7,
+    )
     table = validate(EngineConfig(model="tiny"), wl)
-    machine_note("serving_validation", {f"{r.metric} ({r.unit})": {"engine": round(r.measured, 6),
-                                                                   "simulator": round(r.predicted, 6)}
-                                        for r in table.itertuples()})
+    machine_note(
+        "serving_validation",
+        {
+            f"{r.metric} ({r.unit})": {"engine": round(r.measured, 6), "simulator": round(r.predicted, 6)}
+            for r in table.itertuples()
+        },
+    )
     n = len(table.attrs["engine"])
-    return [Figure(f"simulator vs real engine: |error| of {r.metric} (tiny model, {wl.rate:g} req/s, {n} requests)",
-                   abs(float(r.rel_error)) * 100, "%", target="value <= 20") for r in table.itertuples()]
+    return [
+        Figure(
+            f"simulator vs real engine: |error| of {r.metric} (tiny model, {wl.rate:g} req/s, {n} requests)",
+            abs(float(r.rel_error)) * 100,
+            "%",
+            target="value <= 20",
+        )
+        for r in table.itertuples()
+    ]
 
 
 # ----------------------------------------------------------------------------- 6. prefix caching
+
 
 def _prefix(quick: bool) -> list[Figure]:
     n = 8 if quick else 24
@@ -235,20 +313,33 @@ def _prefix(quick: bool) -> list[Figure]:
 
     on, off = [], []
     for r in range(1 if quick else 3):
-        for caching in ((True, False) if r % 2 == 0 else (False, True)):
+        for caching in (True, False) if r % 2 == 0 else (False, True):
             (on if caching else off).append(serve(caching))
     tok_on, tok_off = on[0][0], off[0][0]
     t_on, t_off = statistics.median(x[1] for x in on) * 1e3, statistics.median(x[1] for x in off) * 1e3
     what = f"small model, {n} requests sharing a 384-token system prompt + 16 own tokens"
     return [
-        Figure(f"prefill tokens computed, prefix caching on ({what})", tok_on, "tokens",
-               baseline="prefix caching off", baseline_value=tok_off, target="<= 0.2"),
-        Figure(f"TTFT p50, prefix caching on ({what})", t_on, "ms", baseline="prefix caching off",
-               baseline_value=t_off, target="< 1"),
+        Figure(
+            f"prefill tokens computed, prefix caching on ({what})",
+            tok_on,
+            "tokens",
+            baseline="prefix caching off",
+            baseline_value=tok_off,
+            target="<= 0.2",
+        ),
+        Figure(
+            f"TTFT p50, prefix caching on ({what})",
+            t_on,
+            "ms",
+            baseline="prefix caching off",
+            baseline_value=t_off,
+            target="< 1",
+        ),
     ]
 
 
 # ----------------------------------------------------------------------------- 7. disaggregation
+
 
 def _disagg() -> list[Figure]:
     from lab_core.serving.disagg import DisaggregatedEngine
@@ -258,10 +349,12 @@ def _disagg() -> list[Figure]:
     prompts = _prompts(n, 48, 144, seed=9)
     engine = DisaggregatedEngine(cfg, model_name="tiny")
     try:
+
         async def main() -> None:
             async def one(k: int) -> None:
-                async for _ in engine.stream(prompts[k], SamplingParams(max_tokens=8, ignore_eos=True),
-                                             request_id=f"d-{k}"):
+                async for _ in engine.stream(
+                    prompts[k], SamplingParams(max_tokens=8, ignore_eos=True), request_id=f"d-{k}"
+                ):
                     pass
 
             await asyncio.gather(*(one(k) for k in range(n)))
@@ -275,8 +368,13 @@ def _disagg() -> list[Figure]:
     machine_note("serving_disagg", {"transfers": stats.count, "bytes": stats.bytes, "tokens": stats.tokens})
     what = f"tiny model, {n} requests, prompts 48-144 tokens"
     return [
-        Figure(f"disaggregated: KV bytes moved per request ({what})", stats.bytes / max(stats.count, 1), "bytes",
-               baseline="KV bytes per token x prompt tokens", baseline_value=kv * mean_prompt),
+        Figure(
+            f"disaggregated: KV bytes moved per request ({what})",
+            stats.bytes / max(stats.count, 1),
+            "bytes",
+            baseline="KV bytes per token x prompt tokens",
+            baseline_value=kv * mean_prompt,
+        ),
         Figure(f"disaggregated: KV transfer time p50 per request ({what})", stats.p50_seconds * 1e3, "ms"),
     ]
 
@@ -310,11 +408,19 @@ def _gpu() -> list[Figure]:
     rate = batch * steps / (time.perf_counter() - t0)
     spec = engine_model_spec(cfg)
     bound = batch / ((spec.weight_bytes + batch * (ctx + steps) * spec.kv_bytes_per_token) / bandwidth)
-    return [Figure(f"GPU decode tokens/s at batch {batch}, context ~{ctx} (small model, {name}) vs HBM roofline",
-                   rate, "tok/s", baseline="HBM roofline (peak bandwidth)", baseline_value=bound)]
+    return [
+        Figure(
+            f"GPU decode tokens/s at batch {batch}, context ~{ctx} (small model, {name}) vs HBM roofline",
+            rate,
+            "tok/s",
+            baseline="HBM roofline (peak bandwidth)",
+            baseline_value=bound,
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- run
+
 
 def run(quick: bool) -> list[Figure]:
     """The figures; quick mode shrinks every part and leaves out disaggregation."""
@@ -323,9 +429,14 @@ def run(quick: bool) -> list[Figure]:
     machine_note("serving_torch_threads", 1)
     try:
         figures: list[Figure] = []
-        for label, part in (("continuous batching", _batching), ("latency at a fixed rate", _latency),
-                            ("gateway overhead", _gateway), ("simulator speed", _sim_speed),
-                            ("simulator vs engine", _validation), ("prefix caching", _prefix)):
+        for label, part in (
+            ("continuous batching", _batching),
+            ("latency at a fixed rate", _latency),
+            ("gateway overhead", _gateway),
+            ("simulator speed", _sim_speed),
+            ("simulator vs engine", _validation),
+            ("prefix caching", _prefix),
+        ):
             t0 = time.perf_counter()
             figures += part(quick)
             _say(f"{label}: {time.perf_counter() - t0:.1f} s")

@@ -30,6 +30,7 @@ machine that has a GPU.
    trainer's 6N + attention count per token times tokens/s) against the GPU's bf16 dense datasheet
    peak, so the ratio is the MFU.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,11 +84,25 @@ def _cpu_jobs() -> Iterator[None]:
 
 # ----------------------------------------------------------------------------- 1. gradient parity
 
+
 def _parity(quick: bool) -> list[Figure]:
     strategies = list(STRATEGY_LABELS)
     precisions = ["fp32"] if quick else ["fp32", "bf16"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-           "-m", "lab_core.training.parity", "--strategies", ",".join(strategies), "--precisions", ",".join(precisions)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+        "-m",
+        "lab_core.training.parity",
+        "--strategies",
+        ",".join(strategies),
+        "--precisions",
+        ",".join(precisions),
+    ]
     with _cpu_jobs():
         proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_env(), timeout=600)
     if proc.returncode != 0:
@@ -101,20 +116,32 @@ def _parity(quick: bool) -> list[Figure]:
     out = []
     for precision in precisions:
         for strategy in strategies:
-            out.append(Figure(
-                f"gradient parity {STRATEGY_LABELS[strategy]} {precision}: max relative gradient difference ({what})",
-                result[strategy][precision], "relative", baseline="one process on the whole batch (parity reference)",
-                target="value <= 1e-5" if precision == "fp32" else None))
+            out.append(
+                Figure(
+                    f"gradient parity {STRATEGY_LABELS[strategy]} {precision}: max relative gradient difference ({what})",
+                    result[strategy][precision],
+                    "relative",
+                    baseline="one process on the whole batch (parity reference)",
+                    target="value <= 1e-5" if precision == "fp32" else None,
+                )
+            )
     return out
 
 
 # ----------------------------------------------------------------------------- 2. throughput
 
+
 def _tokens_per_s(config: TrainConfig, workdir: Path, nproc: int, warmup: int) -> float:
     """Median tokens/s over the steps after ``warmup`` of one launched job."""
     with _cpu_jobs():
-        job = launch_run(config, workdir=workdir, nproc=nproc, progress=False, timeout=600,
-                         run_name=f"bench-{config.strategy}-x{nproc}")
+        job = launch_run(
+            config,
+            workdir=workdir,
+            nproc=nproc,
+            progress=False,
+            timeout=600,
+            run_name=f"bench-{config.strategy}-x{nproc}",
+        )
     frame = Tracker(job.tracker_path).wide(job.run_id)
     rates = frame.loc[frame["step"] > warmup, "tokens_per_s"].dropna()
     if rates.empty:
@@ -129,8 +156,15 @@ def _throughput(quick: bool, workdir: Path) -> list[Figure]:
         model, seq_len, micro, steps, warmup, strategies = "small", 128, 8, 12, 3, list(STRATEGY_LABELS)
 
     def config(strategy: str) -> TrainConfig:
-        return TrainConfig(model=model, strategy=strategy, steps=steps, seq_len=seq_len, micro_batch=micro,
-                           warmup_steps=2, checkpoint_every=0)
+        return TrainConfig(
+            model=model,
+            strategy=strategy,
+            steps=steps,
+            seq_len=seq_len,
+            micro_batch=micro,
+            warmup_steps=2,
+            checkpoint_every=0,
+        )
 
     base = _tokens_per_s(config("single"), workdir, 1, warmup)
     _say(f"throughput: single x1 {base:.0f} tok/s")
@@ -138,9 +172,17 @@ def _throughput(quick: bool, workdir: Path) -> list[Figure]:
     for strategy in strategies:
         rates[strategy] = _tokens_per_s(config(strategy), workdir, 2, warmup)
         _say(f"throughput: {strategy} x2 {rates[strategy]:.0f} tok/s")
-    machine_note("training_throughput", {"model": model, "seq_len": seq_len, "micro_batch": micro, "steps": steps,
-                                         "warmup_steps_skipped": warmup, "tokens_per_s": {"single": round(base, 1),
-                                         **{k: round(v, 1) for k, v in rates.items()}}})
+    machine_note(
+        "training_throughput",
+        {
+            "model": model,
+            "seq_len": seq_len,
+            "micro_batch": micro,
+            "steps": steps,
+            "warmup_steps_skipped": warmup,
+            "tokens_per_s": {"single": round(base, 1), **{k: round(v, 1) for k, v in rates.items()}},
+        },
+    )
     baseline = f"strategy single, 1 process, {micro} x {seq_len} tokens per step"
     out = []
     for strategy, rate in rates.items():
@@ -148,13 +190,21 @@ def _throughput(quick: bool, workdir: Path) -> list[Figure]:
             how = f"same work per process: {micro} seqs each, global batch {2 * micro}"
         else:
             how = f"same global batch of {micro} seqs split over the 2 processes"
-        out.append(Figure(f"training tokens/s, {STRATEGY_LABELS[strategy]} on 2 CPU processes vs 1 process "
-                          f"({model} model, seq {seq_len}; {how})", rate, "tok/s", baseline=baseline,
-                          baseline_value=base))
+        out.append(
+            Figure(
+                f"training tokens/s, {STRATEGY_LABELS[strategy]} on 2 CPU processes vs 1 process "
+                f"({model} model, seq {seq_len}; {how})",
+                rate,
+                "tok/s",
+                baseline=baseline,
+                baseline_value=base,
+            )
+        )
     return out
 
 
 # ----------------------------------------------------------------------------- 3. async vs sync checkpoint
+
 
 def _checkpoint(quick: bool, workdir: Path) -> list[Figure]:
     preset = "small" if quick else "100m"
@@ -169,7 +219,7 @@ def _checkpoint(quick: bool, workdir: Path) -> list[Figure]:
     step = 0
     with CheckpointManager(workdir / f"ckpt-{preset}", keep_last=1) as manager:
         for rnd in range(4):  # round 0 is the untimed warm-up of each kind
-            for asynchronous in ((False, True) if rnd % 2 == 0 else (True, False)):
+            for asynchronous in (False, True) if rnd % 2 == 0 else (True, False):
                 step += 1
                 t0 = time.perf_counter()
                 manager.save(step, model, optimizer, asynchronous=asynchronous)
@@ -180,41 +230,76 @@ def _checkpoint(quick: bool, workdir: Path) -> list[Figure]:
         info = manager.list()[-1]
     sync_s, async_s = statistics.median(blocked[False]), statistics.median(blocked[True])
     n = cfg.num_params()
-    machine_note("training_checkpoint", {"model": preset, "params": n,
-                                         "sync_blocked_s": [round(t, 4) for t in blocked[False]],
-                                         "async_blocked_s": [round(t, 4) for t in blocked[True]],
-                                         "checkpoint_bytes": info.bytes})
+    machine_note(
+        "training_checkpoint",
+        {
+            "model": preset,
+            "params": n,
+            "sync_blocked_s": [round(t, 4) for t in blocked[False]],
+            "async_blocked_s": [round(t, 4) for t in blocked[True]],
+            "checkpoint_bytes": info.bytes,
+        },
+    )
     what = f"{preset} preset, {n / 1e6:.1f}M params, fp32 weights + AdamW m, v; median of 3"
     return [
-        Figure(f"checkpoint: training thread blocked per save, async ({what})", async_s * 1e3, "ms",
-               baseline="synchronous save (write, fsync, hash, commit)", baseline_value=sync_s * 1e3, target="< 0.2"),
-        Figure(f"checkpoint bytes on disk vs the fp32 weights ({preset} preset, AdamW)", info.bytes, "bytes",
-               baseline="fp32 weights (4 bytes x params)", baseline_value=4 * n),
-        Figure(f"checkpoint bytes on disk vs calculators.checkpoint_bytes ({preset} preset, AdamW)", info.bytes,
-               "bytes", baseline="checkpoint_bytes (params x 4 bytes x 3)", baseline_value=checkpoint_bytes(cfg)),
+        Figure(
+            f"checkpoint: training thread blocked per save, async ({what})",
+            async_s * 1e3,
+            "ms",
+            baseline="synchronous save (write, fsync, hash, commit)",
+            baseline_value=sync_s * 1e3,
+            target="< 0.2",
+        ),
+        Figure(
+            f"checkpoint bytes on disk vs the fp32 weights ({preset} preset, AdamW)",
+            info.bytes,
+            "bytes",
+            baseline="fp32 weights (4 bytes x params)",
+            baseline_value=4 * n,
+        ),
+        Figure(
+            f"checkpoint bytes on disk vs calculators.checkpoint_bytes ({preset} preset, AdamW)",
+            info.bytes,
+            "bytes",
+            baseline="checkpoint_bytes (params x 4 bytes x 3)",
+            baseline_value=checkpoint_bytes(cfg),
+        ),
     ]
 
 
 # ----------------------------------------------------------------------------- 4. resume exactness
 
+
 def _resume(quick: bool, workdir: Path) -> list[Figure]:
     if quick:
-        config = TrainConfig(model="tiny", strategy="ddp", steps=6, seq_len=64, micro_batch=8, warmup_steps=2,
-                             checkpoint_every=2)
+        config = TrainConfig(
+            model="tiny", strategy="ddp", steps=6, seq_len=64, micro_batch=8, warmup_steps=2, checkpoint_every=2
+        )
     else:
-        config = TrainConfig(model="small", strategy="ddp", steps=10, seq_len=128, micro_batch=8, warmup_steps=2,
-                             checkpoint_every=4)
+        config = TrainConfig(
+            model="small", strategy="ddp", steps=10, seq_len=128, micro_batch=8, warmup_steps=2, checkpoint_every=4
+        )
     k = config.checkpoint_every
     with _cpu_jobs():
-        crashed = launch_run(config, workdir=workdir, nproc=2, progress=False, timeout=600, fail_at_step=k + 2,
-                             max_restarts=1, run_name="bench-resume-crashed")
-        straight = launch_run(config, workdir=workdir, nproc=2, progress=False, timeout=600,
-                              run_name="bench-resume-uninterrupted")
+        crashed = launch_run(
+            config,
+            workdir=workdir,
+            nproc=2,
+            progress=False,
+            timeout=600,
+            fail_at_step=k + 2,
+            max_restarts=1,
+            run_name="bench-resume-crashed",
+        )
+        straight = launch_run(
+            config, workdir=workdir, nproc=2, progress=False, timeout=600, run_name="bench-resume-uninterrupted"
+        )
     # torchrun logs the injected death before restarting; without it the comparison proves nothing.
     failures = crashed.log_path.read_text(errors="replace").count("failed (exitcode: 1)")
     if failures < 1:
-        raise RuntimeError(f"run {crashed.run_id} shows no worker failure: the fault was not injected\n"
-                           f"{crashed.log_tail()}")
+        raise RuntimeError(
+            f"run {crashed.run_id} shows no worker failure: the fault was not injected\n{crashed.log_tail()}"
+        )
     a = Tracker(crashed.tracker_path).wide(crashed.run_id).set_index("step")["loss"]
     b = Tracker(straight.tracker_path).wide(straight.run_id).set_index("step")["loss"]
     after = list(range(k + 1, config.steps + 1))
@@ -222,16 +307,32 @@ def _resume(quick: bool, workdir: Path) -> list[Figure]:
     if missing:
         raise RuntimeError(f"steps {missing} have no logged loss in runs {crashed.run_id} / {straight.run_id}")
     diff = max(abs(float(a[s]) - float(b[s])) for s in after)
-    machine_note("training_resume", {"model": config.model, "steps": config.steps, "checkpoint_every": k,
-                                     "fail_at_step": k + 2, "worker_failures_logged": failures,
-                                     "loss_resumed": [float(a[s]) for s in after],
-                                     "loss_uninterrupted": [float(b[s]) for s in after]})
-    return [Figure(f"resume exactness: max |loss difference| over steps {k + 1}-{config.steps} after a crash at step "
-                   f"{k + 2} and resume from step {k} ({config.model} model, DDP x2, fp32)", diff, "loss",
-                   baseline="the same job uninterrupted", target="value <= 0")]
+    machine_note(
+        "training_resume",
+        {
+            "model": config.model,
+            "steps": config.steps,
+            "checkpoint_every": k,
+            "fail_at_step": k + 2,
+            "worker_failures_logged": failures,
+            "loss_resumed": [float(a[s]) for s in after],
+            "loss_uninterrupted": [float(b[s]) for s in after],
+        },
+    )
+    return [
+        Figure(
+            f"resume exactness: max |loss difference| over steps {k + 1}-{config.steps} after a crash at step "
+            f"{k + 2} and resume from step {k} ({config.model} model, DDP x2, fp32)",
+            diff,
+            "loss",
+            baseline="the same job uninterrupted",
+            target="value <= 0",
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- 5. GPU MFU
+
 
 def _gpu_mfu(workdir: Path) -> list[Figure]:
     device = torch.device("cuda")
@@ -240,28 +341,45 @@ def _gpu_mfu(workdir: Path) -> list[Figure]:
     if peak is None:
         machine_note("gpu_mfu", f"{name}: no bf16 datasheet peak in lab_core.llm.gpus; MFU left out")
         return []
-    config = TrainConfig(model="100m", strategy="single", precision="bf16", steps=30, seq_len=1024, micro_batch=8,
-                         warmup_steps=5, checkpoint_every=0)
+    config = TrainConfig(
+        model="100m",
+        strategy="single",
+        precision="bf16",
+        steps=30,
+        seq_len=1024,
+        micro_batch=8,
+        warmup_steps=5,
+        checkpoint_every=0,
+    )
     job = launch_run(config, workdir=workdir, nproc=1, progress=False, timeout=600, run_name="bench-gpu-mfu")
     frame = Tracker(job.tracker_path).wide(job.run_id)
     mfu = float(frame.loc[frame["step"] > 5, "mfu"].median())
     machine_note("gpu_mfu", {"device": name, "mfu": round(mfu, 4)})
-    return [Figure(f"GPU model FLOP/s, 100m preset, bf16, 8 x 1024 tokens per step, 1 process ({name})",
-                   mfu * peak / 1e12, "TFLOP/s", baseline=f"{name} bf16 dense peak (datasheet)",
-                   baseline_value=peak / 1e12)]
+    return [
+        Figure(
+            f"GPU model FLOP/s, 100m preset, bf16, 8 x 1024 tokens per step, 1 process ({name})",
+            mfu * peak / 1e12,
+            "TFLOP/s",
+            baseline=f"{name} bf16 dense peak (datasheet)",
+            baseline_value=peak / 1e12,
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- run
+
 
 def run(quick: bool) -> list[Figure]:
     """The figures; quick mode shrinks the models and steps and leaves out bf16 parity and TP/FSDP/PP throughput."""
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="syslab-bench-training-") as tmp:
         workdir = Path(tmp)
-        for label, part in (("gradient parity", lambda: _parity(quick)),
-                            ("throughput", lambda: _throughput(quick, workdir)),
-                            ("checkpoint", lambda: _checkpoint(quick, workdir)),
-                            ("resume", lambda: _resume(quick, workdir))):
+        for label, part in (
+            ("gradient parity", lambda: _parity(quick)),
+            ("throughput", lambda: _throughput(quick, workdir)),
+            ("checkpoint", lambda: _checkpoint(quick, workdir)),
+            ("resume", lambda: _resume(quick, workdir)),
+        ):
             t0 = time.perf_counter()
             figures += part()
             _say(f"{label}: {time.perf_counter() - t0:.1f} s")

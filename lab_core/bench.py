@@ -10,6 +10,7 @@ Helpers for benchmark scripts: :func:`ops_per_second` and :func:`interleaved` (t
 warm-up and rounds alternating between contenders so drift on a shared machine hits both alike),
 and :func:`redis_server` (a throwaway ``redis-server`` on a free loopback port).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -65,9 +66,7 @@ def parse_target(target: str) -> tuple[str | None, str, float]:
         raise ValueError(f"target must be a string such as '>= 1.0', got {target!r}")
     m = _TARGET_RE.match(target)
     if not m:
-        raise ValueError(
-            f"target {target!r} is not of the form '[ratio|value] OP NUMBER' with OP one of >=, <=, >, <"
-        )
+        raise ValueError(f"target {target!r} is not of the form '[ratio|value] OP NUMBER' with OP one of >=, <=, >, <")
     subject, op, raw = m.groups()
     try:
         threshold = float(raw)
@@ -123,7 +122,9 @@ class Figure:
         if subject is None:
             subject = "ratio" if self.baseline_value is not None else "value"
         if subject == "ratio" and self.baseline_value is None:
-            raise ValueError(f"figure {self.name!r}: target {self.target!r} is on the ratio but there is no baseline_value")
+            raise ValueError(
+                f"figure {self.name!r}: target {self.target!r} is on the ratio but there is no baseline_value"
+            )
         object.__setattr__(self, "target", f"{subject} {op} {threshold:g}")
         tested = self.ratio if subject == "ratio" else self.value
         object.__setattr__(self, "met", _OPS[op](tested, threshold) if _finite(tested) else None)
@@ -176,6 +177,7 @@ def machine_info() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- timing
+
 
 def ops_per_second(
     fn: Callable[[], Any],
@@ -260,6 +262,7 @@ def median(values: list[float]) -> float:
 
 # ----------------------------------------------------------------------------- throwaway redis-server
 
+
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
     """A throwaway real ``redis-server`` for one benchmark: yields its URL, records its version."""
@@ -270,13 +273,23 @@ def redis_server() -> Iterator[str]:
 
 # ----------------------------------------------------------------------------- in-process HTTP
 
+
 def asgi_get(path: str, headers: Mapping[str, str] | None = None) -> dict:
     """The ASGI scope of a ``GET path`` from a loopback client, for :func:`asgi_call`."""
     raw = [(b"host", b"bench")] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     return {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-        "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "headers": raw, "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000),
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": raw,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
     }
 
 
@@ -308,6 +321,7 @@ def without_redis_url() -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- runner
+
 
 def _fmt(x: float | None, *, ratio: bool = False) -> str:
     if x is None:
@@ -341,7 +355,9 @@ def format_table(figures: list[Figure]) -> str:
     right = {1, 4, 5}  # numbers align right
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), sep, *(line(r) for r in rows)])
@@ -418,9 +434,11 @@ def run_benchmark(lab: Lab, quick: bool = False) -> int:
     print()
     print(format_table(figures))
     print()
-    print(f"{met} of {len(targeted)} targets met; {len(figures)} figures in {elapsed:.1f} s "
-          f"on {m['cpus']} x {m['cpu_model']}, Python {m['python']}"
-          + (f", redis-server {m['redis_server']}" if "redis_server" in m else "")
-          + (f"; load average {m['load_avg_1m'][0]} -> {m['load_avg_1m'][1]}" if "load_avg_1m" in m else ""))
+    print(
+        f"{met} of {len(targeted)} targets met; {len(figures)} figures in {elapsed:.1f} s "
+        f"on {m['cpus']} x {m['cpu_model']}, Python {m['python']}"
+        + (f", redis-server {m['redis_server']}" if "redis_server" in m else "")
+        + (f"; load average {m['load_avg_1m'][0]} -> {m['load_avg_1m'][1]}" if "load_avg_1m" in m else "")
+    )
     print(f"wrote {out}")
     return 0

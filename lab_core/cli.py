@@ -1,4 +1,5 @@
 """The ``syslab`` command: serve dashboards, run a lab's system, check the course, run benchmarks."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     serve.add_argument("--address", default="127.0.0.1")
     serve.add_argument("--lab", action="append", choices=sorted(LABS), help="serve only these labs (repeatable)")
     serve.add_argument("--prefix", default="", help="URL prefix when behind a proxy (Binder: /user/.../panel)")
-    serve.add_argument("--allow-websocket-origin", action="append", default=None,
-                       help="extra origins allowed to open the websocket (repeatable)")
+    serve.add_argument(
+        "--allow-websocket-origin",
+        action="append",
+        default=None,
+        help="extra origins allowed to open the websocket (repeatable)",
+    )
     serve.add_argument("--show", action="store_true", help="open a browser")
 
     words = sys.argv[1:] if argv is None else argv
@@ -46,20 +51,41 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="course integrity: student notebooks current, grader catches mutants")
     check.add_argument("labs", nargs="*", metavar="LAB", help="labs to check (default: all)")
     check.add_argument("--keep", action="store_true", help="keep the temporary nbgrader course folder")
-    check.add_argument("--compare", type=int, default=0, metavar="N",
-                       help="also grade the first N mutants with cold kernels and require equal per-cell points")
-    check.add_argument("--all-nbgrader", action="store_true",
-                       help="grade every submission with cold kernels (the slow path the fast one is checked against)")
+    check.add_argument(
+        "--compare",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also grade the first N mutants with cold kernels and require equal per-cell points",
+    )
+    check.add_argument(
+        "--all-nbgrader",
+        action="store_true",
+        help="grade every submission with cold kernels (the slow path the fast one is checked against)",
+    )
 
     grade = sub.add_parser("grade", help="grade a folder of student notebooks with nbgrader (warm kernels, sandboxed)")
     grade.add_argument("lab", metavar="LAB")
-    grade.add_argument("submissions", metavar="SUBMISSIONS_DIR",
-                       help="<student>.ipynb files or <student>/ folders holding the notebook")
-    grade.add_argument("--course", default=None, metavar="DIR",
-                       help="new nbgrader course folder for the results (default: ./graded-<lab folder>)")
-    grade.add_argument("--timeout", type=int, default=120, help="seconds one cell may run before it is interrupted (default 120)")
-    grade.add_argument("--workers", type=int, default=None, help="parallel nbgrader processes (default: cores, at least 2)")
-    grade.add_argument("--no-sandbox", action="store_true", help="let notebooks write outside their folder (trusted code only)")
+    grade.add_argument(
+        "submissions",
+        metavar="SUBMISSIONS_DIR",
+        help="<student>.ipynb files or <student>/ folders holding the notebook",
+    )
+    grade.add_argument(
+        "--course",
+        default=None,
+        metavar="DIR",
+        help="new nbgrader course folder for the results (default: ./graded-<lab folder>)",
+    )
+    grade.add_argument(
+        "--timeout", type=int, default=120, help="seconds one cell may run before it is interrupted (default 120)"
+    )
+    grade.add_argument(
+        "--workers", type=int, default=None, help="parallel nbgrader processes (default: cores, at least 2)"
+    )
+    grade.add_argument(
+        "--no-sandbox", action="store_true", help="let notebooks write outside their folder (trusted code only)"
+    )
 
     bench = sub.add_parser("bench", help="run a lab's benchmarks; table on stdout, JSON in benchmarks/results/")
     bench.add_argument("lab", metavar="LAB", help="a lab, or 'course' for grading speed")
@@ -120,8 +146,9 @@ def _grade(args: argparse.Namespace) -> int:
     if not 1 <= workers <= 16:
         raise ValueError(f"--workers takes 1 to 16 processes; got {workers}")
     course = Path(args.course or f"graded-{lab.folder}").resolve()
-    outcomes = grade_class(lab, Path(args.submissions), course, timeout=args.timeout, workers=workers,
-                           sandbox=not args.no_sandbox)
+    outcomes = grade_class(
+        lab, Path(args.submissions), course, timeout=args.timeout, workers=workers, sandbox=not args.no_sandbox
+    )
     print(format_outcomes(outcomes))
     print(f"{len(outcomes)} notebooks; nbgrader course folder {course} (grades.csv, cells.csv, autograded/)")
     return 0

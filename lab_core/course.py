@@ -27,6 +27,7 @@ Submissions are built from the student notebook, as a student would hand it in: 
 has every exercise cell answered with the solution; a mutant is that, with the cells it names
 replaced by its wrong answer.
 """
+
 from __future__ import annotations
 
 import ast
@@ -76,8 +77,9 @@ def parse_mutant(path: Path) -> Mutant:
         try:
             compile(source, f"{path.name}:{grade_id}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         except SyntaxError as exc:
-            raise ValueError(f"mutant {path.name}: cell {grade_id!r} is not valid Python ({exc.msg}, "
-                             f"line {exc.lineno})") from None
+            raise ValueError(
+                f"mutant {path.name}: cell {grade_id!r} is not valid Python ({exc.msg}, line {exc.lineno})"
+            ) from None
     return Mutant(path.stem, head.splitlines()[0] if head else "", cells)
 
 
@@ -97,9 +99,7 @@ def _is_solution(cell: nbformat.NotebookNode) -> bool:
 def reference_answers(solution: nbformat.NotebookNode) -> dict[str, str]:
     """The solution cells' sources without the BEGIN/END SOLUTION marker lines, by grade_id."""
     return {
-        _grade_id(c): _SOLUTION_MARKERS.sub("", c.source)
-        for c in solution.cells
-        if _is_solution(c) and _grade_id(c)
+        _grade_id(c): _SOLUTION_MARKERS.sub("", c.source) for c in solution.cells if _is_solution(c) and _grade_id(c)
     }
 
 
@@ -129,7 +129,7 @@ def _error(cell: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
 
 
 def run_errors(nb: nbformat.NotebookNode) -> list[str]:
-    """"cell: ErrorName: message" for every executed cell that raised."""
+    """ "cell: ErrorName: message" for every executed cell that raised."""
     return [f"{_label(c)}: {e.ename}: {e.evalue[:200]}" for c in nb.cells if (e := _error(c))]
 
 
@@ -140,7 +140,9 @@ def blank_problems(nb: nbformat.NotebookNode) -> list[str]:
     exercises = [i for i, m in enumerate(meta) if m.get("solution")]
     if not exercises:
         return ["the notebook has no exercise cell"]
-    problems = [f"{_label(c)} fails before the first exercise: {_error(c).ename}" for c in cells[: exercises[0]] if _error(c)]
+    problems = [
+        f"{_label(c)} fails before the first exercise: {_error(c).ename}" for c in cells[: exercises[0]] if _error(c)
+    ]
     for i in exercises:
         # A stub cell raises itself; a class skeleton raises when its test cell first calls it.
         test = next((c for c, m in zip(cells[i + 1 :], meta[i + 1 :]) if m.get("grade")), None)
@@ -201,8 +203,13 @@ def check_lab(lab: Lab, workdir: Path, *, fast: bool = True, compare: int = 0, w
         report.rows.append(("generate student version", None, None, False, str(exc)[-800:]))
         return report
     report.rows.append(
-        ("student notebook current", None, None, current,
-         "" if current else f"regenerate: nbgrader generate_assignment {lab.folder} --force")
+        (
+            "student notebook current",
+            None,
+            None,
+            current,
+            "" if current else f"regenerate: nbgrader generate_assignment {lab.folder} --force",
+        )
     )
 
     answers = reference_answers(nbformat.read(lab.solution, as_version=4))
@@ -252,8 +259,15 @@ def check_lab(lab: Lab, workdir: Path, *, fast: bool = True, compare: int = 0, w
         report.rows.append((student, grade.score, grade.max_score, ok, detail))
     if fast:
         differences = [f"{s}: {d}" for s in graded_cold for d in cell_differences(graded_cold[s], graded_fast.get(s))]
-        report.rows.append((f"fast path = nbgrader ({len(graded_cold)})", None, None, not differences,
-                            "; ".join(differences)[:1500] or "per-cell points equal: " + ", ".join(graded_cold)))
+        report.rows.append(
+            (
+                f"fast path = nbgrader ({len(graded_cold)})",
+                None,
+                None,
+                not differences,
+                "; ".join(differences)[:1500] or "per-cell points equal: " + ", ".join(graded_cold),
+            )
+        )
     executed = {s: shard.folder / "autograded" for shard in cold for s in shard.students if shard.folder}
     for student, what, problems_of in (
         ("reference", "no errors in the reference run", run_errors),

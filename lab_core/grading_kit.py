@@ -3,6 +3,7 @@ and failures reported as the grader's own message.
 
 Import this module before ``hypothesis`` in a grader.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ from collections.abc import Callable
 if "pytest" not in sys.modules:
     os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "syslab-hypothesis"))
 
-from hypothesis import HealthCheck, Phase, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, settings  # noqa: E402 - after the cache folder is set above
 
 
 def hypothesis_settings(max_examples: int) -> settings:

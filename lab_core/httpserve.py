@@ -5,6 +5,7 @@ so a slowloris client (a few bytes every few seconds on many sockets) can hold e
 server has. The protocol below closes a connection whose request headers are not complete
 ``header_timeout`` seconds after the connection opened or the previous response ended.
 """
+
 from __future__ import annotations
 
 import asyncio

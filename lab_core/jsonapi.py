@@ -6,6 +6,7 @@ refuses what JSON parsers accept but no service can store or compute with (text 
 valid Unicode, nesting deeper than any request needs, NaN and infinities, integers wider than
 64 bits), naming the field, before a handler sees the body.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -77,8 +78,9 @@ def check_json(value: Any) -> None:
             raise BadInput(400, "too_deep", f"{_field(path)} nests deeper than {MAX_DEPTH} levels")
         if isinstance(item, str):
             if not _valid(item):
-                raise BadInput(400, "bad_text", f"{_field(path)} is not valid Unicode text "
-                                                 "(a lone surrogate such as \\ud800)")
+                raise BadInput(
+                    400, "bad_text", f"{_field(path)} is not valid Unicode text (a lone surrogate such as \\ud800)"
+                )
         elif isinstance(item, bool):
             continue
         elif isinstance(item, int) and abs(item) > INT_BOUND:

@@ -1,4 +1,5 @@
 """The course catalogue: one entry per lab, the single place that maps names to folders and modules."""
+
 from __future__ import annotations
 
 import os

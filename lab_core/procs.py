@@ -3,6 +3,7 @@
 Used wherever the project starts a real server for a test, a benchmark or a notebook
 (redis-server, ``syslab demo``, ``syslab serve``), so each does it the same way.
 """
+
 from __future__ import annotations
 
 import socket

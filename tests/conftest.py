@@ -5,6 +5,7 @@ when missing, a test is *skipped* with the reason on a developer machine and *fa
 ``CI=true``, where everything is expected to be installed. ``need()`` implements that rule so
 every test file applies it the same way.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,6 @@ from lab_core.labs import data_dir
 from lab_core.procs import free_port, stop_process, wait_until
 from lab_core.store import redis_client
 from lab_core.store.redis_server import RedisServer, start_redis_server
-
 
 FIGURE_KEYS = ["name", "value", "unit", "baseline", "baseline_value", "ratio", "target", "met"]
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
@@ -74,6 +74,7 @@ def assert_bench_table(stdout: str, record: dict, lab: str) -> None:
         assert f["name"] in stdout
     assert "targets met" in stdout and f"{lab}.json" in stdout
 
+
 # Under pytest-xdist each worker (and what it starts: kernels, torchrun ranks) gets one OpenMP
 # thread: a thread per core in every worker makes their spinning threads starve one another.
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -88,8 +89,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -184,7 +190,9 @@ def shared_data() -> Path:
     """The public data folder: ``SYSLAB_DATA``, else ``../shared/data`` next to the checkout."""
     folder = data_dir()
     if not folder.is_dir():
-        message = f"shared data folder {str(folder)!r} is absent (set SYSLAB_DATA or see DESIGN.md 'Data for benchmarks')"
+        message = (
+            f"shared data folder {str(folder)!r} is absent (set SYSLAB_DATA or see DESIGN.md 'Data for benchmarks')"
+        )
         if under_ci():
             pytest.fail(f"{message}; it is required when CI=true", pytrace=False)
         pytest.skip(message)
@@ -213,8 +221,9 @@ def serve_lab(lab: str, log: Path, *, also: Sequence[str] = ()) -> Iterator[str]
     # Output to a file, not a pipe nobody reads, which could fill and stall the server.
     with log.open("w") as out:
         labs = [arg for name in (lab, *also) for arg in ("--lab", name)]
-        proc = subprocess.Popen([syslab, "serve", "--port", str(port), *labs], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(
+            [syslab, "serve", "--port", str(port), *labs], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
     try:
         wait_until(lambda: _listening(port), proc, timeout=60, what=f"syslab serve --lab {lab}", log=log)
         yield f"http://127.0.0.1:{port}"

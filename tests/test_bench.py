@@ -1,4 +1,5 @@
 """`syslab bench`: the Figure contract, the runner and its helpers (each lab's quick run is in tests/<lab>/)."""
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ SYSLAB = str(Path(sys.executable).with_name("syslab"))
 
 # ----------------------------------------------------------------------------- Figure and targets
 
+
 @pytest.mark.parametrize(
     "target, expected",
     [
@@ -42,7 +44,9 @@ def test_parse_target(target, expected):
     assert parse_target(target) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "1.0", "=> 1", "== 1", ">= ", ">= one", ">= nan", "<= inf", "speed >= 1", ">= 1 2", 1.0])
+@pytest.mark.parametrize(
+    "bad", ["", "1.0", "=> 1", "== 1", ">= ", ">= one", ">= nan", "<= inf", "speed >= 1", ">= 1 2", 1.0]
+)
 def test_bad_target_is_a_value_error(bad):
     with pytest.raises(ValueError, match="target"):
         parse_target(bad)
@@ -118,6 +122,7 @@ def test_table_aligns_and_marks_misses():
 
 # ----------------------------------------------------------------------------- timing helpers
 
+
 def test_ops_per_second_counts_calls():
     calls = []
     rate = ops_per_second(lambda: calls.append(1), count=1000, warmup=0.0)
@@ -144,6 +149,7 @@ def test_lab_core_bench_imports_no_ui():
 
 
 # ----------------------------------------------------------------------------- the runner on stand-in labs
+
 
 @dataclass
 class FakeLab:
@@ -190,6 +196,7 @@ def test_missing_benchmark_file_is_a_usage_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- throwaway redis-server
+
 
 @pytest.mark.redis_server
 def test_redis_server_context_starts_and_stops_a_server():

@@ -1,4 +1,5 @@
 """Binder's pinned requirements must be the project's runtime dependencies, at versions pyproject admits."""
+
 from __future__ import annotations
 
 import os
@@ -8,11 +9,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import httpx
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
-
-import httpx
 
 from lab_core.procs import free_port, stop_process, wait_until
 
@@ -66,14 +66,27 @@ def test_jupyterlab_with_the_binder_config_opens_on_the_labs(tmp_path):
     port = free_port()
     log = tmp_path / "lab.log"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path)}
-    cmd = [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
-           f"--port={port}", "--ServerApp.token=t", f"--notebook-dir={ROOT}"]
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter")),
+        "lab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.token=t",
+        f"--notebook-dir={ROOT}",
+    ]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{base}/api/status?token=t").status_code == 200, proc, timeout=60,
-                   what="jupyter lab", log=log)
+        wait_until(
+            lambda: httpx.get(f"{base}/api/status?token=t").status_code == 200,
+            proc,
+            timeout=60,
+            what="jupyter lab",
+            log=log,
+        )
         r = httpx.get(f"{base}/?token=t")
         assert r.status_code == 302 and r.headers["location"].startswith("/lab/tree/labs"), r.headers
         assert httpx.get(f"{base}/lab/tree/labs?token=t").status_code == 200

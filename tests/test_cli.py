@@ -1,4 +1,5 @@
 """The `syslab` command's contract: subcommands exist, bad arguments exit 2 with a clear message."""
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,9 @@ def test_serve_rejects_unknown_lab():
 def test_demo_with_bad_rules_file_exits_2_naming_the_rule(tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - {name: broken, scope: user, limit: -5, period: 60}\n")
-    proc = subprocess.run([SYSLAB, "demo", "ratelimit", "--rules", str(rules), "--port", "1"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [SYSLAB, "demo", "ratelimit", "--rules", str(rules), "--port", "1"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "broken" in proc.stderr and "limit" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -5,6 +5,7 @@ bodies that are not objects, and path traversal in ids. Every answer is a 4xx wi
 ``error`` and ``detail``, never a 5xx; afterwards the server still serves its valid requests and
 what it stored reads exactly as before.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,7 +33,9 @@ def _surface(name: str) -> ApiSurface:
 def test_every_lab_with_an_api_declares_its_surface():
     for name in LABS:
         has = hasattr(importlib.import_module(f"lab_core.{name}.demo"), "api_surface")
-        assert has == (name not in NO_API), f"lab_core/{name}/demo.py: api_surface() {'missing' if not has else 'unexpected'}"
+        assert has == (name not in NO_API), (
+            f"lab_core/{name}/demo.py: api_surface() {'missing' if not has else 'unexpected'}"
+        )
 
 
 def _leaves(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
@@ -139,8 +142,15 @@ def test_hostile_requests_get_a_json_4xx_and_change_nothing(name: str):
                     if not (400 <= r.status_code < 500 and _is_json_error(r)):
                         wrong.append(f"GET {path}?{param}=[{bad[:40]}] -> {r.status_code} {r.text[:160]!r}")
             for method, template in surface.ids:
-                for bad in ("..%2F..%2Fetc%2Fpasswd", "../../etc/passwd", "%00", "1" * 400, "-1", "%F0%9F%98%80",
-                            "%ED%A0%80"):
+                for bad in (
+                    "..%2F..%2Fetc%2Fpasswd",
+                    "../../etc/passwd",
+                    "%00",
+                    "1" * 400,
+                    "-1",
+                    "%F0%9F%98%80",
+                    "%ED%A0%80",
+                ):
                     r = await c.request(method, template.replace("{id}", bad))
                     if not (400 <= r.status_code < 500 and _is_json_error(r)):
                         wrong.append(f"{method} {template} [{bad}] -> {r.status_code} {r.text[:160]!r}")

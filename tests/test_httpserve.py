@@ -1,5 +1,6 @@
 """The demo APIs' server drops a slowloris connection (headers that never finish) and still serves
 ordinary clients, keep-alive included."""
+
 from __future__ import annotations
 
 import socket
@@ -95,7 +96,7 @@ def test_a_body_that_trickles_gets_408_and_frees_the_handler(monkeypatch):
 
     port = _start(Starlette(routes=[Route("/", echo, methods=["POST"])]))
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\"")
+    sock.sendall(b'POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a"')
     sock.settimeout(5)
     answer = b""
     while b"body_timeout" not in answer:

@@ -7,6 +7,7 @@ a demo parser, seams in ``protocol.py``, what it runs in ``experiments.py``, tes
 imports of other labs only as the catalogue declares, no import loops, and a served page that
 draws with no request leaving the machine.
 """
+
 from __future__ import annotations
 
 import ast
@@ -34,11 +35,21 @@ MAX_DASHBOARD_STATEMENTS = 270
 @pytest.mark.parametrize("lab", LAB_PARAMS)
 def test_the_lab_has_every_part_in_its_place(lab: Lab):
     package = ROOT / "lab_core" / lab.name
-    missing = [str(p.relative_to(ROOT)) for p in (
-        lab.solution, lab.release, lab.benchmark, package / "protocol.py", package / "experiments.py",
-        package / "grading.py", package / "demo.py", ROOT / "widgets" / f"{lab.name}.py",
-        ROOT / "docs" / "labs" / f"{lab.folder}.md",
-    ) if not p.is_file()]
+    missing = [
+        str(p.relative_to(ROOT))
+        for p in (
+            lab.solution,
+            lab.release,
+            lab.benchmark,
+            package / "protocol.py",
+            package / "experiments.py",
+            package / "grading.py",
+            package / "demo.py",
+            ROOT / "widgets" / f"{lab.name}.py",
+            ROOT / "docs" / "labs" / f"{lab.folder}.md",
+        )
+        if not p.is_file()
+    ]
     assert not missing, f"lab {lab.name} lacks {missing}"
     assert lab.mutants.is_dir() and any(lab.mutants.iterdir()), f"{lab.mutants} holds no mutants"
 
@@ -57,7 +68,8 @@ def test_the_dashboard_modules_stay_thin(lab: Lab):
         tree = ast.parse(path.read_text())
         statements = len({node.lineno for node in ast.walk(tree) if isinstance(node, ast.stmt)})
         assert statements <= MAX_DASHBOARD_STATEMENTS, (
-            f"{path.relative_to(ROOT)} has {statements} statements; move what it runs to experiments.py")
+            f"{path.relative_to(ROOT)} has {statements} statements; move what it runs to experiments.py"
+        )
 
 
 # ---------------------------------------------------------------- imports
@@ -66,8 +78,12 @@ def test_the_dashboard_modules_stay_thin(lab: Lab):
 def _imports(path: Path) -> set[str]:
     """Modules a file imports when it loads or when its functions run (TYPE_CHECKING blocks aside)."""
     tree = ast.parse(path.read_text(), str(path))
-    skip = {id(node) for node in ast.walk(tree) if isinstance(node, ast.If)
-            and "TYPE_CHECKING" in ast.unparse(node.test) for node in ast.walk(node)}
+    skip = {
+        id(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for node in ast.walk(node)
+    }
     found = set()
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -122,19 +138,29 @@ def test_declared_uses_go_one_way():
 def test_no_import_loop_inside_a_lab(lab: Lab):
     package = f"lab_core.{lab.name}"
     root = ROOT / "lab_core" / lab.name
-    modules = {".".join(("lab_core", *p.relative_to(ROOT / "lab_core").with_suffix("").parts)).removesuffix(".__init__"): p
-               for p in root.rglob("*.py")}
-    graph = {name: {m for m in _module_level_imports(path, package) if m in modules and m != name
-                    and not name.startswith(m + ".") and m != package}
-             for name, path in modules.items()}
+    modules = {
+        ".".join(("lab_core", *p.relative_to(ROOT / "lab_core").with_suffix("").parts)).removesuffix(".__init__"): p
+        for p in root.rglob("*.py")
+    }
+    graph = {
+        name: {
+            m
+            for m in _module_level_imports(path, package)
+            if m in modules and m != name and not name.startswith(m + ".") and m != package
+        }
+        for name, path in modules.items()
+    }
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]) -> None:
         state[node] = 1
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                pytest.fail("import loop: " + " -> ".join([*trail[trail.index(nxt):], nxt]) if nxt in trail
-                            else f"import loop through {nxt}")
+                pytest.fail(
+                    "import loop: " + " -> ".join([*trail[trail.index(nxt) :], nxt])
+                    if nxt in trail
+                    else f"import loop through {nxt}"
+                )
             if nxt not in state:
                 visit(nxt, [*trail, nxt])
         state[node] = 2
@@ -146,8 +172,12 @@ def test_no_import_loop_inside_a_lab(lab: Lab):
 
 def test_lab_core_never_imports_the_ui():
     ui = ("panel", "holoviews", "bokeh", "widgets", "ipywidgets")
-    bad = [f"{p.relative_to(ROOT)}: {m}" for p in sorted((ROOT / "lab_core").rglob("*.py"))
-           for m in _imports(p) if m.split(".")[0] in ui]
+    bad = [
+        f"{p.relative_to(ROOT)}: {m}"
+        for p in sorted((ROOT / "lab_core").rglob("*.py"))
+        for m in _imports(p)
+        if m.split(".")[0] in ui
+    ]
     assert not bad, bad
 
 
@@ -221,8 +251,8 @@ def test_every_page_draws_without_asking_the_internet(chromium, tmp_path: Path):
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.set_default_timeout(120_000)
                 outside: list[str] = []
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                errors: list[Exception] = []
+                page.on("pageerror", errors.append)
 
                 def route(r, outside=outside):
                     if r.request.url.startswith(base.replace("http", "ws")) or r.request.url.startswith(base):
@@ -250,8 +280,11 @@ def _text_controls(cls: type) -> list[str]:
     """The dashboard's text parameters a visitor can set (``name`` is Panel's own, never shown)."""
     import param
 
-    return [name for name, p in cls.param.objects().items()
-            if isinstance(p, param.String) and name != "name" and (p.precedence is None or p.precedence >= 0)]
+    return [
+        name
+        for name, p in cls.param.objects().items()
+        if isinstance(p, param.String) and name != "name" and (p.precedence is None or p.precedence >= 0)
+    ]
 
 
 @pytest.mark.slow

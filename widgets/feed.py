@@ -8,6 +8,7 @@ hybrid alone. The student's functions from the notebook plug in as keywords
 as "yours" beside the reference: a hybrid run deciding with your fan-out, and the reader's page
 written, merged and ranked with your functions.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,13 @@ WRITE_CUT_TARGET = 90.0  # hybrid cuts fan-out writes by at least this % vs push
 READ_P99_RATIO_TARGET = 2.0  # hybrid read p99 at most this multiple of push's
 PAGE_PLUGINS = ("add_to_timeline", "merge", "features")  # the seams the reader's page goes through
 #: Tables fit the page's width and wrap their headers (units included) instead of cutting them off.
-TABLE = {"disabled": True, "show_index": False, "layout": "fit_columns", "sizing_mode": "stretch_width",
-         "configuration": {"columnDefaults": {"headerWordWrap": True}}}
+TABLE = {
+    "disabled": True,
+    "show_index": False,
+    "layout": "fit_columns",
+    "sizing_mode": "stretch_width",
+    "configuration": {"columnDefaults": {"headerWordWrap": True}},
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,8 +79,9 @@ class FeedDashboard(kit.LabDashboard):
     n_users = param.Integer(10_000, bounds=(1_000, 50_000), step=1_000, label="Graph size (users)")
     # Defaults: a celebrity-heavy graph on which hybrid at 100 meets both targets; the visitor breaks it.
     mean_follows = param.Number(10.0, bounds=(2.0, 100.0), step=1.0, label="Mean follows per user")
-    celebrity_boost = param.Number(5.0, bounds=(0.5, 50.0), step=0.5,
-                                   label="Celebrity boost (× weight of the top 0.1%)")
+    celebrity_boost = param.Number(
+        5.0, bounds=(0.5, 50.0), step=0.5, label="Celebrity boost (× weight of the top 0.1%)"
+    )
     read_ratio = param.Number(50.0, bounds=(1.0, 200.0), step=1.0, label="Read:write ratio")
     timeline_cap = param.Integer(800, bounds=(20, 5_000), step=20, label="Timeline length (entries)")
     duration = param.Number(1.0, bounds=(0.2, 10.0), step=0.2, label="Duration (simulated s)")
@@ -87,24 +94,37 @@ class FeedDashboard(kit.LabDashboard):
         self._base: pd.DataFrame | None = None
         self._your_ranker: Ranker | None = None
         # linked_axes off: the strategy axes of plain and grouped bars must not be merged into one.
-        panes = [pn.pane.HoloViews(hv.DynamicMap(view), linked_axes=False, sizing_mode="stretch_width",
-                                   min_width=420, styles={"flex": "1 1 45%"})
-                 for view in (self.writes_plot, self.visibility_plot, self.read_plot, self.memory_plot,
-                              self.tradeoff_plot)]
+        panes = [
+            pn.pane.HoloViews(
+                hv.DynamicMap(view),
+                linked_axes=False,
+                sizing_mode="stretch_width",
+                min_width=420,
+                styles={"flex": "1 1 45%"},
+            )
+            for view in (self.writes_plot, self.visibility_plot, self.read_plot, self.memory_plot, self.tradeoff_plot)
+        ]
         self._plots = pn.FlexBox(*panes, flex_wrap="wrap", sizing_mode="stretch_width")
         self.recompute()
 
     # ---- computing -------------------------------------------------------------------------
 
     def _kwargs(self) -> dict:
-        return {"duration": float(self.duration), "write_rate": WRITE_RATE, "read_ratio": float(self.read_ratio),
-                "timeline_cap": int(self.timeline_cap), "seed": int(self.seed)}
+        return {
+            "duration": float(self.duration),
+            "write_rate": WRITE_RATE,
+            "read_ratio": float(self.read_ratio),
+            "timeline_cap": int(self.timeline_cap),
+            "seed": int(self.seed),
+        }
 
     def _check_size(self, runs: int) -> None:
         events = WRITE_RATE * float(self.duration) * (1.0 + float(self.read_ratio)) * runs
         if events > MAX_EVENTS:
-            raise ValueError(f"{events:,.0f} simulated posts and reads is more than this dashboard runs "
-                             f"({MAX_EVENTS:,}); lower the duration or the read:write ratio.")
+            raise ValueError(
+                f"{events:,.0f} simulated posts and reads is more than this dashboard runs "
+                f"({MAX_EVENTS:,}); lower the duration or the read:write ratio."
+            )
 
     def _study(self, g: SocialGraph) -> ex.FanoutStudy:
         kwargs, t = self._kwargs(), int(self.threshold)
@@ -118,10 +138,16 @@ class FeedDashboard(kit.LabDashboard):
 
     def _page(self, g: SocialGraph, given: dict) -> pd.DataFrame:
         """The reader's page made with the student's ``given`` functions and the reference for the rest."""
-        page = ex.reader_page(g, int(self.threshold), timeline_cap=int(self.timeline_cap), seed=int(self.seed),
-                              merge_fn=given.get("merge", merge),
-                              timeline_write=given.get("add_to_timeline", add_to_timeline),
-                              features=given.get("features"), ranker=self._your_ranker if "features" in given else None)
+        page = ex.reader_page(
+            g,
+            int(self.threshold),
+            timeline_cap=int(self.timeline_cap),
+            seed=int(self.seed),
+            merge_fn=given.get("merge", merge),
+            timeline_write=given.get("add_to_timeline", add_to_timeline),
+            features=given.get("features"),
+            ranker=self._your_ranker if "features" in given else None,
+        )
         page.attrs["yours"] = list(given)
         return page
 
@@ -138,21 +164,44 @@ class FeedDashboard(kit.LabDashboard):
             pages["yours"] = self.attempt(errors, f"your {', '.join(given)}", self._page, g, given)
         return {side: page for side, page in pages.items() if page is not None}
 
-    @param.depends("threshold", "n_users", "mean_follows", "celebrity_boost", "read_ratio", "timeline_cap",
-                   "duration", "seed", watch=True)
+    @param.depends(
+        "threshold",
+        "n_users",
+        "mean_follows",
+        "celebrity_boost",
+        "read_ratio",
+        "timeline_cap",
+        "duration",
+        "seed",
+        watch=True,
+    )
     def recompute(self) -> None:
         """Simulate hybrid at the threshold (push, pull and the sweep unless cached), build the pages."""
         token = self.begin()
         started = time.perf_counter()
         errors: dict[str, str] = {}
-        g = self.attempt(errors, "simulation", ex.graph, int(self.n_users), float(self.mean_follows),
-                         float(self.celebrity_boost), int(self.seed))
+        g = self.attempt(
+            errors,
+            "simulation",
+            ex.graph,
+            int(self.n_users),
+            float(self.mean_follows),
+            float(self.celebrity_boost),
+            int(self.seed),
+        )
         study = self.attempt(errors, "simulation", self._study, g) if g is not None else None
         pages: dict[str, pd.DataFrame] = {}
         if study is not None:
             if "fanout_targets" in self.yours:
-                mine = self.attempt(errors, "your fanout_targets", ex.yours_run, g, int(self.threshold),
-                                    self.yours["fanout_targets"], **self._kwargs())
+                mine = self.attempt(
+                    errors,
+                    "your fanout_targets",
+                    ex.yours_run,
+                    g,
+                    int(self.threshold),
+                    self.yours["fanout_targets"],
+                    **self._kwargs(),
+                )
                 study = study.with_yours(mine) if mine is not None else study
             pages = self._pages(g, errors)
         if self.is_latest(token):
@@ -184,8 +233,12 @@ class FeedDashboard(kit.LabDashboard):
 
     def visibility(self) -> pd.DataFrame:
         """Visibility delay per strategy and percentile (ms): strategy, percentile, delay_ms."""
-        long = self._plotted().melt(id_vars="strategy", value_vars=["visibility_p50", "visibility_p99"],
-                                    var_name="percentile", value_name="delay_s")
+        long = self._plotted().melt(
+            id_vars="strategy",
+            value_vars=["visibility_p50", "visibility_p99"],
+            var_name="percentile",
+            value_name="delay_s",
+        )
         long["percentile"] = long["percentile"].str.removeprefix("visibility_")
         long["delay_ms"] = long["delay_s"].astype(float) * 1e3
         return long[["strategy", "percentile", "delay_ms"]]
@@ -207,70 +260,119 @@ class FeedDashboard(kit.LabDashboard):
     def _labelled_bars(self, frame: pd.DataFrame, y: str, fmt: str, **kw) -> hv.Element:
         bars = kit.bar_plot(frame, "strategy", y, colors=COLORS, legend=False, **kw)
         labels = hv.Labels(frame.assign(text=[fmt.format(v) for v in frame[y]]), ["strategy", y], "text").opts(
-            text_baseline="bottom", text_font_size="10pt", text_color="#333333", yoffset=0)
+            text_baseline="bottom", text_font_size="10pt", text_color="#333333", yoffset=0
+        )
         return (bars * labels).opts(padding=(0.05, (0, 0.12)))
 
     @param.depends("run")
     def writes_plot(self) -> hv.Element:
         """Fan-out writes per post (write amplification) per strategy, each bar labelled."""
         s = self._plotted()[["strategy", "writes_per_post", "fanout_writes", "posts"]]
-        return self._labelled_bars(s, "writes_per_post", "{:,.1f}", title="Fan-out writes per post",
-                                   xlabel="strategy", ylabel="timeline writes per post (ZADDs)",
-                                   hover=["fanout_writes", "posts"])
+        return self._labelled_bars(
+            s,
+            "writes_per_post",
+            "{:,.1f}",
+            title="Fan-out writes per post",
+            xlabel="strategy",
+            ylabel="timeline writes per post (ZADDs)",
+            hover=["fanout_writes", "posts"],
+        )
 
     @param.depends("run")
     def visibility_plot(self) -> hv.Element:
         """How long until every follower can see a post: p50 and p99 per strategy (legend beside the bars)."""
-        return kit.bar_plot(self.visibility(), "strategy", "delay_ms", by="percentile",
-                            colors={"p50": "#17becf", "p99": "#8c564b"}, xlabel="strategy",
-                            title="Visibility delay (post → in every follower's feed)",
-                            ylabel="visibility delay (ms)").opts(legend_position="right")
+        return kit.bar_plot(
+            self.visibility(),
+            "strategy",
+            "delay_ms",
+            by="percentile",
+            colors={"p50": "#17becf", "p99": "#8c564b"},
+            xlabel="strategy",
+            title="Visibility delay (post → in every follower's feed)",
+            ylabel="visibility delay (ms)",
+        ).opts(legend_position="right")
 
     @param.depends("run")
     def read_plot(self) -> hv.Element:
         """Feed read latency percentiles per strategy (colours as in the key above the plots)."""
-        return kit.latency_plot(self.latency(), by="strategy", unit="ms", colors=COLORS,
-                                title="Feed read latency (queueing + service)").opts(show_legend=False)
+        return kit.latency_plot(
+            self.latency(), by="strategy", unit="ms", colors=COLORS, title="Feed read latency (queueing + service)"
+        ).opts(show_legend=False)
 
     @param.depends("run")
     def memory_plot(self) -> hv.Element:
         """Timeline cache memory per strategy (MB)."""
         s = self._plotted()
         s = s.assign(cache_mb=s["cache_bytes"].astype(float) / 1e6)[
-            ["strategy", "cache_mb", "timeline_entries", "author_list_entries"]]
-        return self._labelled_bars(s, "cache_mb", "{:.2f} MB", title="Timeline cache memory", xlabel="strategy",
-                                   ylabel="cache memory (MB)", hover=["timeline_entries", "author_list_entries"])
+            ["strategy", "cache_mb", "timeline_entries", "author_list_entries"]
+        ]
+        return self._labelled_bars(
+            s,
+            "cache_mb",
+            "{:.2f} MB",
+            title="Timeline cache memory",
+            xlabel="strategy",
+            ylabel="cache memory (MB)",
+            hover=["timeline_entries", "author_list_entries"],
+        )
 
     @param.depends("run")
     def tradeoff_plot(self) -> hv.Element:
         """Writes per post against read p99 over thresholds, the current threshold marked."""
         sweep = self._plotted(self.sweep(), ("pull", *(["hybrid"] * len(SWEEP)), "push"))
         xlabel, ylabel = "fan-out writes per post (ZADDs)", "read p99 (ms)"
-        pts = pd.DataFrame({
-            "writes": sweep["writes_per_post"].astype(float), "p99": sweep["read_p99"].astype(float) * 1e3,
-            # The current threshold's own point is labelled by its marker, which would cover this label.
-            "label": [("pull (all)" if s == "pull" else "push (none)" if s == "push" else
-                       "" if t == self.threshold else f"≥{t:,}")
-                      for s, t in zip(sweep["strategy"], sweep["threshold"])],
-        })
+        pts = pd.DataFrame(
+            {
+                "writes": sweep["writes_per_post"].astype(float),
+                "p99": sweep["read_p99"].astype(float) * 1e3,
+                # The current threshold's own point is labelled by its marker, which would cover this label.
+                "label": [
+                    (
+                        "pull (all)"
+                        if s == "pull"
+                        else "push (none)"
+                        if s == "push"
+                        else ""
+                        if t == self.threshold
+                        else f"≥{t:,}"
+                    )
+                    for s, t in zip(sweep["strategy"], sweep["threshold"])
+                ],
+            }
+        )
         curve = hv.Curve(pts, ("writes", xlabel), ("p99", ylabel)).opts(color="#7f7f7f", line_width=2)
         dots = hv.Scatter(pts, ("writes", xlabel), [("p99", ylabel), "label"]).opts(
-            color="#7f7f7f", size=7, tools=["hover"])
+            color="#7f7f7f", size=7, tools=["hover"]
+        )
         texts = hv.Labels(pts, ["writes", "p99"], "label").opts(
-            text_font_size="9pt", text_color="#555555", text_baseline="bottom", text_align="left", xoffset=0)
+            text_font_size="9pt", text_color="#555555", text_baseline="bottom", text_align="left", xoffset=0
+        )
         # The same layers every time (a DynamicMap must return one type): zeros when the run failed.
         now = self.run.row("hybrid")
-        cur = pd.DataFrame({"writes": [float(now["writes_per_post"]) if now is not None else 0.0],
-                            "p99": [float(now["read_p99"]) * 1e3 if now is not None else 0.0],
-                            "label": [f"threshold {int(now['threshold'] if now is not None else self.threshold):,}"]})
+        cur = pd.DataFrame(
+            {
+                "writes": [float(now["writes_per_post"]) if now is not None else 0.0],
+                "p99": [float(now["read_p99"]) * 1e3 if now is not None else 0.0],
+                "label": [f"threshold {int(now['threshold'] if now is not None else self.threshold):,}"],
+            }
+        )
         marker = hv.Scatter(cur, ("writes", xlabel), [("p99", ylabel), "label"]).opts(
-            color=kit.OVER, marker="star", size=18, tools=["hover"])
+            color=kit.OVER, marker="star", size=18, tools=["hover"]
+        )
         marker_text = hv.Labels(cur, ["writes", "p99"], "label").opts(
-            text_color=kit.OVER, text_font_style="bold", text_font_size="10pt", text_align="left",
-            text_baseline="top")
+            text_color=kit.OVER, text_font_style="bold", text_font_size="10pt", text_align="left", text_baseline="top"
+        )
         return (curve * dots * texts * marker * marker_text).opts(
-            title="Threshold trade-off: write cost vs read p99", xlabel=xlabel, ylabel=ylabel, responsive=True,
-            height=kit.PLOT_HEIGHT, padding=0.1, show_grid=True, framewise=True, toolbar="right")
+            title="Threshold trade-off: write cost vs read p99",
+            xlabel=xlabel,
+            ylabel=ylabel,
+            responsive=True,
+            height=kit.PLOT_HEIGHT,
+            padding=0.1,
+            show_grid=True,
+            framewise=True,
+            toolbar="right",
+        )
 
     @param.depends("run")
     def headline(self) -> pn.viewable.Viewable:
@@ -280,31 +382,47 @@ class FeedDashboard(kit.LabDashboard):
             return pn.pane.Markdown("No results; see the error above.")
         cut, ratio = self.badges()
         celebs = int((g.follower_counts() >= self.run.study.threshold).sum())
-        text = (f"**Hybrid at threshold {self.run.study.threshold:,}** pulls **{celebs:,}** celebrities: "
-                f"**{hybrid['writes_per_post']:,.1f}** writes per post vs **{push['writes_per_post']:,.1f}** "
-                f"for push, read p99 **{hybrid['read_p99'] * 1e3:.2f} ms** vs **{push['read_p99'] * 1e3:.2f} ms**. "
-                f"{int(hybrid['posts']):,} posts and {int(hybrid['reads']):,} reads on {g.n_users:,} users "
-                f"({g.n_edges:,} follows). Recomputed in {self.run.seconds * 1000:.0f} ms.")
+        text = (
+            f"**Hybrid at threshold {self.run.study.threshold:,}** pulls **{celebs:,}** celebrities: "
+            f"**{hybrid['writes_per_post']:,.1f}** writes per post vs **{push['writes_per_post']:,.1f}** "
+            f"for push, read p99 **{hybrid['read_p99'] * 1e3:.2f} ms** vs **{push['read_p99'] * 1e3:.2f} ms**. "
+            f"{int(hybrid['posts']):,} posts and {int(hybrid['reads']):,} reads on {g.n_users:,} users "
+            f"({g.n_edges:,} follows). Recomputed in {self.run.seconds * 1000:.0f} ms."
+        )
         if mine is not None:
             same = mine["fanout_writes"] == hybrid["fanout_writes"]
-            text += (f"\n\n**Yours** (hybrid deciding with your `fanout_targets`): "
-                     f"{mine['writes_per_post']:,.1f} writes per post, read p99 {mine['read_p99'] * 1e3:.2f} ms: "
-                     f"{'the same writes as the reference ✓' if same else 'different writes from the reference ✗'}")
+            text += (
+                f"\n\n**Yours** (hybrid deciding with your `fanout_targets`): "
+                f"{mine['writes_per_post']:,.1f} writes per post, read p99 {mine['read_p99'] * 1e3:.2f} ms: "
+                f"{'the same writes as the reference ✓' if same else 'different writes from the reference ✗'}"
+            )
         return pn.Column(
             pn.pane.Markdown(text, sizing_mode="stretch_width"),
-            pn.FlexBox(kit.sla_badge("hybrid cuts fan-out writes vs push", cut, WRITE_CUT_TARGET, unit="%",
-                                     higher_is_better=True),
-                       kit.sla_badge("hybrid read p99 ÷ push read p99", ratio, READ_P99_RATIO_TARGET, unit="×")),
-            sizing_mode="stretch_width")
+            pn.FlexBox(
+                kit.sla_badge(
+                    "hybrid cuts fan-out writes vs push", cut, WRITE_CUT_TARGET, unit="%", higher_is_better=True
+                ),
+                kit.sla_badge("hybrid read p99 ÷ push read p99", ratio, READ_P99_RATIO_TARGET, unit="×"),
+            ),
+            sizing_mode="stretch_width",
+        )
 
     @staticmethod
     def _page_table(frame: pd.DataFrame) -> pn.widgets.Tabulator:
-        titles = {"newest_first": "# newest first", "ranked": "# ranked", "moved": "moved (places up)",
-                  "post_id": "post id", "author_followers": "author followers", "age_min": "age (min)",
-                  "affinity": "affinity (count)", "score": "score (logit)"}
+        titles = {
+            "newest_first": "# newest first",
+            "ranked": "# ranked",
+            "moved": "moved (places up)",
+            "post_id": "post id",
+            "author_followers": "author followers",
+            "age_min": "age (min)",
+            "affinity": "affinity (count)",
+            "score": "score (logit)",
+        }
         table = pn.widgets.Tabulator(frame, titles=titles, text_align={"source": "center"}, **TABLE)
-        table.style.map(lambda v: f"color:{COLORS['push'] if v == 'push' else COLORS['pull']};font-weight:bold",
-                        subset=["source"])
+        table.style.map(
+            lambda v: f"color:{COLORS['push'] if v == 'push' else COLORS['pull']};font-weight:bold", subset=["source"]
+        )
         return table
 
     @param.depends("run")
@@ -314,29 +432,44 @@ class FeedDashboard(kit.LabDashboard):
         if ref is None:
             return pn.pane.Markdown("No reader's page; see the error above.")
         n_push, n_pull = int((ref["source"] == "push").sum()), int((ref["source"] == "pull").sum())
-        intro = (f"#### User {ref.attrs['viewer']}'s feed page ({n_push} pushed, {n_pull} pulled)\n"
-                 f"Pushed items come from the cached timeline ({ref.attrs['timeline_entries']} entries, "
-                 f"cap {ref.attrs['timeline_cap']}), pulled ones from followed celebrities' post lists at read "
-                 f"time; the merge orders them newest first, then the learned ranker reorders the page "
-                 f"(`moved` > 0: up). Posts and engagement are synthetic.")
+        intro = (
+            f"#### User {ref.attrs['viewer']}'s feed page ({n_push} pushed, {n_pull} pulled)\n"
+            f"Pushed items come from the cached timeline ({ref.attrs['timeline_entries']} entries, "
+            f"cap {ref.attrs['timeline_cap']}), pulled ones from followed celebrities' post lists at read "
+            f"time; the merge orders them newest first, then the learned ranker reorders the page "
+            f"(`moved` > 0: up). Posts and engagement are synthetic."
+        )
         if mine is None:
-            return pn.Column(pn.pane.Markdown(intro, sizing_mode="stretch_width"), self._page_table(ref),
-                             sizing_mode="stretch_width")
+            return pn.Column(
+                pn.pane.Markdown(intro, sizing_mode="stretch_width"), self._page_table(ref), sizing_mode="stretch_width"
+            )
         same = mine[["post_id", "ranked"]].equals(ref[["post_id", "ranked"]])
-        verdict = (f"\n\n**Yours** ({', '.join(f'`{k}`' for k in mine.attrs['yours'])}): "
-                   f"timeline {mine.attrs['timeline_entries']} entries; "
-                   + ("the same page and order as the reference ✓" if same else "a different page or order ✗"))
-        tabs = pn.Tabs(("Yours", self._page_table(mine)), ("Reference", self._page_table(ref)),
-                       sizing_mode="stretch_width")
-        return pn.Column(pn.pane.Markdown(intro + verdict, sizing_mode="stretch_width"), tabs,
-                         sizing_mode="stretch_width")
+        verdict = (
+            f"\n\n**Yours** ({', '.join(f'`{k}`' for k in mine.attrs['yours'])}): "
+            f"timeline {mine.attrs['timeline_entries']} entries; "
+            + ("the same page and order as the reference ✓" if same else "a different page or order ✗")
+        )
+        tabs = pn.Tabs(
+            ("Yours", self._page_table(mine)), ("Reference", self._page_table(ref)), sizing_mode="stretch_width"
+        )
+        return pn.Column(
+            pn.pane.Markdown(intro + verdict, sizing_mode="stretch_width"), tabs, sizing_mode="stretch_width"
+        )
 
     def summary_table(self) -> pn.widgets.Tabulator:
         """The numbers behind the plots, one row per strategy, in the plots' units (ms, MB)."""
-        titles = {"strategy": "strategy", "threshold": "authors pulled", "writes_per_post": "writes per post",
-                  "writes_vs_push": "writes ÷ push", "visibility_p50": "visible p50 (ms)",
-                  "visibility_p99": "visible p99 (ms)", "read_p50": "read p50 (ms)", "read_p99": "read p99 (ms)",
-                  "read_p99_vs_push": "read p99 ÷ push", "cache_bytes": "cache (MB)"}
+        titles = {
+            "strategy": "strategy",
+            "threshold": "authors pulled",
+            "writes_per_post": "writes per post",
+            "writes_vs_push": "writes ÷ push",
+            "visibility_p50": "visible p50 (ms)",
+            "visibility_p99": "visible p99 (ms)",
+            "read_p50": "read p50 (ms)",
+            "read_p99": "read p99 (ms)",
+            "read_p99_vs_push": "read p99 ÷ push",
+            "cache_bytes": "cache (MB)",
+        }
 
         def table(run: Run) -> pd.DataFrame:
             s = self.summary()
@@ -344,8 +477,11 @@ class FeedDashboard(kit.LabDashboard):
                 return pd.DataFrame(columns=list(titles))
             ms = ["visibility_p50", "visibility_p99", "read_p50", "read_p99"]
             pulled = {"push": "none", "pull": "all"}
-            s = s.assign(**{c: s[c].astype(float) * 1e3 for c in ms}, cache_bytes=s["cache_bytes"] / 1e6,
-                         threshold=[pulled.get(k, f"≥ {t:,}") for k, t in zip(s["strategy"], s["threshold"])])
+            s = s.assign(
+                **{c: s[c].astype(float) * 1e3 for c in ms},
+                cache_bytes=s["cache_bytes"] / 1e6,
+                threshold=[pulled.get(k, f"≥ {t:,}") for k, t in zip(s["strategy"], s["threshold"])],
+            )
             return s[list(titles)].round(3)
 
         return pn.widgets.Tabulator(pn.bind(table, self.param.run), titles=titles, **TABLE)
@@ -354,15 +490,29 @@ class FeedDashboard(kit.LabDashboard):
         """The sidebar: fan-out policy, graph, traffic, and which of your functions are plugged in."""
         yours = ", ".join(f"`{k}`" for k in self.plugins if k in self.yours) or "none (pass them to `dashboard`)"
         return pn.Column(
-            kit.controls(self, ["threshold"], title="Fan-out policy",
-                         widgets={"threshold": {"type": pn.widgets.DiscreteSlider, "options": list(THRESHOLDS)}}),
-            pn.pane.Markdown("Authors with at least this many followers are pulled at read time; "
-                             "everyone else is pushed into followers' timelines.", margin=(0, 10)),
+            kit.controls(
+                self,
+                ["threshold"],
+                title="Fan-out policy",
+                widgets={"threshold": {"type": pn.widgets.DiscreteSlider, "options": list(THRESHOLDS)}},
+            ),
+            pn.pane.Markdown(
+                "Authors with at least this many followers are pulled at read time; "
+                "everyone else is pushed into followers' timelines.",
+                margin=(0, 10),
+            ),
             kit.controls(self, ["n_users", "mean_follows", "celebrity_boost"], title="Social graph (power law)"),
-            kit.controls(self, ["read_ratio", "timeline_cap", "duration", "seed"], title="Traffic",
-                         widgets={"seed": pn.widgets.IntInput}),
-            pn.pane.Markdown(f"Posts arrive at {WRITE_RATE:g}/s; service times are the simulator's "
-                             f"`CostModel` assumptions.\n\n**Yours:** {yours}", margin=(0, 10)),
+            kit.controls(
+                self,
+                ["read_ratio", "timeline_cap", "duration", "seed"],
+                title="Traffic",
+                widgets={"seed": pn.widgets.IntInput},
+            ),
+            pn.pane.Markdown(
+                f"Posts arrive at {WRITE_RATE:g}/s; service times are the simulator's "
+                f"`CostModel` assumptions.\n\n**Yours:** {yours}",
+                margin=(0, 10),
+            ),
             self._progress,
             sizing_mode="stretch_width",
         )
@@ -370,8 +520,15 @@ class FeedDashboard(kit.LabDashboard):
     def main(self) -> pn.Column:
         """Errors, badges, the colour key, the five plots, the summary table and a reader's page."""
         keys = [k for k in COLORS if k != "yours" or "fanout_targets" in self.yours]
-        return pn.Column(self.error_view, self.headline, kit.color_key(COLORS, keys), self._plots,
-                         self.summary_table(), self.feed_view, sizing_mode="stretch_width")
+        return pn.Column(
+            self.error_view,
+            self.headline,
+            kit.color_key(COLORS, keys),
+            self._plots,
+            self.summary_table(),
+            self.feed_view,
+            sizing_mode="stretch_width",
+        )
 
 
 Dashboard = FeedDashboard

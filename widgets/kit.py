@@ -4,6 +4,7 @@ percentile, time-series and bar plots, busy indicators.
 Every plot takes a tidy DataFrame (as ``lab_core`` returns them), labels both axes with units,
 has a title and stretches to the width of its container.
 """
+
 from __future__ import annotations
 
 import html
@@ -34,7 +35,15 @@ T = TypeVar("T")
 PLOT_HEIGHT = 320
 # Category10 without its red, which the badges and limit lines reserve for "over target".
 PALETTE: tuple[str, ...] = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
 )
 OVER = "#d62728"
 GOOD = "#2ca02c"
@@ -128,9 +137,13 @@ def latency_plot(
     if unit not in LATENCY_UNITS:
         raise ValueError(f"unit must be one of {', '.join(LATENCY_UNITS)}, got {unit!r}")
     stats = [f"p{q:g}" for q in PERCENTILES]
-    groups = [by] if isinstance(by, str) else list(by) if by is not None else [
-        c for c in table.columns if c not in ("count", "mean", *stats)
-    ]
+    groups = (
+        [by]
+        if isinstance(by, str)
+        else list(by)
+        if by is not None
+        else [c for c in table.columns if c not in ("count", "mean", *stats)]
+    )
     ylabel = f"latency ({unit})"
     long = table.assign(group=_group_labels(table, groups)).melt(
         id_vars="group", value_vars=stats, var_name="percentile", value_name="latency"
@@ -336,8 +349,9 @@ class LabDashboard(pn.viewable.Viewer):
         for name, value in given.items():
             if value is not None and not callable(value):
                 plugin = self.plugins[name]
-                raise TypeError(f"{name} must be a {plugin.label} ({plugin.seam}): a class or function, "
-                                f"got {type(value).__name__}")
+                raise TypeError(
+                    f"{name} must be a {plugin.label} ({plugin.seam}): a class or function, got {type(value).__name__}"
+                )
         self.yours: dict[str, Callable[..., object]] = {k: v for k, v in given.items() if v is not None}
         # Slider drags can start overlapping recomputes on a threaded server; only the newest one publishes.
         self._generations = itertools.count()
@@ -368,8 +382,12 @@ class LabDashboard(pn.viewable.Viewer):
     def error_view(self) -> pn.viewable.Viewable:
         """What went wrong in the latest recompute, per part (the student's exceptions land here)."""
         lines = "\n".join(f"- **{name}**: `{text}`" for name, text in self.errors.items())
-        return pn.pane.Alert(f"Could not compute:\n\n{lines}", alert_type="danger",
-                             visible=bool(self.errors), sizing_mode="stretch_width")
+        return pn.pane.Alert(
+            f"Could not compute:\n\n{lines}",
+            alert_type="danger",
+            visible=bool(self.errors),
+            sizing_mode="stretch_width",
+        )
 
     def controls(self) -> pn.viewable.Viewable:
         """The sidebar: the parameters a practitioner would tune."""

@@ -6,6 +6,7 @@ pipeline is built once per chunking and kept, so changing the question, the retr
 fusion, k, the reranker or the citations only re-queries. The evaluation tab scores bm25, dense,
 hybrid and hybrid + rerank on the labelled questions at the current chunking, first when it is opened.
 """
+
 from __future__ import annotations
 
 import html
@@ -46,13 +47,19 @@ _CSS = """
 .rag-table .id { color:#888; font-size:0.85em; }
 .rag-table th { position:sticky; top:0; background:#fff; vertical-align:bottom; }
 """
-HEADERS = {"refusal_accuracy": "refusal accuracy", "citation_support": "citation support",
-           "latency_ms_p50": "median latency (ms)", "should_refuse": "should refuse", "latency_ms": "latency (ms)"}
+HEADERS = {
+    "refusal_accuracy": "refusal accuracy",
+    "citation_support": "citation support",
+    "latency_ms_p50": "median latency (ms)",
+    "should_refuse": "should refuse",
+    "latency_ms": "latency (ms)",
+}
 
 
 def html_table(frame: pd.DataFrame, scroll: bool = False) -> str:
     """``frame`` as an HTML table whose headers wrap rather than being cut, with units; numbers to 3
     significant digits, "–" where a metric does not apply (a question the corpus cannot answer)."""
+
     def cell(value: object) -> str:
         if isinstance(value, bool):
             return f"<td>{'yes' if value else 'no'}</td>"
@@ -61,8 +68,9 @@ def html_table(frame: pd.DataFrame, scroll: bool = False) -> str:
         return f"<td>{html.escape(str(value))}</td>"
 
     numeric = {c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])}
-    head = "".join(f"<th{' class=num' if c in numeric else ''}>{html.escape(HEADERS.get(c, c))}</th>"
-                   for c in frame.columns)
+    head = "".join(
+        f"<th{' class=num' if c in numeric else ''}>{html.escape(HEADERS.get(c, c))}</th>" for c in frame.columns
+    )
     rows = "".join(f"<tr>{''.join(cell(v) for v in row)}</tr>" for row in frame.itertuples(index=False))
     box = "max-height:460px;overflow-y:auto" if scroll else ""
     return f'<style>{_CSS}</style><div style="{box}"><table class="rag-table"><tr>{head}</tr>{rows}</table></div>'
@@ -83,14 +91,17 @@ class RagDashboard(kit.LabDashboard):
 
     lab = "rag"
     plugins = {
-        "chunker": kit.Plugin("chunker", "lab_core.rag.protocol.Chunker: Document -> list[Chunk]",
-                              ex.reference_chunker),
-        "fusion": kit.Plugin("rank fusion", "lab_core.rag.protocol.RankFusion: (rankings, k) -> [(chunk_id, score)]",
-                             rrf),
+        "chunker": kit.Plugin(
+            "chunker", "lab_core.rag.protocol.Chunker: Document -> list[Chunk]", ex.reference_chunker
+        ),
+        "fusion": kit.Plugin(
+            "rank fusion", "lab_core.rag.protocol.RankFusion: (rankings, k) -> [(chunk_id, score)]", rrf
+        ),
         "reranker": kit.Plugin("reranker", "lab_core.rag.protocol.Reranker: (query, hits) -> hits", default_reranker()),
         "cite": kit.Plugin("citation function", "lab_core.rag.protocol.Cite: sentences -> (text, citations)", cite),
-        "ndcg": kit.Plugin("ranking metric", "lab_core.rag.protocol.RankingMetric: (ranked, relevant, k) -> float",
-                           ndcg_at_k),
+        "ndcg": kit.Plugin(
+            "ranking metric", "lab_core.rag.protocol.RankingMetric: (ranked, relevant, k) -> float", ndcg_at_k
+        ),
     }
 
     query = param.String(DEFAULT_QUERY, label="Question")
@@ -104,14 +115,18 @@ class RagDashboard(kit.LabDashboard):
     reranker = param.Selector(default="reference", objects=["off", "reference"], label="Reranker")
     citations = param.Selector(default="reference", objects=["reference"], label="Citations (cite)")
     asked = param.ClassSelector(class_=ex.Asked, default=None, allow_None=True, precedence=-1, doc="the latest answer")
-    evaluation = param.ClassSelector(class_=ex.Evaluation, default=ex.Evaluation(), precedence=-1,
-                                     doc="the latest evaluation")
+    evaluation = param.ClassSelector(
+        class_=ex.Evaluation, default=ex.Evaluation(), precedence=-1, doc="the latest evaluation"
+    )
     evaluation_error = param.String("", precedence=-1, doc="why the latest evaluation failed")
 
     def __init__(self, embedder: str = "minilm", **params: object) -> None:
         # A name picks a built-in choice (``dashboard(reranker="off")``); a function is the student's, "yours".
-        chosen = {CHOOSES[name]: params.pop(name) for name in list(params)
-                  if name in CHOOSES and isinstance(params[name], str)}
+        chosen = {
+            CHOOSES[name]: params.pop(name)
+            for name in list(params)
+            if name in CHOOSES and isinstance(params[name], str)
+        }
         explicit = {name for name in params if name not in self.plugins}
         super().__init__(**params)
         for name, parameter in CHOOSES.items():
@@ -126,16 +141,21 @@ class RagDashboard(kit.LabDashboard):
         self._eval_progress = kit.progress_bar()
         self._ask = pn.widgets.Button(label="Ask", color="primary", sizing_mode="stretch_width")
         self._ask.on_click(lambda _e: self.requery())
-        self._evaluate = pn.widgets.Button(label="Evaluate on the labelled questions", color="primary",
-                                           width=320)
+        self._evaluate = pn.widgets.Button(label="Evaluate on the labelled questions", color="primary", width=320)
         self._evaluate.on_click(lambda _e: self.evaluate())
         # A DynamicMap updates the drawn figure's data in place, several times faster than redrawing it.
         self._timing = pn.pane.HoloViews(hv.DynamicMap(self.timing_plot), sizing_mode="stretch_width")
         # Drawn once an evaluation exists: never empty axes or tables.
         self._eval_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width")
         means, per_question = self.evaluation_tables()
-        self._results = pn.Column(means, self._eval_plot, pn.pane.Markdown("#### The current configuration, "
-                                  "question by question"), per_question, visible=False, sizing_mode="stretch_width")
+        self._results = pn.Column(
+            means,
+            self._eval_plot,
+            pn.pane.Markdown("#### The current configuration, question by question"),
+            per_question,
+            visible=False,
+            sizing_mode="stretch_width",
+        )
         self.requery()
 
     # ---- computing -------------------------------------------------------------------------
@@ -166,14 +186,24 @@ class RagDashboard(kit.LabDashboard):
         if self.overlap > top:
             self.overlap = top  # triggers its own re-query; the one for this change follows, on the kept pipeline
 
-    @param.depends("query", "strategy", "size", "overlap", "mode", "fusion", "weight", "k", "reranker", "citations",
-                   watch=True)
+    @param.depends(
+        "query", "strategy", "size", "overlap", "mode", "fusion", "weight", "k", "reranker", "citations", watch=True
+    )
     def requery(self) -> None:
         """Answer the question with the current settings (building the chunking's pipeline if new)."""
         token = self.begin()
         errors: dict[str, str] = {}
-        asked = self.attempt(errors, "answer", ex.ask, self._pipelines, self.chunking(), self.query, self.setting(),
-                             int(self.k), progress=kit.reporter(self._progress))
+        asked = self.attempt(
+            errors,
+            "answer",
+            ex.ask,
+            self._pipelines,
+            self.chunking(),
+            self.query,
+            self.setting(),
+            int(self.k),
+            progress=kit.reporter(self._progress),
+        )
         if self.is_latest(token):
             self._timing.visible = asked is not None
             self.param.update(asked=asked, errors=errors)
@@ -181,14 +211,19 @@ class RagDashboard(kit.LabDashboard):
     def evaluate(self) -> None:
         """Score each configuration on the labelled questions at the current chunking; publish ``evaluation``."""
         setting, bar, errors = self.setting(), kit.reporter(self._eval_progress), {}
-        runs = ex.sweep(setting, self.plugins["reranker"].reference, "your fusion" if self.fusion == YOURS
-                        else self.fusion, "your" if self.reranker == YOURS else self.reranker)
+        runs = ex.sweep(
+            setting,
+            self.plugins["reranker"].reference,
+            "your fusion" if self.fusion == YOURS else self.fusion,
+            "your" if self.reranker == YOURS else self.reranker,
+        )
         current = next(label for label, s in runs if s == setting)
 
         def run() -> ex.Evaluation:
             base, _ = self._pipelines.get(self.chunking(), bar)
-            return ex.evaluate(base, runs, current=current, chunking=self.chunking_label(),
-                               ndcg=self.yours.get("ndcg"), progress=bar)
+            return ex.evaluate(
+                base, runs, current=current, chunking=self.chunking_label(), ndcg=self.yours.get("ndcg"), progress=bar
+            )
 
         self._evaluate.disabled = True
         try:
@@ -231,9 +266,11 @@ class RagDashboard(kit.LabDashboard):
             return pn.pane.Markdown("", margin=0)
         built = f"built in {a.build_seconds:.1f} s" if a.build_seconds else "kept"
         fusion = f", fusion **{self.fusion}**" if self.mode == "hybrid" else ""
-        text = (f"**{self.mode}** retrieval{fusion}, reranker **{self.reranker}**, k = {self.k} · chunking "
-                f"{self.chunking_label()} ({a.chunks} chunks, pipeline {built}) · answered in "
-                f"**{a.query_seconds * 1000:.0f} ms**")
+        text = (
+            f"**{self.mode}** retrieval{fusion}, reranker **{self.reranker}**, k = {self.k} · chunking "
+            f"{self.chunking_label()} ({a.chunks} chunks, pipeline {built}) · answered in "
+            f"**{a.query_seconds * 1000:.0f} ms**"
+        )
         return pn.pane.Markdown(text, sizing_mode="stretch_width", margin=(0, 10))
 
     @param.depends("asked")
@@ -244,27 +281,43 @@ class RagDashboard(kit.LabDashboard):
         r, min_score = self.asked.result, self.asked.min_score
         a = r.answer
         if a.refused:
-            body = (f'<div class="rag-refused"><b>Refused: {html.escape(a.text)}.</b> No retrieved sentence scores '
-                    f"above the answerer's threshold ({min_score:g}), so it says so instead of guessing.</div>")
+            body = (
+                f'<div class="rag-refused"><b>Refused: {html.escape(a.text)}.</b> No retrieved sentence scores '
+                f"above the answerer's threshold ({min_score:g}), so it says so instead of guessing.</div>"
+            )
         else:
             marked = re.sub(r"\s*\[(\d+)\]", lambda m: badge(int(m.group(1))), html.escape(a.text))
             check = a.check
             problems = "".join(f"<li>{html.escape(p)}</li>" for p in check.problems)
-            body = (f'<div class="rag-answer">{marked}</div>'
-                    f"<p><b>Citation check:</b> {check.supported} of {check.cited} cited sentences supported by "
-                    f"the chunk they cite ({check.rate:.0%})</p>" + (f"<ul>{problems}</ul>" if problems else ""))
+            body = (
+                f'<div class="rag-answer">{marked}</div>'
+                f"<p><b>Citation check:</b> {check.supported} of {check.cited} cited sentences supported by "
+                f"the chunk they cite ({check.rate:.0%})</p>" + (f"<ul>{problems}</ul>" if problems else "")
+            )
         texts = {h.chunk.chunk_id: h.chunk.text for h in r.hits}
-        sources = "".join(self._source(c.n, c.doc_id, c.page, c.section, c.start, c.end, texts.get(c.chunk_id, ""))
-                          for c in a.citations)
+        sources = "".join(
+            self._source(c.n, c.doc_id, c.page, c.section, c.start, c.end, texts.get(c.chunk_id, ""))
+            for c in a.citations
+        )
         return pn.pane.HTML(f"<style>{_CSS}</style>{body}{sources}", sizing_mode="stretch_width")
 
     @staticmethod
     def _source(n: int, doc: str, page: int, section: str, start: int, end: int, text: str) -> str:
-        where = " · ".join(p for p in (html.escape(doc), f"page {page}" if page else "",
-                                       f"§ {html.escape(section)}" if section else "", f"characters {start}–{end}") if p)
+        where = " · ".join(
+            p
+            for p in (
+                html.escape(doc),
+                f"page {page}" if page else "",
+                f"§ {html.escape(section)}" if section else "",
+                f"characters {start}–{end}",
+            )
+            if p
+        )
         snippet = html.escape(text if len(text) <= 400 else text[:400] + " …")
-        return (f'<div class="rag-source" style="border-color:{citation_color(n)}">{badge(n)} {where}'
-                f"<blockquote>{snippet}</blockquote></div>")
+        return (
+            f'<div class="rag-source" style="border-color:{citation_color(n)}">{badge(n)} {where}'
+            f"<blockquote>{snippet}</blockquote></div>"
+        )
 
     @param.depends("asked")
     def stages_view(self) -> pn.FlexBox:
@@ -272,9 +325,16 @@ class RagDashboard(kit.LabDashboard):
         in their citation's colour. A mode's lists only: bm25 mode has no dense list and nothing to fuse."""
         lists = self.asked.lists if self.asked else {}
         # Two lists a row: four side by side would wrap every "doc § section" onto three lines.
-        boxes = [pn.pane.HTML(self._list_html(stage, lists[stage]), min_width=320, sizing_mode="stretch_width",
-                              styles={"flex": "1 1 45%"})
-                 for stage in ex.LISTS if stage in lists]
+        boxes = [
+            pn.pane.HTML(
+                self._list_html(stage, lists[stage]),
+                min_width=320,
+                sizing_mode="stretch_width",
+                styles={"flex": "1 1 45%"},
+            )
+            for stage in ex.LISTS
+            if stage in lists
+        ]
         return pn.FlexBox(*boxes, flex_wrap="wrap", sizing_mode="stretch_width")
 
     def _list_html(self, stage: str, table: pd.DataFrame) -> str:
@@ -288,47 +348,76 @@ class RagDashboard(kit.LabDashboard):
         for row in table.itertuples():
             tint = f' style="background:{citation_color(row.cited)}33"' if row.cited else ""
             mark = badge(row.cited) if row.cited else ""
-            rows.append(f"<tr{tint}><td class=num>{row.rank}</td><td>{html.escape(row.chunk)} "
-                        f"<span class=id>#{html.escape(row.chunk_id.rsplit('#', 1)[-1])}</span></td>"
-                        f"<td class=num>{row.score:.4g}</td><td>{mark}</td></tr>")
-        return (f'{head}<table class="rag-table"><tr><th class=num>rank</th><th>chunk (doc § section #n)</th>'
-                f"<th class=num>{html.escape(score)}</th><th>cited as</th></tr>{''.join(rows)}</table>")
+            rows.append(
+                f"<tr{tint}><td class=num>{row.rank}</td><td>{html.escape(row.chunk)} "
+                f"<span class=id>#{html.escape(row.chunk_id.rsplit('#', 1)[-1])}</span></td>"
+                f"<td class=num>{row.score:.4g}</td><td>{mark}</td></tr>"
+            )
+        return (
+            f'{head}<table class="rag-table"><tr><th class=num>rank</th><th>chunk (doc § section #n)</th>'
+            f"<th class=num>{html.escape(score)}</th><th>cited as</th></tr>{''.join(rows)}</table>"
+        )
 
     @param.depends("asked")
     def timing_plot(self) -> hv.Bars:
         """Milliseconds per stage of the current query, each stage in its own fixed colour."""
         frame = self.asked.timings if self.asked else pd.DataFrame({"stage": ["answer"], "ms": [0.0]})
-        return kit.bar_plot(frame, "stage", "ms", title="Time per stage of this query (ms)", xlabel="stage",
-                            ylabel="time (ms)", colors=STAGE_COLORS, legend=False)
+        return kit.bar_plot(
+            frame,
+            "stage",
+            "ms",
+            title="Time per stage of this query (ms)",
+            xlabel="stage",
+            ylabel="time (ms)",
+            colors=STAGE_COLORS,
+            legend=False,
+        )
 
     @staticmethod
     def evaluation_plot(evaluation: ex.Evaluation) -> hv.Bars:
         """nDCG@10 (and yours), Recall@10, MRR and refusal accuracy per configuration."""
         frame = evaluation.scores().replace({"metric": {"refusal_accuracy": "refusal accuracy"}})
-        return kit.bar_plot(frame, "metric", "value", by="configuration", xlabel="metric",
-                            ylabel="score (0–1)",
-                            title="Retrieval quality and refusals on the labelled questions").opts(
-            ylim=(0, 1.05), xrotation=0, legend_position="right")  # inside, the legend would hide the bars
+        return kit.bar_plot(
+            frame,
+            "metric",
+            "value",
+            by="configuration",
+            xlabel="metric",
+            ylabel="score (0–1)",
+            title="Retrieval quality and refusals on the labelled questions",
+        ).opts(ylim=(0, 1.05), xrotation=0, legend_position="right")  # inside, the legend would hide the bars
 
     @param.depends("evaluation", "evaluation_error")
     def evaluation_note(self) -> pn.viewable.Viewable:
         """What the numbers were computed on, or the error."""
         e = self.evaluation
         if self.evaluation_error:
-            return pn.pane.Alert(f"Could not evaluate: `{self.evaluation_error}`", alert_type="danger",
-                                 sizing_mode="stretch_width")
+            return pn.pane.Alert(
+                f"Could not evaluate: `{self.evaluation_error}`", alert_type="danger", sizing_mode="stretch_width"
+            )
         if not e.questions:
-            return pn.pane.Markdown("Scores every retrieval setting on the labelled questions at the current "
-                                    "chunking (a new chunking is embedded first).", margin=(0, 10))
-        return pn.pane.Markdown(f"{e.questions} labelled questions, chunking {e.chunking}; current configuration: "
-                                f"{e.current}; computed in {e.seconds:.1f} s. Change the sidebar and press again "
-                                "to compare.", sizing_mode="stretch_width", margin=(0, 10))
+            return pn.pane.Markdown(
+                "Scores every retrieval setting on the labelled questions at the current "
+                "chunking (a new chunking is embedded first).",
+                margin=(0, 10),
+            )
+        return pn.pane.Markdown(
+            f"{e.questions} labelled questions, chunking {e.chunking}; current configuration: "
+            f"{e.current}; computed in {e.seconds:.1f} s. Change the sidebar and press again "
+            "to compare.",
+            sizing_mode="stretch_width",
+            margin=(0, 10),
+        )
 
     def evaluation_tables(self) -> tuple[pn.pane.HTML, pn.pane.HTML]:
         """The means per configuration (``assess.summary``) and the current one's score on each question."""
-        return tuple(pn.pane.HTML(pn.bind(lambda e, s=scroll: html_table(e.current_table if s else e.summary, s),
-                                          self.param.evaluation), sizing_mode="stretch_width")
-                     for scroll in (False, True))
+        return tuple(
+            pn.pane.HTML(
+                pn.bind(lambda e, s=scroll: html_table(e.current_table if s else e.summary, s), self.param.evaluation),
+                sizing_mode="stretch_width",
+            )
+            for scroll in (False, True)
+        )
 
     def controls(self) -> pn.Column:
         """The sidebar: the question, chunking, retrieval and reranking (and citations when yours is given)."""
@@ -336,8 +425,11 @@ class RagDashboard(kit.LabDashboard):
             kit.controls(self, ["query"]),
             self._ask,
             kit.controls(self, ["strategy", "size", "overlap"], title="Chunking"),
-            pn.pane.Markdown(f"“sentences” windows hold size ÷ {ex.WORDS_PER_SENTENCE} sentences (the corpus "
-                             "averages that many words a sentence).", margin=(0, 10)),
+            pn.pane.Markdown(
+                f"“sentences” windows hold size ÷ {ex.WORDS_PER_SENTENCE} sentences (the corpus "
+                "averages that many words a sentence).",
+                margin=(0, 10),
+            ),
             self._progress,
             self._retrieval_controls(),
             sizing_mode="stretch_width",
@@ -362,11 +454,18 @@ class RagDashboard(kit.LabDashboard):
 
     def main(self) -> pn.Tabs:
         """The query tab (answer, each list, timing) and the evaluation tab."""
-        query = pn.Column(self.error_view, self.headline, self.answer_view,
-                          pn.pane.Markdown("#### Each list's top k (rows of cited chunks in their citation's colour)"),
-                          self.stages_view, self._timing, sizing_mode="stretch_width")
-        evaluation = pn.Column(self._evaluate, self._eval_progress, self.evaluation_note, self._results,
-                               sizing_mode="stretch_width")
+        query = pn.Column(
+            self.error_view,
+            self.headline,
+            self.answer_view,
+            pn.pane.Markdown("#### Each list's top k (rows of cited chunks in their citation's colour)"),
+            self.stages_view,
+            self._timing,
+            sizing_mode="stretch_width",
+        )
+        evaluation = pn.Column(
+            self._evaluate, self._eval_progress, self.evaluation_note, self._results, sizing_mode="stretch_width"
+        )
         tabs = pn.Tabs(("Answer", query), ("Evaluation", evaluation), sizing_mode="stretch_width", dynamic=False)
         tabs.param.watch(self._first_visit, "active")
         return tabs

@@ -1,4 +1,5 @@
 """``syslab serve``: every lab's dashboard on one Panel server, each at ``/<lab>``, with an index page at ``/``."""
+
 from __future__ import annotations
 
 import html

@@ -6,6 +6,7 @@ The engine thread only fills a snapshot. A periodic callback on the page's own e
 server session's, or the notebook kernel's IOLoop) draws it: Bokeh documents take updates from
 their own loop only, and in a notebook there is no server session to hand them to.
 """
+
 from __future__ import annotations
 
 import html
@@ -50,13 +51,16 @@ class LiveEngineTab(pn.viewable.Viewer):
     live_block_manager = param.Selector(default=REFERENCE, objects=[REFERENCE], label="Block manager")
     live_scheduler = param.Selector(default=REFERENCE, objects=[REFERENCE], label="Scheduler")
     live_request = param.Selector(default="latest", objects=["latest"], label="Show the text of")
-    live = param.ClassSelector(class_=ex.LiveSnapshot, default=ex.LiveSnapshot(), precedence=-1,
-                               doc="the live engine as last drawn")
+    live = param.ClassSelector(
+        class_=ex.LiveSnapshot, default=ex.LiveSnapshot(), precedence=-1, doc="the live engine as last drawn"
+    )
 
     def __init__(self, owner: ServingDashboard, **params: Any) -> None:
         self.owner = owner
-        chosen = {f"live_{k}": params.pop(f"live_{k}", YOURS if k in owner.yours else REFERENCE)
-                  for k in ("block_manager", "scheduler")}
+        chosen = {
+            f"live_{k}": params.pop(f"live_{k}", YOURS if k in owner.yours else REFERENCE)
+            for k in ("block_manager", "scheduler")
+        }
         super().__init__(**params)
         for choice in chosen:
             if choice.removeprefix("live_") in owner.yours:  # "yours" is valid once the objects include it
@@ -66,8 +70,9 @@ class LiveEngineTab(pn.viewable.Viewer):
         self._model: Transformer | None = None
         self._run: ex.LiveRun | None = None
         self._seen, self._sends, self._poller = -1, 0, None
-        self._send = pn.widgets.Button(label="Send requests to the live engine", button_type="primary",
-                                       sizing_mode="stretch_width")
+        self._send = pn.widgets.Button(
+            label="Send requests to the live engine", button_type="primary", sizing_mode="stretch_width"
+        )
         self._send.on_click(lambda _e: self.send())
         self._reset = pn.widgets.Button(label="New engine (empty cache)", sizing_mode="stretch_width")
         self._reset.on_click(lambda _e: self.reset())
@@ -77,6 +82,7 @@ class LiveEngineTab(pn.viewable.Viewer):
 
     def label(self) -> str:
         """Which block manager and scheduler the engine runs, "yours" marked."""
+
         def name(choice: str, what: str) -> str:
             return f"**yours** ({what})" if choice == YOURS else f"reference {what}"
 
@@ -84,15 +90,25 @@ class LiveEngineTab(pn.viewable.Viewer):
 
     def engine_config(self) -> EngineConfig:
         """The live engine's settings (block size and chunking are the dashboard's)."""
-        return EngineConfig(model="tiny", block_size=int(self.owner.block_size), num_blocks=int(self.live_blocks),
-                            token_budget=int(self.live_budget), chunked_prefill=bool(self.owner.chunked_prefill),
-                            policy=self.live_policy)
+        return EngineConfig(
+            model="tiny",
+            block_size=int(self.owner.block_size),
+            num_blocks=int(self.live_blocks),
+            token_budget=int(self.live_budget),
+            chunked_prefill=bool(self.owner.chunked_prefill),
+            policy=self.live_policy,
+        )
 
     def _new_run(self) -> ex.LiveRun:
         self._model = self._model or build_model("tiny")
         mine = {"block_manager": self.live_block_manager, "scheduler": self.live_scheduler}
-        return ex.LiveRun(self.engine_config(), model=self._model, pause=int(self.live_pause) / 1e3,
-                          label=self.label(), **{k: self.owner.yours[k] for k, v in mine.items() if v == YOURS})
+        return ex.LiveRun(
+            self.engine_config(),
+            model=self._model,
+            pause=int(self.live_pause) / 1e3,
+            label=self.label(),
+            **{k: self.owner.yours[k] for k, v in mine.items() if v == YOURS},
+        )
 
     def _report(self, error: str | None) -> None:
         errors = {k: v for k, v in self.owner.errors.items() if k != ERROR}
@@ -101,8 +117,9 @@ class LiveEngineTab(pn.viewable.Viewer):
     def send(self, n: int | None = None) -> None:
         """Send ``n`` (default: the control's) requests, on a new engine when the settings changed."""
         run = self._run
-        if run is None or (run.idle and (run.config != self.engine_config() or run.label != self.label()
-                                         or run.exception is not None)):
+        if run is None or (
+            run.idle and (run.config != self.engine_config() or run.label != self.label() or run.exception is not None)
+        ):
             if run is not None:
                 run.close()
             errors: dict[str, str] = {}
@@ -168,32 +185,63 @@ class LiveEngineTab(pn.viewable.Viewer):
         bars, snap = self.phases(), self.live
         n = len(snap.timeline)
         vdims = ["request", "phase", "tier", "prompt_len", "output_len", "max_tokens"]
-        layers = [hv.Rectangles(bars[bars["phase"] == phase].assign(y0=lambda f: f["row"] - 0.38,
-                                                                    y1=lambda f: f["row"] + 0.38),
-                                [("start", "time since the first request (s)"), "y0", "end", "y1"], vdims,
-                                label=phase).opts(color=color, line_color="white", line_width=0.5, tools=["hover"])
-                  for phase, color in PHASE_COLORS.items()]
+        layers = [
+            hv.Rectangles(
+                bars[bars["phase"] == phase].assign(y0=lambda f: f["row"] - 0.38, y1=lambda f: f["row"] + 0.38),
+                [("start", "time since the first request (s)"), "y0", "end", "y1"],
+                vdims,
+                label=phase,
+            ).opts(color=color, line_color="white", line_width=0.5, tools=["hover"])
+            for phase, color in PHASE_COLORS.items()
+        ]
         now = hv.VLine(snap.now).opts(color="#000000", line_width=1, line_dash="dotted", alpha=0.6 if n else 0)
         labels = [(i, f"{r.request} · {r.tier} · {r.prompt_len} tok") for i, r in enumerate(snap.timeline.itertuples())]
         state = "running" if snap.running else "done"
-        title = (f"Request timelines ({state}; {n} requests, {snap.steps} engine steps)" if n
-                 else "Request timelines (press “Send requests”)")
-        return hv.Overlay([*layers, now]).opts(hv.opts.Overlay(
-            title=title, xlabel="time since the first request arrived (s)", ylabel="request", yticks=labels or [(0, "")],
-            ylim=(max(n, 1) - 0.5, -0.5), xlim=(0, max(snap.now, 0.1) * 1.02), responsive=True,
-            height=max(260, 24 * n + 110), legend_position="top_right", show_grid=False, framewise=True))
+        title = (
+            f"Request timelines ({state}; {n} requests, {snap.steps} engine steps)"
+            if n
+            else "Request timelines (press “Send requests”)"
+        )
+        return hv.Overlay([*layers, now]).opts(
+            hv.opts.Overlay(
+                title=title,
+                xlabel="time since the first request arrived (s)",
+                ylabel="request",
+                yticks=labels or [(0, "")],
+                ylim=(max(n, 1) - 0.5, -0.5),
+                xlim=(0, max(snap.now, 0.1) * 1.02),
+                responsive=True,
+                height=max(260, 24 * n + 110),
+                legend_position="top_right",
+                show_grid=False,
+                framewise=True,
+            )
+        )
 
     @param.depends("live")
     def kv_plot(self) -> hv.Overlay:
         """KV blocks in use after each step of the live engine, with the cache size."""
         snap = self.live
         kv = snap.kv if not snap.kv.empty else pd.DataFrame({"t": [0.0], "blocks": [0]})
-        plot = kit.timeseries_plot(kv, "blocks", step=True, title="KV blocks in use", ylabel="KV blocks in use",
-                                   xlabel="time since the first request arrived (s)", legend=False)
+        plot = kit.timeseries_plot(
+            kv,
+            "blocks",
+            step=True,
+            title="KV blocks in use",
+            ylabel="KV blocks in use",
+            xlabel="time since the first request arrived (s)",
+            legend=False,
+        )
         total = snap.total_blocks or int(self.live_blocks)
         cap = hv.HLine(total).opts(color=kit.OVER, line_dash="dashed", line_width=2)
-        return (plot * cap).opts(hv.opts.Overlay(title=f"KV blocks in use (of {total}; dashed: all of them)",
-                                                 ylim=(0, total * 1.1), show_legend=False, framewise=True))
+        return (plot * cap).opts(
+            hv.opts.Overlay(
+                title=f"KV blocks in use (of {total}; dashed: all of them)",
+                ylim=(0, total * 1.1),
+                show_legend=False,
+                framewise=True,
+            )
+        )
 
     @param.depends("live", "live_request")
     def text(self) -> pn.pane.HTML:
@@ -213,31 +261,62 @@ class LiveEngineTab(pn.viewable.Viewer):
             f'<pre class="serving-text" style="{box}">{html.escape(printable(snap.texts.get(rid, ""))) or "&nbsp;"}</pre>'
             f'<div>latest token ids:</div><pre class="serving-ids" style="{box}">{more}{ids or "&nbsp;"}</pre>'
             '<span style="color:#777;font-size:0.85em">The tiny model has random weights, so its text is noise: '
-            "what this shows is when each token arrives.</span>", sizing_mode="stretch_width")
+            "what this shows is when each token arrives.</span>",
+            sizing_mode="stretch_width",
+        )
 
     @param.depends("live")
     def status(self) -> pn.pane.Markdown:
         """What the live engine runs and how far it is."""
         t, snap = self.live.timeline, self.live
         if t.empty:
-            return pn.pane.Markdown(f"Live engine: {self.label()}. Press the button to send requests.",
-                                    sizing_mode="stretch_width", margin=(0, 10))
+            return pn.pane.Markdown(
+                f"Live engine: {self.label()}. Press the button to send requests.",
+                sizing_mode="stretch_width",
+                margin=(0, 10),
+            )
         done = t.dropna(subset=["finish"])
         ttft = done["ttft"].median() * 1e3 if len(done) else math.nan
         return pn.pane.Markdown(
             f"Live engine: {snap.label}, {'running' if snap.running else 'idle'}. {len(done)} of {len(t)} requests "
             f"done after {snap.steps} steps in {snap.now:.2f} s; median TTFT {ttft:.0f} ms; "
-            f"{int(t['preemptions'].sum())} preemptions.", sizing_mode="stretch_width", margin=(0, 10))
+            f"{int(t['preemptions'].sum())} preemptions.",
+            sizing_mode="stretch_width",
+            margin=(0, 10),
+        )
 
     def __panel__(self) -> pn.viewable.Viewable:
         # A FlexBox in a Row beside a fixed-width column stopped every later update from reaching the
         # browser (Panel 1.x, seen in the served app): the views are stacked in one column.
         return pn.Row(
-            pn.Column(kit.controls(self, ["live_requests", "live_blocks", "live_budget", "live_pause", "live_policy",
-                                          "live_block_manager", "live_scheduler"]),
-                      self._send, self._reset, width=300, margin=(5, 25, 5, 5)),
-            pn.Column(self.status, self._timeline, kit.color_key(PHASE_COLORS), self._kv,
-                      pn.Param(self, parameters=["live_request"], show_name=False,
-                               widgets={"live_request": pn.widgets.Select}),
-                      self.text, sizing_mode="stretch_width"),
-            sizing_mode="stretch_width")
+            pn.Column(
+                kit.controls(
+                    self,
+                    [
+                        "live_requests",
+                        "live_blocks",
+                        "live_budget",
+                        "live_pause",
+                        "live_policy",
+                        "live_block_manager",
+                        "live_scheduler",
+                    ],
+                ),
+                self._send,
+                self._reset,
+                width=300,
+                margin=(5, 25, 5, 5),
+            ),
+            pn.Column(
+                self.status,
+                self._timeline,
+                kit.color_key(PHASE_COLORS),
+                self._kv,
+                pn.Param(
+                    self, parameters=["live_request"], show_name=False, widgets={"live_request": pn.widgets.Select}
+                ),
+                self.text,
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+        )

@@ -8,6 +8,7 @@ cell timeout, one that prints megabytes fails that cell, one that exits its inte
 zero for the notebook, one that writes or deletes outside its folder gets a PermissionError; the
 others are graded as usual.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,19 @@ _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
 # nbgrader export's CSV columns (CsvExportPlugin), in its order.
-EXPORT_COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
-                  "raw_score", "late_submission_penalty", "score", "max_score"]
+EXPORT_COLUMNS = [
+    "assignment",
+    "duedate",
+    "timestamp",
+    "student_id",
+    "last_name",
+    "first_name",
+    "email",
+    "raw_score",
+    "late_submission_penalty",
+    "score",
+    "max_score",
+]
 
 
 class SubmissionError(ValueError):
@@ -66,7 +78,9 @@ def find_submissions(folder: Path, notebook: str) -> tuple[dict[str, Path], dict
             if not candidates:
                 raise SubmissionError(f"{entry.name}/: no .ipynb notebook inside")
             if len(named) != 1 and len(candidates) != 1:
-                raise SubmissionError(f"{entry.name}/: {len(candidates)} notebooks and none is uniquely called {notebook!r}")
+                raise SubmissionError(
+                    f"{entry.name}/: {len(candidates)} notebooks and none is uniquely called {notebook!r}"
+                )
             student, path = entry.name, (named or candidates)[0]
         else:
             continue
@@ -77,7 +91,9 @@ def find_submissions(folder: Path, notebook: str) -> tuple[dict[str, Path], dict
         try:
             nbformat.read(path, as_version=4)
         except Exception as exc:  # a corrupt upload (bad JSON, bad Unicode, deep nesting) is that student's zero
-            unreadable[student] = f"not a readable notebook: {path.relative_to(folder)} ({type(exc).__name__}: {str(exc)[:200]})"
+            unreadable[student] = (
+                f"not a readable notebook: {path.relative_to(folder)} ({type(exc).__name__}: {str(exc)[:200]})"
+            )
             continue
         found[student] = path
     if not found and not unreadable:
@@ -85,8 +101,16 @@ def find_submissions(folder: Path, notebook: str) -> tuple[dict[str, Path], dict
     return found, unreadable
 
 
-def grade_class(lab: Lab, submissions: Path, course: Path, *, timeout: int = 120, workers: int = 2,
-                sandbox: bool = True, show_progress: bool = True) -> list[Outcome]:
+def grade_class(
+    lab: Lab,
+    submissions: Path,
+    course: Path,
+    *,
+    timeout: int = 120,
+    workers: int = 2,
+    sandbox: bool = True,
+    show_progress: bool = True,
+) -> list[Outcome]:
     """Grade every notebook in ``submissions`` into the nbgrader course folder ``course`` (created;
     it must not exist yet); write ``grades.csv`` (nbgrader export) and ``cells.csv`` there."""
     found, unreadable = find_submissions(submissions, lab.notebook)
@@ -105,7 +129,9 @@ def grade_class(lab: Lab, submissions: Path, course: Path, *, timeout: int = 120
     students = sorted(found)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(students), desc=f"grading {lab.folder}", unit="notebook", disable=not show_progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(students), desc=f"grading {lab.folder}", unit="notebook", disable=not show_progress, file=sys.stderr
+    )
 
     def progress(done: int) -> None:
         bar.update(done - bar.n)
@@ -117,8 +143,10 @@ def grade_class(lab: Lab, submissions: Path, course: Path, *, timeout: int = 120
         progress(len(students))
     finally:
         bar.close()
-    outcomes = sorted(_collect(course, lab, shards) + [Outcome(s, None, why) for s, why in unreadable.items()],
-                      key=lambda o: o.student)
+    outcomes = sorted(
+        _collect(course, lab, shards) + [Outcome(s, None, why) for s, why in unreadable.items()],
+        key=lambda o: o.student,
+    )
     _write_csvs(course, lab, shards, outcomes)
     return outcomes
 
@@ -186,8 +214,10 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
         if o.grade is None:
             lines.append(f"{o.student:<24} {'0':>11}  not graded: {o.failure}")
         else:
-            lines.append(f"{o.student:<24} {o.grade.score:g}/{o.grade.max_score:g}".ljust(37)
-                         + ("  lost: " + ", ".join(o.grade.lost) if o.grade.lost else ""))
+            lines.append(
+                f"{o.student:<24} {o.grade.score:g}/{o.grade.max_score:g}".ljust(37)
+                + ("  lost: " + ", ".join(o.grade.lost) if o.grade.lost else "")
+            )
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ environment, passes on the signals the manager sends (SIGINT interrupts a cell o
 exits when the kernel does, with its status. If the manager kills it, the zygote sees the
 connection drop and kills the kernel. It imports nothing heavy, so it starts in milliseconds.
 """
+
 from __future__ import annotations
 
 import json

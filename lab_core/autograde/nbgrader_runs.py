@@ -6,6 +6,7 @@ ASSIGNMENT --force`` with an environment of its own: the cold one nbgrader would
 :func:`lab_core.autograde.warm.warm_kernels` whose kernels are warm forks. Scores are read back
 from each shard's gradebook, cell by cell.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,9 @@ from pathlib import Path
 
 _STARTED = re.compile(r"Converting notebook .*[/\\]submitted[/\\]([^/\\]+)[/\\]")
 _FAILED = re.compile(r"There was an error processing assignment '[^']*' for student '([^']+)'")
-_UNRESPONSIVE = re.compile(r"While processing assignment \S*?submitted[/\\]([^/\\]+)[/\\]\S*, the kernel became unresponsive")
+_UNRESPONSIVE = re.compile(
+    r"While processing assignment \S*?submitted[/\\]([^/\\]+)[/\\]\S*, the kernel became unresponsive"
+)
 _ERROR_NAME = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit|Interrupt))\b", re.MULTILINE)
 
 
@@ -86,8 +89,9 @@ def write_course(course: Path, assignment: str, notebook: Path, *, timeout: int)
     )
 
 
-def autograde(course: Path, assignment: str, shards: list[Shard],
-              progress: Callable[[int], None] | None = None) -> list[Shard]:
+def autograde(
+    course: Path, assignment: str, shards: list[Shard], progress: Callable[[int], None] | None = None
+) -> list[Shard]:
     """Autograde every shard's students at once, each shard in its own copy of ``course``
     (which holds ``submitted/<student>/<assignment>/``), kept as ``shard.folder``. ``progress(n)`` is called as the number of finished submissions grows.
     A submission nbgrader could not grade (its kernel died, it hung past every interrupt) is in
@@ -101,8 +105,14 @@ def autograde(course: Path, assignment: str, shards: list[Shard],
             shutil.copytree(course / "submitted" / student, copy / "submitted" / student)
         # A log file, not a pipe: pipes read one after another would stall a chatty shard.
         log = (copy / "autograde.log").open("w")
-        proc = subprocess.Popen(_command("autograde", assignment, "--force"), cwd=copy, env=shard.env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _command("autograde", assignment, "--force"),
+            cwd=copy,
+            env=shard.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         running.append((shard, copy, proc, log))
     done = -1
     while True:
@@ -158,7 +168,10 @@ def read_grades(gradebook: Path, assignment: str) -> dict[str, Grade]:
                 sub = gb.find_submission(assignment, student.id)
             except MissingEntry:
                 continue
-            cells = {g.name: (None if g.score is None else float(g.score), float(g.max_score))
-                     for nb in sub.notebooks for g in nb.grades}
+            cells = {
+                g.name: (None if g.score is None else float(g.score), float(g.max_score))
+                for nb in sub.notebooks
+                for g in nb.grades
+            }
             out[student.id] = Grade(float(sub.score), float(sub.max_score), cells)
     return out

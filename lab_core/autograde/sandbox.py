@@ -8,6 +8,7 @@ and a private temporary folder, and (Landlock ABI 6+) may not signal processes o
 sandbox, such as the grader or another submission's kernel. Where Landlock is missing the
 sandbox says so and grading goes on without it.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -36,7 +37,11 @@ DEFAULT_FILE_SIZE_LIMIT = 2 * 2**30
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -81,7 +86,16 @@ def restrict_writes(writable: Iterable[str | os.PathLike[str]]) -> int:
             fd = os.open(folder, os.O_PATH | os.O_CLOEXEC)
             try:
                 rule = _PathBeneathAttr(rights, fd)
-                if libc.syscall(_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0)) < 0:
+                if (
+                    libc.syscall(
+                        _ADD_RULE,
+                        ctypes.c_int(ruleset),
+                        ctypes.c_int(_RULE_PATH_BENEATH),
+                        ctypes.byref(rule),
+                        ctypes.c_uint32(0),
+                    )
+                    < 0
+                ):
                     raise OSError(ctypes.get_errno(), f"landlock_add_rule {folder}: {os.strerror(ctypes.get_errno())}")
             finally:
                 os.close(fd)

@@ -6,6 +6,7 @@
 restores the locked and hidden test cells, executes every cell in order with its timeout, and
 scores each test cell from its outputs. Only the kernel's start differs.
 """
+
 from __future__ import annotations
 
 import ast
@@ -35,7 +36,9 @@ def _imports(source: str) -> list[ast.stmt]:
         tree = ast.parse(source)
     except SyntaxError:  # IPython syntax (magics); its imports are simply not preloaded
         return []
-    return [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "level", 0) == 0]
+    return [
+        node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "level", 0) == 0
+    ]
 
 
 def _modules(node: ast.stmt) -> set[str]:
@@ -89,8 +92,9 @@ def kernelspec_folder(root: Path, socket_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def warm_kernels(statements: list[str], env: dict[str, str] | None = None, *, sandbox: bool = True,
-                 timeout: float = 120.0) -> Iterator[dict[str, str]]:
+def warm_kernels(
+    statements: list[str], env: dict[str, str] | None = None, *, sandbox: bool = True, timeout: float = 120.0
+) -> Iterator[dict[str, str]]:
     """Start a zygote that has run ``statements``; yield ``env`` plus the ``JUPYTER_PATH`` that
     makes Jupyter's ``python3`` kernels forks of it. The zygote and its kernels end on exit.
 
@@ -103,13 +107,23 @@ def warm_kernels(statements: list[str], env: dict[str, str] | None = None, *, sa
     socket_path = work / "zygote.sock"
     (work / "preload.json").write_text(json.dumps(statements))
     log = work / "zygote.log"
-    cmd = [sys.executable, "-m", "lab_core.autograde.zygote", "--socket", str(socket_path),
-           "--preload", str(work / "preload.json"), *([] if sandbox else ["--no-sandbox"])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lab_core.autograde.zygote",
+        "--socket",
+        str(socket_path),
+        "--preload",
+        str(work / "preload.json"),
+        *([] if sandbox else ["--no-sandbox"]),
+    ]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=base, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_until(socket_path.exists, proc, timeout=timeout, what="warm-kernel zygote", log=log)
-        jupyter_path = os.pathsep.join(filter(None, [str(kernelspec_folder(work / "jupyter", socket_path)), base.get("JUPYTER_PATH")]))
+        jupyter_path = os.pathsep.join(
+            filter(None, [str(kernelspec_folder(work / "jupyter", socket_path)), base.get("JUPYTER_PATH")])
+        )
         yield {**base, "JUPYTER_PATH": jupyter_path}
     finally:
         stop_process(proc, timeout=10)

@@ -13,6 +13,7 @@ Protocol (one Unix socket, one connection per kernel, JSON lines): the launcher 
 
 Run as ``python -m lab_core.autograde.zygote --socket PATH --preload FILE``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,6 +71,7 @@ def _prepare_kernel_machinery() -> None:
     """Import ipykernel and create IPython's profile folder while writes are still allowed."""
     from IPython.core.profiledir import ProfileDir
     from IPython.paths import get_ipython_dir
+
     importlib.import_module("ipykernel.kernelapp")
 
     try:
@@ -138,8 +140,11 @@ class Zygote:
         line, _, kernel.buffer = kernel.buffer.partition(b"\n")
         try:
             request = json.loads(line)
-            if not (isinstance(request.get("argv"), list) and isinstance(request.get("cwd"), str)
-                    and isinstance(request.get("env"), dict)):
+            if not (
+                isinstance(request.get("argv"), list)
+                and isinstance(request.get("cwd"), str)
+                and isinstance(request.get("env"), dict)
+            ):
                 raise ValueError("a request needs argv (list), cwd (str) and env (object)")
         except (ValueError, AttributeError) as exc:  # not a launcher: answer and hang up, keep serving
             kernel.conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
@@ -248,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zygote: preload failed: {problem}", file=sys.stderr)
     _prepare_kernel_machinery()
     zygote = Zygote(args.socket, confine=not args.no_sandbox)
-    print(f"zygote: ready ({os.getpid()}), sandbox: landlock ABI {sandbox.landlock_abi() if zygote.confine else 'off'}", flush=True)
+    print(
+        f"zygote: ready ({os.getpid()}), sandbox: landlock ABI {sandbox.landlock_abi() if zygote.confine else 'off'}",
+        flush=True,
+    )
     zygote.serve()
     return 0
 

@@ -6,6 +6,7 @@ with node failures (``Failure``, an input like the jobs) detected by heartbeats 
 ``fragmentation`` measures stranding; ``experiments`` holds what notebooks, benchmarks and the
 dashboard run.
 """
+
 from lab_core.cluster.experiments import detection_tradeoff
 from lab_core.cluster.failures import Failure
 from lab_core.cluster.fragmentation import (

@@ -1,4 +1,5 @@
 """The cluster's job-submission API (Starlette) over a ``LiveCluster``, with JSON 4xx errors for bad input."""
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,11 @@ def _within_bounds(body: Any) -> Any:
         for name, (low, high, unit) in BOUNDS.items():
             value = body.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not low <= value <= high:
-                raise BadInput(422, "invalid_field", f"{name} must be at most {high:g} {unit}".rstrip()
-                               + f" and at least {low:g}, got {value!r}"[:200])
+                raise BadInput(
+                    422,
+                    "invalid_field",
+                    f"{name} must be at most {high:g} {unit}".rstrip() + f" and at least {low:g}, got {value!r}"[:200],
+                )
     return body
 
 
@@ -85,14 +89,19 @@ def _since(raw: str | None) -> float:
     except ValueError:
         value = float("nan")
     if not math.isfinite(value) or not 0 <= value <= MAX_SIM_SECONDS:
-        raise BadInput(400, "bad_since", f"since must be a simulated time in seconds from 0 to {MAX_SIM_SECONDS:g} "
-                                         f"(100 years), got {raw[:40]!r}")
+        raise BadInput(
+            400,
+            "bad_since",
+            f"since must be a simulated time in seconds from 0 to {MAX_SIM_SECONDS:g} (100 years), got {raw[:40]!r}",
+        )
     return value
 
 
 def _failure(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise BadInput(422, "invalid_field", 'body must be a JSON object: {"node": N} or {"rack": N}, optional "repair_after"')
+        raise BadInput(
+            422, "invalid_field", 'body must be a JSON object: {"node": N} or {"rack": N}, optional "repair_after"'
+        )
     unknown = sorted(set(body) - FAILURE_FIELDS)
     if unknown:
         raise BadInput(422, "invalid_field", f"unknown field(s): {', '.join(unknown)}; known: node, rack, repair_after")
@@ -106,10 +115,15 @@ def _failure(body: Any) -> dict[str, Any]:
     if repair is not None and (
         isinstance(repair, bool) or not isinstance(repair, (int, float)) or not math.isfinite(repair) or repair <= 0
     ):
-        raise BadInput(422, "invalid_field", f"repair_after must be a number of seconds > 0 or null, got {repair!r}"[:300])
+        raise BadInput(
+            422, "invalid_field", f"repair_after must be a number of seconds > 0 or null, got {repair!r}"[:300]
+        )
     if repair is not None and repair > MAX_REPAIR_SECONDS:
-        raise BadInput(422, "invalid_field", f"repair_after must be at most {MAX_REPAIR_SECONDS:g} seconds (30 days), "
-                                             f"got {repair!r}"[:300])
+        raise BadInput(
+            422,
+            "invalid_field",
+            f"repair_after must be at most {MAX_REPAIR_SECONDS:g} seconds (30 days), got {repair!r}"[:300],
+        )
     return {target: value, "repair_after": None if repair is None else float(repair)}
 
 
@@ -121,25 +135,44 @@ def build_api(live: LiveCluster) -> Starlette:
 
     async def index(request: Request) -> JSONResponse:
         c = live.sim.cluster
-        return _ok({
-            "service": "sysdesign-lab GPU cluster scheduler demo",
-            "endpoints": [
-                "POST /jobs", "GET /jobs?state=&limit=", "GET /jobs/{id}", "DELETE /jobs/{id}",
-                "GET /cluster", "GET /metrics", "GET /events?since=", "POST /failures",
-            ],
-            "job_fields": {"required": ["num_gpus", "duration"],
-                           "optional": ["gpu_milli", "priority", "tenant", "gpu_type", "checkpoint_interval",
-                                        "estimate", "name", "cpu_milli", "memory_mib"]},
-            "config": {
-                "racks": len(set(c.rack.tolist())),
-                "nodes": c.num_nodes,
-                "gpus": c.total_gpus,
-                "gpu_types": sorted(set(c.gpu_type.tolist())),
-                "scheduler": live.scheduler_name,
-                "placer": live.placer_name,
-                "speed": live.speed,
-            },
-        })
+        return _ok(
+            {
+                "service": "sysdesign-lab GPU cluster scheduler demo",
+                "endpoints": [
+                    "POST /jobs",
+                    "GET /jobs?state=&limit=",
+                    "GET /jobs/{id}",
+                    "DELETE /jobs/{id}",
+                    "GET /cluster",
+                    "GET /metrics",
+                    "GET /events?since=",
+                    "POST /failures",
+                ],
+                "job_fields": {
+                    "required": ["num_gpus", "duration"],
+                    "optional": [
+                        "gpu_milli",
+                        "priority",
+                        "tenant",
+                        "gpu_type",
+                        "checkpoint_interval",
+                        "estimate",
+                        "name",
+                        "cpu_milli",
+                        "memory_mib",
+                    ],
+                },
+                "config": {
+                    "racks": len(set(c.rack.tolist())),
+                    "nodes": c.num_nodes,
+                    "gpus": c.total_gpus,
+                    "gpu_types": sorted(set(c.gpu_type.tolist())),
+                    "scheduler": live.scheduler_name,
+                    "placer": live.placer_name,
+                    "speed": live.speed,
+                },
+            }
+        )
 
     async def submit(request: Request) -> JSONResponse:
         body = _within_bounds(await read_json(request))

@@ -8,6 +8,7 @@ saved, Adam's two moments) is ``bytes_per_param`` bytes per parameter, sharded o
 (each rank saves its shard in parallel). The simulator charges ``measured_migration_seconds`` per
 move unless told a cost; ``lab_core.cluster.validate`` checks the model against a real torch job.
 """
+
 from __future__ import annotations
 
 import functools

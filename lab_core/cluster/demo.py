@@ -4,6 +4,7 @@ The default cluster is 2 racks x 4 nodes x 8 H100 GPUs (NVLink domains of 4), sc
 backfill with best-fit placement, one simulated minute per real second, with a seeded background
 load of synthetic jobs (the published mix) arriving at about 70% of the cluster's capacity.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,11 @@ def background(cluster: Cluster, n_jobs: int, *, load: float = 0.7, seed: int = 
         return []
     m = MIXES[mix]
     width = int(cluster.gpu_count.max())
-    kept = [(s, w) for s, w in zip(m.shapes, m.weights)
-            if s[0] <= cluster.total_gpus and (s[0] <= width or s[0] % width == 0)]
+    kept = [
+        (s, w)
+        for s, w in zip(m.shapes, m.weights)
+        if s[0] <= cluster.total_gpus and (s[0] <= width or s[0] % width == 0)
+    ]
     # Offered load = rate x mean GPUs per job x mean duration (lognormal mean = median x e^(sigma^2/2)).
     mean_gpus = sum(s[0] * s[1] / 1000 * w for s, w in kept) / sum(w for _, w in kept)
     mean_duration = m.median_minutes * 60.0 * math.exp(m.sigma**2 / 2)
@@ -78,8 +82,16 @@ def create_app(
     shape = Cluster.build(racks, nodes_per_rack, gpus_per_node, nvlink_domain, gpu_type)
     jobs = background(shape, background_jobs, load=load, seed=seed)
     live = LiveCluster(
-        racks=racks, nodes_per_rack=nodes_per_rack, gpus_per_node=gpus_per_node, nvlink_domain=nvlink_domain,
-        gpu_type=gpu_type, scheduler=scheduler, placer=placer, speed=speed, health=health, jobs=jobs,
+        racks=racks,
+        nodes_per_rack=nodes_per_rack,
+        gpus_per_node=gpus_per_node,
+        nvlink_domain=nvlink_domain,
+        gpu_type=gpu_type,
+        scheduler=scheduler,
+        placer=placer,
+        speed=speed,
+        health=health,
+        jobs=jobs,
         autostart=autostart,
     )
     return build_api(live)
@@ -88,21 +100,45 @@ def create_app(
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``syslab demo cluster``."""
     d = DEFAULTS
-    parser.add_argument("--scheduler", default=d["scheduler"], choices=sorted(SCHEDULERS),
-                        help=f"queue policy (default {d['scheduler']})")
-    parser.add_argument("--placer", default=d["placer"], choices=sorted(PLACERS), help=f"placement policy (default {d['placer']})")
-    parser.add_argument("--speed", type=float, default=d["speed"],
-                        help=f"simulated seconds per real second (default {d['speed']:g})")
+    parser.add_argument(
+        "--scheduler",
+        default=d["scheduler"],
+        choices=sorted(SCHEDULERS),
+        help=f"queue policy (default {d['scheduler']})",
+    )
+    parser.add_argument(
+        "--placer", default=d["placer"], choices=sorted(PLACERS), help=f"placement policy (default {d['placer']})"
+    )
+    parser.add_argument(
+        "--speed", type=float, default=d["speed"], help=f"simulated seconds per real second (default {d['speed']:g})"
+    )
     parser.add_argument("--racks", type=int, default=d["racks"], help=f"racks (default {d['racks']})")
-    parser.add_argument("--nodes-per-rack", type=int, default=d["nodes_per_rack"],
-                        help=f"nodes in each rack (default {d['nodes_per_rack']})")
-    parser.add_argument("--gpus-per-node", type=int, default=d["gpus_per_node"],
-                        help=f"GPUs in each node (default {d['gpus_per_node']})")
-    parser.add_argument("--background-jobs", type=int, default=d["background_jobs"],
-                        help=f"seeded synthetic jobs arriving over time at ~{d['load'] * 100:.0f}%% load (default {d['background_jobs']}; 0: none)")
-    parser.add_argument("--seed", type=int, default=d["seed"], help=f"seed of the background load (default {d['seed']})")
-    parser.add_argument("--heartbeats", action="store_true",
-                        help="detect failures by heartbeat timeout (10 s beats, 30 s timeout) instead of at once")
+    parser.add_argument(
+        "--nodes-per-rack",
+        type=int,
+        default=d["nodes_per_rack"],
+        help=f"nodes in each rack (default {d['nodes_per_rack']})",
+    )
+    parser.add_argument(
+        "--gpus-per-node",
+        type=int,
+        default=d["gpus_per_node"],
+        help=f"GPUs in each node (default {d['gpus_per_node']})",
+    )
+    parser.add_argument(
+        "--background-jobs",
+        type=int,
+        default=d["background_jobs"],
+        help=f"seeded synthetic jobs arriving over time at ~{d['load'] * 100:.0f}%% load (default {d['background_jobs']}; 0: none)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=d["seed"], help=f"seed of the background load (default {d['seed']})"
+    )
+    parser.add_argument(
+        "--heartbeats",
+        action="store_true",
+        help="detect failures by heartbeat timeout (10 s beats, 30 s timeout) instead of at once",
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -110,14 +146,25 @@ def run_demo(args: argparse.Namespace) -> int:
 
     nvlink = math.gcd(args.gpus_per_node, DEFAULTS["nvlink_domain"])  # a domain must divide the node
     app = create_app(
-        racks=args.racks, nodes_per_rack=args.nodes_per_rack, gpus_per_node=args.gpus_per_node, nvlink_domain=nvlink,
-        scheduler=args.scheduler, placer=args.placer, speed=args.speed, background_jobs=args.background_jobs,
-        seed=args.seed, health=HealthConfig() if args.heartbeats else None,
+        racks=args.racks,
+        nodes_per_rack=args.nodes_per_rack,
+        gpus_per_node=args.gpus_per_node,
+        nvlink_domain=nvlink,
+        scheduler=args.scheduler,
+        placer=args.placer,
+        speed=args.speed,
+        background_jobs=args.background_jobs,
+        seed=args.seed,
+        health=HealthConfig() if args.heartbeats else None,
     )
     url = f"http://{args.host}:{args.port}"
     print(f"cluster demo API on {url}/  ({args.speed:g} simulated s per real s)")
-    print(f"try: curl -X POST {url}/jobs -H 'content-type: application/json' -d '{{\"num_gpus\": 4, \"duration\": 3600}}'")
-    print(f"     curl {url}/jobs/<id>   curl {url}/cluster   curl -X POST {url}/failures -d '{{\"node\": 0}}'", flush=True)
+    print(
+        f"try: curl -X POST {url}/jobs -H 'content-type: application/json' -d '{{\"num_gpus\": 4, \"duration\": 3600}}'"
+    )
+    print(
+        f"     curl {url}/jobs/<id>   curl {url}/cluster   curl -X POST {url}/failures -d '{{\"node\": 0}}'", flush=True
+    )
     httpserve.run(app, args.host, args.port)
     return 0
 
@@ -128,8 +175,19 @@ def api_surface() -> ApiSurface:
     return ApiSurface(
         open=lambda: nullcontext(create_app(autostart=False, background_jobs=0)),
         writes=(
-            Example("POST", "/jobs", {"num_gpus": 4, "duration": 600, "tenant": "ml", "name": "resnet",
-                                      "priority": 1, "checkpoint_interval": 60, "gpu_type": DEFAULTS["gpu_type"]}),
+            Example(
+                "POST",
+                "/jobs",
+                {
+                    "num_gpus": 4,
+                    "duration": 600,
+                    "tenant": "ml",
+                    "name": "resnet",
+                    "priority": 1,
+                    "checkpoint_interval": 60,
+                    "gpu_type": DEFAULTS["gpu_type"],
+                },
+            ),
             Example("POST", "/jobs", {"num_gpus": 1, "duration": 60, "gpu_milli": 500, "estimate": 90}),
             Example("POST", "/failures", {"node": 0, "repair_after": 300}),
         ),

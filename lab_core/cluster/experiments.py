@@ -1,6 +1,7 @@
 """Runs that notebooks, dashboards and benchmarks share, built on the simulator: they return data
 (dataclasses, tidy DataFrames) and draw nothing. Kept apart from the system's modules so none of
 those needs the simulator: the simulator imports them, never the other way round."""
+
 from __future__ import annotations
 
 import math
@@ -34,13 +35,22 @@ GIVE_UP_AFTER = 20.0
 MAX_RUN_SECONDS = 10.0
 #: The columns of :func:`comparison`, each with what it measures and its unit (headers for tables).
 COMPARE_LABELS: dict[str, str] = {
-    "scheduler": "scheduler", "done": "jobs done", "mean_jct_h": "mean JCT (h)", "p50_jct_h": "p50 JCT (h)",
-    "p99_jct_h": "p99 JCT (h)", "mean_wait_h": "mean wait (h)", "makespan_h": "makespan (h)",
+    "scheduler": "scheduler",
+    "done": "jobs done",
+    "mean_jct_h": "mean JCT (h)",
+    "p50_jct_h": "p50 JCT (h)",
+    "p99_jct_h": "p99 JCT (h)",
+    "mean_wait_h": "mean wait (h)",
+    "makespan_h": "makespan (h)",
     "arrival_utilisation_pct": "GPU utilisation while jobs arrive (%)",
     "makespan_utilisation_pct": "GPU utilisation over the makespan (%)",
-    "mean_stranded_pct": "stranded (% of free GPUs)", "mean_fragmentation_pct": "FGD fragmentation (% of free GPUs)",
-    "mean_queue": "queue (jobs)", "restarts": "restarts", "migrations": "migrations",
-    "lost_gpu_hours": "lost (GPU·h)", "seconds": "wall time (s)",
+    "mean_stranded_pct": "stranded (% of free GPUs)",
+    "mean_fragmentation_pct": "FGD fragmentation (% of free GPUs)",
+    "mean_queue": "queue (jobs)",
+    "restarts": "restarts",
+    "migrations": "migrations",
+    "lost_gpu_hours": "lost (GPU·h)",
+    "seconds": "wall time (s)",
 }
 COMPARE_COLUMNS = list(COMPARE_LABELS)
 
@@ -74,8 +84,17 @@ def snapshot(sim: Simulation, depth: int = BACKFILL_DEPTH) -> Frame:
     c = sim.cluster
     waiting = tuple(sim.queue[:depth])
     reserved = c.reserved.copy() if waiting else np.zeros(c.num_nodes, bool)
-    return Frame(sim.env.now, c.owners(), c.free.copy(), c.cpu_free.copy(), c.mem_free.copy(), c.alive.copy(),
-                 reserved, waiting, len(sim.running_view()))
+    return Frame(
+        sim.env.now,
+        c.owners(),
+        c.free.copy(),
+        c.cpu_free.copy(),
+        c.mem_free.copy(),
+        c.alive.copy(),
+        reserved,
+        waiting,
+        len(sim.running_view()),
+    )
 
 
 def offered_load(jobs: Sequence[Job], gpus: int) -> float:
@@ -90,8 +109,10 @@ def check_load(jobs: Sequence[Job], gpus: int) -> float:
     """The offered load; ValueError past ``MAX_LOAD``, where the queue would only grow."""
     load = offered_load(jobs, gpus)
     if load > MAX_LOAD:
-        raise ValueError(f"the jobs ask for {load:.2f}× the cluster's GPUs (more than {MAX_LOAD:g}×): the "
-                         "queue would only grow; lower the arrival rate or enlarge the cluster.")
+        raise ValueError(
+            f"the jobs ask for {load:.2f}× the cluster's GPUs (more than {MAX_LOAD:g}×): the "
+            "queue would only grow; lower the arrival rate or enlarge the cluster."
+        )
     return load
 
 
@@ -111,19 +132,33 @@ def run_policy(
     config = SimConfig(backfill_depth=BACKFILL_DEPTH, sample_every=max(horizon / SAMPLES, 1.0))
     sim = Simulation(Cluster.build(*shape), [j.fresh() for j in jobs], scheduler, placer, config, failures)
     snaps: list[Frame] = []
-    result = sim.run(progress=progress, steps=FRAMES, observe=(lambda s: snaps.append(snapshot(s))) if frames else None,
-                     give_up_after=GIVE_UP_AFTER, max_wall_seconds=MAX_RUN_SECONDS)
+    result = sim.run(
+        progress=progress,
+        steps=FRAMES,
+        observe=(lambda s: snaps.append(snapshot(s))) if frames else None,
+        give_up_after=GIVE_UP_AFTER,
+        max_wall_seconds=MAX_RUN_SECONDS,
+    )
     return PolicyRun(result, tuple(snaps))
 
 
 #: Each comparison column but the scheduler's name: the summary key it comes from and the scale to its unit.
 _FROM_SUMMARY: dict[str, tuple[str, float]] = {
-    "done": ("done", 1.0), "mean_jct_h": ("mean_jct", 1 / 3600), "p50_jct_h": ("p50_jct", 1 / 3600),
-    "p99_jct_h": ("p99_jct", 1 / 3600), "mean_wait_h": ("mean_wait", 1 / 3600), "makespan_h": ("makespan", 1 / 3600),
-    "arrival_utilisation_pct": ("arrival_utilisation", 100.0), "makespan_utilisation_pct": ("utilisation", 100.0),
-    "mean_stranded_pct": ("mean_stranded", 100.0), "mean_fragmentation_pct": ("mean_fragmentation", 100.0),
-    "mean_queue": ("mean_queue", 1.0), "restarts": ("restarts", 1.0), "migrations": ("migrations", 1.0),
-    "lost_gpu_hours": ("lost_gpu_hours", 1.0), "seconds": ("wall_seconds", 1.0),
+    "done": ("done", 1.0),
+    "mean_jct_h": ("mean_jct", 1 / 3600),
+    "p50_jct_h": ("p50_jct", 1 / 3600),
+    "p99_jct_h": ("p99_jct", 1 / 3600),
+    "mean_wait_h": ("mean_wait", 1 / 3600),
+    "makespan_h": ("makespan", 1 / 3600),
+    "arrival_utilisation_pct": ("arrival_utilisation", 100.0),
+    "makespan_utilisation_pct": ("utilisation", 100.0),
+    "mean_stranded_pct": ("mean_stranded", 100.0),
+    "mean_fragmentation_pct": ("mean_fragmentation", 100.0),
+    "mean_queue": ("mean_queue", 1.0),
+    "restarts": ("restarts", 1.0),
+    "migrations": ("migrations", 1.0),
+    "lost_gpu_hours": ("lost_gpu_hours", 1.0),
+    "seconds": ("wall_seconds", 1.0),
 }
 _COUNTS = ("done", "restarts", "migrations")
 
@@ -131,9 +166,16 @@ _COUNTS = ("done", "restarts", "migrations")
 def comparison(results: Mapping[str, SimResult]) -> pd.DataFrame:
     """One row per scheduler: jobs done, JCT and wait (hours), utilisation while jobs arrive and over
     the makespan, stranding and fragmentation (percent), queue, restarts, losses, wall seconds."""
-    rows = [{"scheduler": name, **{column: r.summary.get(key, 0.0 if column in _COUNTS else math.nan) * scale
-                                   for column, (key, scale) in _FROM_SUMMARY.items()}}
-            for name, r in results.items()]
+    rows = [
+        {
+            "scheduler": name,
+            **{
+                column: r.summary.get(key, 0.0 if column in _COUNTS else math.nan) * scale
+                for column, (key, scale) in _FROM_SUMMARY.items()
+            },
+        }
+        for name, r in results.items()
+    ]
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS).astype({column: int for column in _COUNTS})
 
 
@@ -143,7 +185,9 @@ def jct_distribution(results: Mapping[str, SimResult]) -> pd.DataFrame:
     for name, r in results.items():
         done = r.jobs[r.jobs["state"] == "done"] if len(r.jobs) else r.jobs
         jct = np.sort(done["jct"].to_numpy(dtype=float) / 3600.0) if len(done) else np.empty(0)
-        parts.append(pd.DataFrame({"scheduler": name, "jct_h": jct, "share": np.arange(1, jct.size + 1) / max(jct.size, 1)}))
+        parts.append(
+            pd.DataFrame({"scheduler": name, "jct_h": jct, "share": np.arange(1, jct.size + 1) / max(jct.size, 1)})
+        )
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["scheduler", "jct_h", "share"])
 
 
@@ -170,11 +214,18 @@ def gpu_map(shape: Shape, frame: Frame) -> pd.DataFrame:
     state[stranded[nodes, gpus]] = "stranded"
     state[frame.reserved[nodes] & (state == "free")] = "reserved"
     state[~frame.alive[nodes]] = "down"
-    return pd.DataFrame({
-        "node": nodes, "name": [c.nodes[n].name for n in nodes], "rack": c.rack[nodes], "gpu": gpus,
-        "job": frame.owners[nodes, gpus], "free_pct": frame.free[nodes, gpus] / FULL_GPU * 100.0, "state": state,
-        "reserved": frame.reserved[nodes],
-    })
+    return pd.DataFrame(
+        {
+            "node": nodes,
+            "name": [c.nodes[n].name for n in nodes],
+            "rack": c.rack[nodes],
+            "gpu": gpus,
+            "job": frame.owners[nodes, gpus],
+            "free_pct": frame.free[nodes, gpus] / FULL_GPU * 100.0,
+            "state": state,
+            "reserved": frame.reserved[nodes],
+        }
+    )
 
 
 def busiest_frame(frames: Sequence[Frame]) -> int:

@@ -1,4 +1,5 @@
 """Node failures as an input of a simulation, like its jobs: which nodes die, when, and for how long."""
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ GPUs with less than ``min(m's GPU demand, 1 GPU)`` free are. A node's fragmentat
 popularity-weighted sum over shapes; the fragmentation ratio divides the cluster's sum by its
 free GPU capacity.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -38,7 +39,9 @@ class Workload:
             raise ValueError("a workload needs at least one job")
         keys = np.array([k for k, _ in counts], dtype=np.int64)
         pop = np.array([c for _, c in counts], dtype=np.float64)
-        return cls(keys[:, 0], keys[:, 1], keys[:, 2].astype(np.float64), keys[:, 3].astype(np.float64), pop / pop.sum())
+        return cls(
+            keys[:, 0], keys[:, 1], keys[:, 2].astype(np.float64), keys[:, 3].astype(np.float64), pop / pop.sum()
+        )
 
 
 def node_fragmentation(free: np.ndarray, cpu_free: np.ndarray, mem_free: np.ndarray, workload: Workload) -> np.ndarray:

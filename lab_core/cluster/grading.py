@@ -18,6 +18,7 @@ Every check raises ``AssertionError`` with a readable counterexample; a ``NotImp
 from a blank exercise is let through unchanged. Hypothesis runs derandomized and the workloads are
 seeded, so a grade never depends on luck.
 """
+
 from __future__ import annotations
 
 import copy
@@ -129,7 +130,9 @@ def _clusters(draw: st.DrawFn, *, flags: bool = True) -> Cluster:
             cluster.cpu_free[n] = draw(st.sampled_from([0, 4_000]))
     if flags:
         cluster.alive[:] = draw(st.lists(st.integers(0, 7).map(lambda v: v != 7), min_size=n_nodes, max_size=n_nodes))
-        cluster.reserved[:] = draw(st.lists(st.integers(0, 5).map(lambda v: v == 5), min_size=n_nodes, max_size=n_nodes))
+        cluster.reserved[:] = draw(
+            st.lists(st.integers(0, 5).map(lambda v: v == 5), min_size=n_nodes, max_size=n_nodes)
+        )
     return cluster
 
 
@@ -148,8 +151,14 @@ def _placement_cases(draw: st.DrawFn) -> tuple[Cluster, Job, np.ndarray | None]:
     job = draw(_jobs())
     exclude = None
     if draw(st.booleans()):
-        exclude = np.array(draw(st.lists(st.integers(0, 3).map(lambda v: v == 3), min_size=cluster.num_nodes,
-                                         max_size=cluster.num_nodes)), dtype=bool)
+        exclude = np.array(
+            draw(
+                st.lists(
+                    st.integers(0, 3).map(lambda v: v == 3), min_size=cluster.num_nodes, max_size=cluster.num_nodes
+                )
+            ),
+            dtype=bool,
+        )
     return cluster, job, exclude
 
 
@@ -185,7 +194,14 @@ def _call_placer(fn: Callable[..., Any], cluster: Cluster, job: Job, exclude: np
 def _explicit_placement_cases() -> list[tuple[Cluster, Job, np.ndarray | None]]:
     """Hand-made cases run before the generated ones: the NVLink rule where it matters most."""
     cases = []
-    for domain, busy, num_gpus in ((4, [0], 4), (2, [0], 2), (4, [0, 5], 3), (2, [1, 4], 2), (4, [5], 1), (2, [0, 2], 1)):
+    for domain, busy, num_gpus in (
+        (4, [0], 4),
+        (2, [0], 2),
+        (4, [0, 5], 3),
+        (2, [1, 4], 2),
+        (4, [5], 1),
+        (2, [0, 2], 1),
+    ):
         cluster = Cluster.build(racks=1, nodes_per_rack=1, gpus_per_node=8, nvlink_domain=domain)
         cluster.free[0, busy] = 0
         cases.append((cluster, Job(1, 0.0, 600.0, num_gpus=num_gpus), None))
@@ -220,7 +236,9 @@ def _invariant_case(fn: Callable[..., Any], cluster: Cluster, job: Job, exclude:
         node = nodes[0]
         size = int(cluster.domain_size[node])
         whole = cluster.exists[node] & (cluster.free[node] == FULL_GPU)
-        room = [d for d in range(cluster.width // size + 1) if (whole & (cluster.domain[node] == d)).sum() >= job.num_gpus]
+        room = [
+            d for d in range(cluster.width // size + 1) if (whole & (cluster.domain[node] == d)).sum() >= job.num_gpus
+        ]
         used = {int(cluster.domain[node, g]) for _, g, _ in got}
         if job.num_gpus <= size and room:
             assert len(used) == 1, (
@@ -272,23 +290,38 @@ def compare_best_fit(fn: Callable[..., Any], max_examples: int = 200) -> None:
 # head of the line is blocked often; estimates are exact or up to twice the true duration.
 WORKLOADS: list[tuple[str, dict, str]] = [
     ("heavy8, seed 1", dict(n_jobs=150, mix="heavy8", rate=1 / 120, seed=1), "best_fit"),
-    ("heavy8, seed 2, estimates up to 2x", dict(n_jobs=150, mix="heavy8", rate=1 / 120, seed=2, overestimate=2.0), "best_fit"),
-    ("published (16-GPU jobs), seed 3, estimates up to 2x",
-     dict(n_jobs=150, mix="published", rate=1 / 60, seed=3, overestimate=2.0), "best_fit"),
+    (
+        "heavy8, seed 2, estimates up to 2x",
+        dict(n_jobs=150, mix="heavy8", rate=1 / 120, seed=2, overestimate=2.0),
+        "best_fit",
+    ),
+    (
+        "published (16-GPU jobs), seed 3, estimates up to 2x",
+        dict(n_jobs=150, mix="published", rate=1 / 60, seed=3, overestimate=2.0),
+        "best_fit",
+    ),
     ("sharing (fractional GPUs), seed 4", dict(n_jobs=150, mix="sharing", rate=1 / 30, seed=4), "best_fit"),
 ]
 # Extra workloads for the comparison only: the same policy under the other placers.
 OTHER_PLACERS: list[tuple[str, dict, str]] = [
     ("heavy8, seed 5, first-fit placement", dict(n_jobs=150, mix="heavy8", rate=1 / 120, seed=5), "first_fit"),
-    ("published, seed 6, topology-aware placement",
-     dict(n_jobs=150, mix="published", rate=1 / 60, seed=6, overestimate=1.5), "topology"),
+    (
+        "published, seed 6, topology-aware placement",
+        dict(n_jobs=150, mix="published", rate=1 / 60, seed=6, overestimate=1.5),
+        "topology",
+    ),
 ]
 
 
 def _simulate(scheduler: Callable[..., Any], kwargs: dict, placer: str) -> dict[int, Job]:
     cluster = Cluster.build(racks=2, nodes_per_rack=2)
-    sim = Simulation(cluster, synthetic(**kwargs), scheduler=scheduler, placer=placer,
-                     config=SimConfig(check_invariants=True, sample_every=1e9))
+    sim = Simulation(
+        cluster,
+        synthetic(**kwargs),
+        scheduler=scheduler,
+        placer=placer,
+        config=SimConfig(check_invariants=True, sample_every=1e9),
+    )
     sim.run()
     return sim.jobs
 
@@ -310,9 +343,11 @@ def _student_run(fn: Callable[..., Any], name: str, kwargs: dict, placer: str) -
 
 
 def _job_line(job: Job) -> str:
-    return (f"job {job.id} ({job.num_gpus} GPU{'s' if job.num_gpus != 1 else ''}"
-            f"{f' x {job.gpu_milli} milli' if job.fractional else ''}, submitted t={job.submit:.0f}, "
-            f"estimate {job.estimate:.0f} s)")
+    return (
+        f"job {job.id} ({job.num_gpus} GPU{'s' if job.num_gpus != 1 else ''}"
+        f"{f' x {job.gpu_milli} milli' if job.fractional else ''}, submitted t={job.submit:.0f}, "
+        f"estimate {job.estimate:.0f} s)"
+    )
 
 
 def check_backfill_keeps_promises(fn: Callable[..., Any]) -> None:
@@ -330,7 +365,9 @@ def check_backfill_keeps_promises(fn: Callable[..., Any]) -> None:
             f"workload {name!r}: no job was ever given a reservation, but the head of the line was blocked "
             f"(the reference reserves for {reference_promised} jobs): call view.reservation(head)"
         )
-        late = sorted((j for j in promised if j.start > j.reserved_start + 1e-6), key=lambda j: j.start - j.reserved_start)
+        late = sorted(
+            (j for j in promised if j.start > j.reserved_start + 1e-6), key=lambda j: j.start - j.reserved_start
+        )
         if late:
             j = late[-1]
             raise AssertionError(
@@ -387,7 +424,9 @@ def compare_stranded(fn: Callable[..., Any], max_examples: int = 200) -> None:
         assert np.array_equal(mine.free, cluster.free) and np.array_equal(mine.reserved, cluster.reserved), (
             "stranded_ratio must only read the cluster, not change it"
         )
-        ok = isinstance(got, (int, float, np.integer, np.floating)) and math.isclose(float(got), want, rel_tol=1e-9, abs_tol=1e-12)
+        ok = isinstance(got, (int, float, np.integer, np.floating)) and math.isclose(
+            float(got), want, rel_tol=1e-9, abs_tol=1e-12
+        )
         assert ok, (
             f"stranded_ratio(cluster, queued=[{', '.join(_describe_job(j) for j in queued)}])\n"
             f"{describe_cluster(cluster)}\n  free GPUs on live nodes: {cluster.free_gpus():g}\n"

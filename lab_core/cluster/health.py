@@ -6,6 +6,7 @@ A short timeout notices real failures sooner but also kills jobs on healthy node
 heartbeats were merely lost (false positives); a node wrongly declared dead rejoins on its
 next heartbeat.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

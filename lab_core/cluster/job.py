@@ -1,4 +1,5 @@
 """Jobs: what a user submits (shape, duration, priority, tenant, checkpointing) and how it fares."""
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ class JobError(ValueError):
     """A job description that cannot be run; the message names the field."""
 
 
-class State(str, Enum):
+class State(str, Enum):  # noqa: UP042 - StrEnum would change str() of a member, which messages and events print
     """Where a job is in its life."""
 
     QUEUED = "queued"
@@ -116,9 +117,19 @@ class Job:
     def fresh(self) -> Job:
         """An unrun copy (the simulator fills in a job's state as it runs, so each run needs its own)."""
         return Job(
-            id=self.id, submit=self.submit, duration=self.duration, num_gpus=self.num_gpus, gpu_milli=self.gpu_milli,
-            cpu_milli=self.cpu_milli, memory_mib=self.memory_mib, priority=self.priority, tenant=self.tenant,
-            gpu_type=self.gpu_type, checkpoint_interval=self.checkpoint_interval, estimate=self.estimate, name=self.name,
+            id=self.id,
+            submit=self.submit,
+            duration=self.duration,
+            num_gpus=self.num_gpus,
+            gpu_milli=self.gpu_milli,
+            cpu_milli=self.cpu_milli,
+            memory_mib=self.memory_mib,
+            priority=self.priority,
+            tenant=self.tenant,
+            gpu_type=self.gpu_type,
+            checkpoint_interval=self.checkpoint_interval,
+            estimate=self.estimate,
+            name=self.name,
         )
 
     def log(self, t: float, what: str) -> None:

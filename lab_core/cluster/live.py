@@ -5,6 +5,7 @@ A background thread advances the simpy environment by (real seconds elapsed x ``
 HTTP server) always see the simulation between events, never in the middle of a pass.
 Tests skip the thread and move time with ``advance``.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,7 +89,12 @@ class LiveCluster:
             raise ValueError(f"unknown scheduler {scheduler!r}; known: {', '.join(SCHEDULERS)}")
         if placer not in PLACERS:
             raise ValueError(f"unknown placer {placer!r}; known: {', '.join(PLACERS)}")
-        for name, value in (("speed", speed), ("sample_every", sample_every), ("tick", tick), ("max_catch_up", max_catch_up)):
+        for name, value in (
+            ("speed", speed),
+            ("sample_every", sample_every),
+            ("tick", tick),
+            ("max_catch_up", max_catch_up),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         if not isinstance(max_samples, int) or max_samples < 1:
@@ -149,7 +155,12 @@ class LiveCluster:
 
     def advance(self, seconds: float) -> float:
         """Run the simulation ``seconds`` further (all events up to then); returns the new time."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
             raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
         with self._lock:
             self._check_alive()
@@ -254,7 +265,9 @@ class LiveCluster:
                 "nodes": up,
                 "jobs_hit": hit,
                 "repair_after": repair_after,
-                "detection": "immediate" if self.sim.health is None else f"after {self.sim.health.config.timeout:g} s of silence",
+                "detection": "immediate"
+                if self.sim.health is None
+                else f"after {self.sim.health.config.timeout:g} s of silence",
             }
 
     def _up(self, node: int) -> bool:
@@ -271,21 +284,27 @@ class LiveCluster:
             nodes = []
             for i, spec in enumerate(c.nodes):
                 gpus = [
-                    {"gpu": g, "free_milli": int(c.free[i, g]), "owner": None if owners[i, g] < 0 else int(owners[i, g])}
+                    {
+                        "gpu": g,
+                        "free_milli": int(c.free[i, g]),
+                        "owner": None if owners[i, g] < 0 else int(owners[i, g]),
+                    }
                     for g in range(int(c.gpu_count[i]))
                 ]
-                nodes.append({
-                    "node": i,
-                    "name": spec.name,
-                    "rack": int(c.rack[i]),
-                    "gpu_type": str(c.gpu_type[i]),
-                    "alive": bool(c.alive[i]),
-                    "reserved": bool(c.reserved[i]),
-                    "nvlink_domain": int(c.domain_size[i]),
-                    "cpu_free_milli": int(c.cpu_free[i]),
-                    "memory_free_mib": int(c.mem_free[i]),
-                    "gpus": gpus,
-                })
+                nodes.append(
+                    {
+                        "node": i,
+                        "name": spec.name,
+                        "rack": int(c.rack[i]),
+                        "gpu_type": str(c.gpu_type[i]),
+                        "alive": bool(c.alive[i]),
+                        "reserved": bool(c.reserved[i]),
+                        "nvlink_domain": int(c.domain_size[i]),
+                        "cpu_free_milli": int(c.cpu_free[i]),
+                        "memory_free_mib": int(c.mem_free[i]),
+                        "gpus": gpus,
+                    }
+                )
             sample = self.sim.sample()
             return {
                 "t": float(self.sim.env.now),
@@ -363,7 +382,4 @@ def job_fields(spec: Any) -> dict[str, Any]:
 def shapes_for(cluster: Cluster, jobs: Iterable[Job]) -> list[Job]:
     """The jobs this cluster could ever run: no wider than it, and whole nodes when wider than one."""
     width = int(cluster.gpu_count.max())
-    return [
-        j for j in jobs
-        if j.num_gpus <= cluster.total_gpus and (j.num_gpus <= width or j.num_gpus % width == 0)
-    ]
+    return [j for j in jobs if j.num_gpus <= cluster.total_gpus and (j.num_gpus <= width or j.num_gpus % width == 0)]

@@ -3,6 +3,7 @@
 State lives in numpy arrays (one row per node, one column per GPU slot) so that placement
 policies and fragmentation metrics score every node at once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -271,5 +272,7 @@ class Cluster:
         over = np.argwhere(used > FULL_GPU)
         errors += [f"GPU {g} of node {n} booked {int(used[n, g])} milli (> {FULL_GPU})" for n, g in over]
         drift = np.argwhere(self.exists & (used + self.free != FULL_GPU))
-        errors += [f"GPU {g} of node {n}: free {int(self.free[n, g])} + used {int(used[n, g])} != {FULL_GPU}" for n, g in drift]
+        errors += [
+            f"GPU {g} of node {n}: free {int(self.free[n, g])} + used {int(used[n, g])} != {FULL_GPU}" for n, g in drift
+        ]
         return errors

@@ -4,6 +4,7 @@ Each policy is a ``protocol.Placer``: ``place(cluster, job, exclude=None) -> Pla
 is a node mask the caller wants kept clear (a reservation). Jobs wider than a node get whole
 nodes, within one rack when possible, for every policy.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -117,7 +118,9 @@ first_fit.__doc__ = "The lowest-numbered node that fits, its lowest-numbered fre
 best_fit: Placer = _single(_tightest, topology=True)
 best_fit.__doc__ = "The node with the least free GPU that still fits; GPUs in one NVLink domain when possible."
 topology_aware: Placer = _single(_topology, topology=True)
-topology_aware.__doc__ = "Prefer nodes where the job fits in one NVLink domain, then the tightest; whole racks for wide jobs."
+topology_aware.__doc__ = (
+    "Prefer nodes where the job fits in one NVLink domain, then the tightest; whole racks for wide jobs."
+)
 
 
 class FGD:
@@ -149,7 +152,9 @@ class FGD:
         if job.fractional:
             ok = (free >= job.gpu_milli) & cluster.exists[nodes]
             # GPUs of one node with the same free share are interchangeable: score the first of each.
-            earlier_same = (free[:, :, None] == free[:, None, :]) & ok[:, None, :] & np.tri(free.shape[1], k=-1, dtype=bool)
+            earlier_same = (
+                (free[:, :, None] == free[:, None, :]) & ok[:, None, :] & np.tri(free.shape[1], k=-1, dtype=bool)
+            )
             rows, gpus = np.nonzero(ok & ~earlier_same.any(axis=2))
             trial = free[rows].copy()
             trial[np.arange(rows.size), gpus] -= job.gpu_milli

@@ -3,6 +3,7 @@
 Every built-in policy follows them (``schedulers``, ``placement``), so the simulator, the live
 cluster and the dashboard run a student's function exactly as they run the reference.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol

@@ -4,6 +4,7 @@ The placement policy (first-fit, best-fit, topology, FGD) is the simulation's an
 through ``view.place``; these decide *which* waiting jobs start, and what to do about the head
 of the line when it does not fit.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -4,6 +4,7 @@ completions, preemption, migration, node failures and recovery from checkpoints.
 Jobs and node failures are its inputs; :meth:`Simulation.run` is the one loop that advances it,
 for notebooks, benchmarks and the dashboard alike (which watches it through ``observe``).
 """
+
 from __future__ import annotations
 
 import math
@@ -123,11 +124,15 @@ class Simulation:
         if job.num_gpus > self.cluster.total_gpus:
             raise JobError(f"job {job.id} asks for {job.num_gpus} GPUs; the cluster has {self.cluster.total_gpus}")
         if job.gpu_type is not None and job.gpu_type not in set(self.cluster.gpu_type.tolist()):
-            raise JobError(f"job {job.id} wants gpu_type {job.gpu_type!r}; the cluster has {sorted(set(self.cluster.gpu_type.tolist()))}")
+            raise JobError(
+                f"job {job.id} wants gpu_type {job.gpu_type!r}; the cluster has {sorted(set(self.cluster.gpu_type.tolist()))}"
+            )
         if not self.cluster.spans_nodes(job) and job.num_gpus > 0:
             big = self.cluster.gpu_count >= job.num_gpus
             if not (big & (self.cluster.cpu_total >= job.cpu_milli) & (self.cluster.mem_total >= job.memory_mib)).any():
-                raise JobError(f"job {job.id}: no node has {job.num_gpus} GPUs with {job.cpu_milli} milli-CPU and {job.memory_mib} MiB")
+                raise JobError(
+                    f"job {job.id}: no node has {job.num_gpus} GPUs with {job.cpu_milli} milli-CPU and {job.memory_mib} MiB"
+                )
         if self.cluster.spans_nodes(job) and job.num_gpus % int(self.cluster.gpu_count.max()):
             raise JobError(
                 f"job {job.id} is wider than a node ({job.num_gpus} GPUs): it must use whole nodes, "
@@ -302,7 +307,9 @@ class Simulation:
         job.restarts += 1
         job.state = State.QUEUED
         job.log(self.env.now, f"{reason}; restarts from {job.progress:.0f}s of {job.duration:.0f}s")
-        self.events.append({"t": self.env.now, "event": reason, "job": job_id, "lost_gpu_hours": wasted * job.gpus / 3600})
+        self.events.append(
+            {"t": self.env.now, "event": reason, "job": job_id, "lost_gpu_hours": wasted * job.gpus / 3600}
+        )
         # Back in its original place in line: a restarted job did not choose to wait again.
         self.queue.append(job)
         self.queue.sort(key=lambda j: j.submit)
@@ -326,7 +333,9 @@ class Simulation:
         cost = self.migration_seconds()
         job.lost_gpu_seconds += cost * job.gpus
         job.log(self.env.now, f"migrated to nodes {sorted({n for n, _, _ in placement})}")
-        self.events.append({"t": self.env.now, "event": "migrated", "job": job_id, "lost_gpu_hours": cost * job.gpus / 3600})
+        self.events.append(
+            {"t": self.env.now, "event": "migrated", "job": job_id, "lost_gpu_hours": cost * job.gpus / 3600}
+        )
         self._free_at = None
         self._launch(job, placement, cost)
 
@@ -437,8 +446,10 @@ class Simulation:
             if progress is not None:
                 progress(min(int(100 * self.env.now / span), 99), 100, f"simulated {self.env.now / 3600:.1f} h")
             if self.env.now > give_up_after * span and self.queue and not self._running:
-                stopped = (f"stopped at t={self.env.now / 3600:.1f} h with {len(self.queue)} jobs still waiting and "
-                           "none running: does the scheduler start the jobs that fit?")
+                stopped = (
+                    f"stopped at t={self.env.now / 3600:.1f} h with {len(self.queue)} jobs still waiting and "
+                    "none running: does the scheduler start the jobs that fit?"
+                )
                 break
             if max_wall_seconds is not None and time.perf_counter() - wall > max_wall_seconds:
                 stopped = f"stopped after {max_wall_seconds:g} s of computing at t={self.env.now / 3600:.1f} h"
@@ -496,7 +507,12 @@ def per_tenant(jobs: pd.DataFrame) -> pd.DataFrame:
     table = (
         done.assign(gpu_hours=served, slowdown=done["jct"] / done["duration"])
         .groupby("tenant")
-        .agg(jobs=("id", "size"), gpu_hours=("gpu_hours", "sum"), mean_wait=("wait", "mean"), mean_slowdown=("slowdown", "mean"))
+        .agg(
+            jobs=("id", "size"),
+            gpu_hours=("gpu_hours", "sum"),
+            mean_wait=("wait", "mean"),
+            mean_slowdown=("slowdown", "mean"),
+        )
         .reset_index()
     )
     table.insert(3, "share", table["gpu_hours"] / table["gpu_hours"].sum())

@@ -4,6 +4,7 @@ The ``published`` mix follows the shape of public deep-learning cluster traces (
 Alibaba PAI): most jobs take one GPU, a tenth take a whole 8-GPU node, a few span nodes;
 durations are lognormal with a median of about 20 minutes and a long tail.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,12 @@ class Mix:
 
 
 MIXES: dict[str, Mix] = {
-    "published": Mix(((1, FULL_GPU), (2, FULL_GPU), (4, FULL_GPU), (8, FULL_GPU), (16, FULL_GPU)), (0.70, 0.10, 0.08, 0.10, 0.02)),
-    "heavy8": Mix(((1, FULL_GPU), (2, FULL_GPU), (4, FULL_GPU), (8, FULL_GPU)), (0.45, 0.10, 0.10, 0.35), median_minutes=30.0),
+    "published": Mix(
+        ((1, FULL_GPU), (2, FULL_GPU), (4, FULL_GPU), (8, FULL_GPU), (16, FULL_GPU)), (0.70, 0.10, 0.08, 0.10, 0.02)
+    ),
+    "heavy8": Mix(
+        ((1, FULL_GPU), (2, FULL_GPU), (4, FULL_GPU), (8, FULL_GPU)), (0.45, 0.10, 0.10, 0.35), median_minutes=30.0
+    ),
     "sharing": Mix(((1, 250), (1, 500), (1, FULL_GPU), (2, FULL_GPU), (8, FULL_GPU)), (0.25, 0.25, 0.35, 0.10, 0.05)),
 }
 

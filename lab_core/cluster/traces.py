@@ -32,6 +32,7 @@ Fragmentation: Scheduling GPU-Sharing Workloads with Fragmentation Gradient Desc
 when using it. ``openb_cluster`` reads a node list, ``load_openb`` a pod list. The data is
 not shipped with the project: ``lab_core.labs.data_dir()`` finds the public data folder.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,7 +65,17 @@ COLUMNS = (
 REQUIRED = ("submit_time", "duration", "num_gpus")
 
 OPENB_NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
-OPENB_POD_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec", "qos", "creation_time", "deletion_time")
+OPENB_POD_COLUMNS = (
+    "name",
+    "cpu_milli",
+    "memory_mib",
+    "num_gpu",
+    "gpu_milli",
+    "gpu_spec",
+    "qos",
+    "creation_time",
+    "deletion_time",
+)
 OPENB_NODES_PER_RACK = 16
 
 DEMO_TRACE = Path(__file__).resolve().parent / "data" / "synthetic_published.csv"
@@ -89,6 +100,7 @@ class _Bad(Exception):
 
 
 # ----------------------------------------------------------------------------- cell parsing
+
 
 def _cell(row: dict[str, str | None], name: str) -> str | None:
     value = row.get(name)
@@ -181,6 +193,7 @@ def _read(
 
 # ----------------------------------------------------------------------------- the lab's schema
 
+
 def _job(number: int, row: dict[str, str | None]) -> Job:
     submit = _number(row, "submit_time", required=True)
     duration = _number(row, "duration", required=True, positive=True)
@@ -224,10 +237,23 @@ def save_csv(jobs: Iterable[Job], path: str | os.PathLike[str]) -> Path:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         for j in jobs:
-            writer.writerow([
-                j.id, j.name, _text(j.submit), _text(j.duration), j.num_gpus, j.gpu_milli, j.cpu_milli,
-                j.memory_mib, j.priority, j.tenant, j.gpu_type or "", _text(j.checkpoint_interval), _text(j.estimate),
-            ])
+            writer.writerow(
+                [
+                    j.id,
+                    j.name,
+                    _text(j.submit),
+                    _text(j.duration),
+                    j.num_gpus,
+                    j.gpu_milli,
+                    j.cpu_milli,
+                    j.memory_mib,
+                    j.priority,
+                    j.tenant,
+                    j.gpu_type or "",
+                    _text(j.checkpoint_interval),
+                    _text(j.estimate),
+                ]
+            )
     return path
 
 
@@ -242,6 +268,7 @@ def write_demo_trace(path: str | os.PathLike[str] = DEMO_TRACE) -> Path:
 
 
 # ----------------------------------------------------------------------------- openb (Alibaba, ATC'23)
+
 
 def openb_cluster(nodes_csv: str | os.PathLike[str], *, nodes_per_rack: int = OPENB_NODES_PER_RACK) -> Cluster:
     """A Cluster with one node per row of an openb node list (``sn, cpu_milli, memory_mib, gpu, model``).
@@ -276,15 +303,17 @@ def openb_cluster(nodes_csv: str | os.PathLike[str], *, nodes_per_rack: int = OP
             except _Bad as e:
                 raise TraceError(f"{path}: row {number}: {e} (rows count from 1 after the header)") from None
             index = len(specs)
-            specs.append(NodeSpec(
-                name=_cell(row, "sn") or f"node{index}",
-                rack=index // nodes_per_rack,
-                gpu_type=model or "",
-                gpus=gpus,
-                nvlink_domain=max(gpus, 1),
-                cpu_milli=cpu,
-                memory_mib=memory,
-            ))
+            specs.append(
+                NodeSpec(
+                    name=_cell(row, "sn") or f"node{index}",
+                    rack=index // nodes_per_rack,
+                    gpu_type=model or "",
+                    gpus=gpus,
+                    nvlink_domain=max(gpus, 1),
+                    cpu_milli=cpu,
+                    memory_mib=memory,
+                )
+            )
     if not specs:
         raise TraceError(f"{path}: no nodes")
     return Cluster(specs)

@@ -5,6 +5,7 @@ model and optimizer state are saved (with fsync), loaded and restored into a fre
 optimizer. ``calibrate.migration_seconds`` predicts that time from the bandwidths
 ``calibrate.measure_checkpoint`` found for plain arrays; :func:`validate` puts both side by side.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,7 +86,13 @@ def validate(
         best = CheckpointSpeed(max(s.write_bps for s in speeds), max(s.read_bps for s in speeds), speeds[0].size_bytes)
         seconds, size, count = min(runs)
         label = f"{count / 1e6:.1f}M-parameter torch job"
-        rows.append((f"checkpoint + restore, {label}", "s", seconds,
-                     migration_seconds(count, 1, best, bytes_per_param=FP32_ADAM_BYTES, restart_seconds=0.0)))
+        rows.append(
+            (
+                f"checkpoint + restore, {label}",
+                "s",
+                seconds,
+                migration_seconds(count, 1, best, bytes_per_param=FP32_ADAM_BYTES, restart_seconds=0.0),
+            )
+        )
         rows.append((f"checkpoint size, {label}", "MB", size / 1e6, count * FP32_ADAM_BYTES / 1e6))
     return validation_table(rows)

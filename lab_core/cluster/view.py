@@ -1,4 +1,5 @@
 """What a scheduler (``protocol.Scheduler``) sees and may do in one scheduling pass."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -152,4 +153,3 @@ def earliest_start(cluster: Cluster, job: Job, free_at: np.ndarray, now: float) 
     node = int(np.argmin(kth))
     mask[node] = True
     return Reservation(float(kth[node]), mask)
-

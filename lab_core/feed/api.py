@@ -1,4 +1,5 @@
 """The feed's HTTP API (Starlette): users, posts, follows and paged feeds, with JSON 4xx errors for bad input."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from lab_core import jsonapi
 from lab_core.feed.config import FeedConfig
 from lab_core.feed.fanout import STREAM, FanoutWorker, publish
 from lab_core.feed.policy import CursorError
@@ -30,11 +32,9 @@ from lab_core.feed.store import (
     UnknownUser,
 )
 from lab_core.feed.timeline import ACTIVE_KEY, Timelines
-from lab_core import jsonapi
 from lab_core.jsonapi import BadInput, error_response, read_json
 from lab_core.sim.clock import Clock, RealClock
 from lab_core.store import redis_client
-
 
 # status and error code per refused operation; the detail is the exception's own message
 ERRORS: dict[type[FeedError], tuple[int, str]] = {
@@ -136,13 +136,26 @@ def build_api(system: FeedSystem) -> Starlette:
 
     async def index(request: Request) -> JSONResponse:
         c = system.config
-        return JSONResponse({
-            "service": "sysdesign-lab news feed demo",
-            "endpoints": ["GET /users", "POST /users", "POST /posts", "POST /follow", "DELETE /follow",
-                          "GET /feed/{user}?limit=&cursor=", "GET /healthz"],
-            "config": {"celebrity_threshold": c.celebrity_threshold, "timeline_length": c.timeline_length,
-                       "max_post_chars": c.max_post_chars, "max_page_size": c.max_page_size},
-        })
+        return JSONResponse(
+            {
+                "service": "sysdesign-lab news feed demo",
+                "endpoints": [
+                    "GET /users",
+                    "POST /users",
+                    "POST /posts",
+                    "POST /follow",
+                    "DELETE /follow",
+                    "GET /feed/{user}?limit=&cursor=",
+                    "GET /healthz",
+                ],
+                "config": {
+                    "celebrity_threshold": c.celebrity_threshold,
+                    "timeline_length": c.timeline_length,
+                    "max_post_chars": c.max_post_chars,
+                    "max_page_size": c.max_page_size,
+                },
+            }
+        )
 
     async def list_users(request: Request) -> JSONResponse:
         users = system.store.users()
@@ -159,9 +172,12 @@ def build_api(system: FeedSystem) -> Starlette:
         try:
             post = system.post(author, body["text"])
         except redis.RedisError:
-            return error_response(503, "fanout_unavailable",
-                          "the post was stored but the fan-out queue is unreachable; it reaches followers' "
-                          "timelines when they are rebuilt")
+            return error_response(
+                503,
+                "fanout_unavailable",
+                "the post was stored but the fan-out queue is unreachable; it reaches followers' "
+                "timelines when they are rebuilt",
+            )
         return JSONResponse(post, status_code=201)
 
     async def follow(request: Request) -> JSONResponse:
@@ -182,9 +198,17 @@ def build_api(system: FeedSystem) -> Starlette:
         page = system.service.read(user, limit, request.query_params.get("cursor") or None)
         posts = system.store.posts_by_ids(i.post_id for i in page.items)
         names = system.store.names(i.author_id for i in page.items)
-        items = [{"post_id": i.post_id, "author_id": i.author_id, "author": names.get(i.author_id),
-                  "text": posts[i.post_id]["text"], "created_at": i.created_at, "source": i.source}
-                 for i in page.items]
+        items = [
+            {
+                "post_id": i.post_id,
+                "author_id": i.author_id,
+                "author": names.get(i.author_id),
+                "text": posts[i.post_id]["text"],
+                "created_at": i.created_at,
+                "source": i.source,
+            }
+            for i in page.items
+        ]
         return JSONResponse({"user": user, "items": items, "next_cursor": page.next_cursor})
 
     async def healthz(request: Request) -> JSONResponse:

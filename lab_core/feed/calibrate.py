@@ -29,6 +29,7 @@ its follower count; the simulator gives pulled posts no fan-out work at all. The
 the validation fit and compare pushed posts only, and report the celebrity cost separately
 (``Calibration.celebrity_post``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -301,8 +302,9 @@ def fit(run: RealRun) -> Calibration:
     )
 
 
-def _unqueued_run(graph: SocialGraph, threshold: int, seed: int, posts: int, reads: int,
-                  cost: CostModel | None = None) -> FeedSimResult:
+def _unqueued_run(
+    graph: SocialGraph, threshold: int, seed: int, posts: int, reads: int, cost: CostModel | None = None
+) -> FeedSimResult:
     """A simulated run whose posts and reads the real replay repeats (same seed, same traffic).
 
     A low write rate and pools wide enough that nothing queues: the real replay is sequential,
@@ -310,8 +312,16 @@ def _unqueued_run(graph: SocialGraph, threshold: int, seed: int, posts: int, rea
     """
     duration = 100.0
     wide = dataclasses.replace(cost or CostModel(), fanout_workers=64, read_workers=64)
-    return simulate(graph, "hybrid", threshold, duration=duration, write_rate=posts / duration,
-                    read_ratio=reads / posts, seed=seed, cost=wide)
+    return simulate(
+        graph,
+        "hybrid",
+        threshold,
+        duration=duration,
+        write_rate=posts / duration,
+        read_ratio=reads / posts,
+        seed=seed,
+        cost=wide,
+    )
 
 
 def measure(
@@ -364,11 +374,13 @@ class Validation:
     def table(self) -> pd.DataFrame:
         """The comparison as ``lab_core.sim.calibration.validation_table`` rows (times in ms); the
         per-post write counts of both sides are in ``attrs["real_writes"]`` and ``attrs["sim_writes"]``."""
-        table = validation_table([
-            (WRITES_PER_POST, "writes/post", self.real_writes.mean(), self.sim_writes.mean()),
-            (FANOUT_TIME, "ms", self.real_fanout_mean * 1e3, self.sim_fanout_mean * 1e3),
-            (READ_TIME, "ms", self.real_read_mean * 1e3, self.sim_read_mean * 1e3),
-        ])
+        table = validation_table(
+            [
+                (WRITES_PER_POST, "writes/post", self.real_writes.mean(), self.sim_writes.mean()),
+                (FANOUT_TIME, "ms", self.real_fanout_mean * 1e3, self.sim_fanout_mean * 1e3),
+                (READ_TIME, "ms", self.real_read_mean * 1e3, self.sim_read_mean * 1e3),
+            ]
+        )
         table.attrs.update(real_writes=self.real_writes, sim_writes=self.sim_writes)
         return table
 

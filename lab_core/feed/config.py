@@ -1,4 +1,5 @@
 """The feed's tunables in one dataclass that refuses bad values on construction, naming the field."""
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,15 @@ class FeedConfig:
     claim_idle_ms: int = 5000
 
     def __post_init__(self) -> None:
-        for name in ("celebrity_threshold", "timeline_length", "max_post_chars", "default_page_size",
-                     "max_page_size", "fanout_batch", "claim_idle_ms"):
+        for name in (
+            "celebrity_threshold",
+            "timeline_length",
+            "max_post_chars",
+            "default_page_size",
+            "max_page_size",
+            "fanout_batch",
+            "claim_idle_ms",
+        ):
             _positive_int(name, getattr(self, name))
         w = self.active_window
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:

@@ -1,4 +1,5 @@
 """``syslab demo feed``: the feed API with a seeded follow graph, served by uvicorn."""
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,12 @@ def create_app(
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``syslab demo feed``."""
-    parser.add_argument("--redis-url", help="real Redis for timelines and the fan-out stream (default: REDIS_URL, else fakeredis)")
-    parser.add_argument("--db", default=":memory:", help="SQLite file for users, follows and posts (default: in memory)")
+    parser.add_argument(
+        "--redis-url", help="real Redis for timelines and the fan-out stream (default: REDIS_URL, else fakeredis)"
+    )
+    parser.add_argument(
+        "--db", default=":memory:", help="SQLite file for users, follows and posts (default: in memory)"
+    )
     parser.add_argument("--no-seed", action="store_true", help="start with no users instead of the seeded graph")
 
 

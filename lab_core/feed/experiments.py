@@ -12,6 +12,7 @@
 
 Posts, engagement and the graph are synthetic and seeded. Nothing here draws.
 """
+
 from __future__ import annotations
 
 import functools
@@ -50,8 +51,18 @@ PAGE = 20  # items on the reader's page
 FEED_HORIZON = 6 * 3600.0  # the page's posts were made over the last 6 h
 #: One row per item of :func:`reader_page`.
 FEED_COLUMNS = [
-    "newest_first", "ranked", "moved", "source", "post_id", "author", "author_followers",
-    "age_min", "likes", "replies", "affinity", "score",
+    "newest_first",
+    "ranked",
+    "moved",
+    "source",
+    "post_id",
+    "author",
+    "author_followers",
+    "age_min",
+    "likes",
+    "replies",
+    "affinity",
+    "score",
 ]
 
 
@@ -78,8 +89,9 @@ class FanoutStudy:
 
     def with_yours(self, run: pd.DataFrame) -> FanoutStudy:
         """This study plus ``run`` (one ``FeedSimResult.summary`` row) as the strategy ``yours``."""
-        rows = pd.concat([self.summary[self.summary["strategy"] != "yours"], run.assign(strategy="yours")],
-                         ignore_index=True)
+        rows = pd.concat(
+            [self.summary[self.summary["strategy"] != "yours"], run.assign(strategy="yours")], ignore_index=True
+        )
         return FanoutStudy(self.threshold, add_ratios(rows[SUMMARY_COLUMNS]), self.sweep, self.base)
 
 
@@ -106,8 +118,10 @@ def fanout_study(
     by = base.set_index("strategy", drop=False)
     summary = add_ratios(pd.concat([by.loc[["push", "pull"]], hybrid], ignore_index=True)[SUMMARY_COLUMNS])
     ends = base[base["strategy"] != "hybrid"].set_index("strategy", drop=False)
-    curve = pd.concat([ends.loc[["pull"]], base[base["strategy"] == "hybrid"].sort_values("threshold"),
-                       ends.loc[["push"]]], ignore_index=True)
+    curve = pd.concat(
+        [ends.loc[["pull"]], base[base["strategy"] == "hybrid"].sort_values("threshold"), ends.loc[["push"]]],
+        ignore_index=True,
+    )
     return FanoutStudy(int(threshold), summary, curve, base)
 
 
@@ -130,8 +144,13 @@ def trained_ranker(features: Features | None) -> Ranker:
     """
     data = simulate_engagement(n_viewers=200, candidates=40, seed=0)
     if features is not None:
-        data = EngagementData(data.items, data.viewers, feature_matrix(data.items, data.viewers.tolist(), data.stats,
-                                                                   using=features), data.y, data.stats)
+        data = EngagementData(
+            data.items,
+            data.viewers,
+            feature_matrix(data.items, data.viewers.tolist(), data.stats, using=features),
+            data.y,
+            data.stats,
+        )
     return train(data, epochs=4, seed=0)
 
 
@@ -168,8 +187,13 @@ def reader_page(
     authors = np.repeat(followees, 1 + r.poisson(1.0, size=followees.size))
     created = r.uniform(0.0, FEED_HORIZON, size=authors.size)
     celeb = counts >= threshold
-    items = sorted((FeedItem(i + 1, int(a), float(c), "pull" if celeb[a] else "push")
-                    for i, (a, c) in enumerate(zip(authors.tolist(), created.tolist()))), key=lambda i: i.order)
+    items = sorted(
+        (
+            FeedItem(i + 1, int(a), float(c), "pull" if celeb[a] else "push")
+            for i, (a, c) in enumerate(zip(authors.tolist(), created.tolist()))
+        ),
+        key=lambda i: i.order,
+    )
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
     author_of: dict[int, int] = {}
     for item in items:  # in the order they were posted, as the fan-out writes them
@@ -182,13 +206,20 @@ def reader_page(
     pulled = [[i for i in newest if i.author_id == a][: PAGE + 1] for a in followees[celeb[followees]].tolist()]
     page = list(merge_fn([pushed, *pulled], limit=PAGE).items)
     out = _page_table(page, viewer, counts, r, features, ranker or reference_ranker())
-    out.attrs.update(viewer=viewer, timeline_entries=int(client.zcard(timeline_key(viewer))),
-                     timeline_cap=int(timeline_cap))
+    out.attrs.update(
+        viewer=viewer, timeline_entries=int(client.zcard(timeline_key(viewer))), timeline_cap=int(timeline_cap)
+    )
     return out
 
 
-def _page_table(page: list[FeedItem], viewer: int, counts: np.ndarray, r: np.random.Generator,
-                features: Features | None, model: Ranker) -> pd.DataFrame:
+def _page_table(
+    page: list[FeedItem],
+    viewer: int,
+    counts: np.ndarray,
+    r: np.random.Generator,
+    features: Features | None,
+    model: Ranker,
+) -> pd.DataFrame:
     """Synthetic engagement for ``page``, the ranker's scores, and the table of both orders."""
     if not page:
         return pd.DataFrame(columns=FEED_COLUMNS)
@@ -205,13 +236,21 @@ def _page_table(page: list[FeedItem], viewer: int, counts: np.ndarray, r: np.ran
     )
     scores = dict(zip((i.post_id for i in page), model.score(page, viewer, stats, features)))
     after = {item.post_id: rank for rank, item in enumerate(model.rank(page, viewer, stats, features), start=1)}
-    rows = [{
-        "newest_first": n, "ranked": after[item.post_id], "moved": n - after[item.post_id],
-        "source": item.source, "post_id": item.post_id, "author": item.author_id,
-        "author_followers": int(counts[item.author_id]),
-        "age_min": round((FEED_HORIZON - item.created_at) / 60.0, 1),
-        "likes": stats.likes[item.post_id], "replies": stats.replies[item.post_id],
-        "affinity": stats.interactions.get((viewer, item.author_id), 0),
-        "score": round(float(scores[item.post_id]), 3),
-    } for n, item in enumerate(page, start=1)]
+    rows = [
+        {
+            "newest_first": n,
+            "ranked": after[item.post_id],
+            "moved": n - after[item.post_id],
+            "source": item.source,
+            "post_id": item.post_id,
+            "author": item.author_id,
+            "author_followers": int(counts[item.author_id]),
+            "age_min": round((FEED_HORIZON - item.created_at) / 60.0, 1),
+            "likes": stats.likes[item.post_id],
+            "replies": stats.replies[item.post_id],
+            "affinity": stats.interactions.get((viewer, item.author_id), 0),
+            "score": round(float(scores[item.post_id]), 3),
+        }
+        for n, item in enumerate(page, start=1)
+    ]
     return pd.DataFrame(rows, columns=FEED_COLUMNS)

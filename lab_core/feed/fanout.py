@@ -1,4 +1,5 @@
 """Write path: store a post, queue it on a Redis stream, and fan it out to followers' timelines from a consumer group."""
+
 from __future__ import annotations
 
 import os
@@ -104,8 +105,9 @@ class FanoutWorker:
         jobs: list[FanoutJob] = []
         start = "0-0"
         while len(jobs) < count:
-            reply = self.r.xautoclaim(self.stream, self.group, self.name, self.config.claim_idle_ms,
-                                      start_id=start, count=count - len(jobs))
+            reply = self.r.xautoclaim(
+                self.stream, self.group, self.name, self.config.claim_idle_ms, start_id=start, count=count - len(jobs)
+            )
             start, entries = _text(reply[0]), reply[1]
             jobs += [self._job(eid, fields) for eid, fields in entries if fields]
             if start == "0-0":
@@ -141,7 +143,7 @@ class FanoutWorker:
 
     # --- background loop ---------------------------------------------------------------------
 
-    def start(self, poll_interval: float = 0.05) -> "FanoutWorker":
+    def start(self, poll_interval: float = 0.05) -> FanoutWorker:
         """Run rounds on a daemon thread until ``stop()``."""
         if self._thread is not None and self._thread.is_alive():
             return self

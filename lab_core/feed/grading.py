@@ -14,6 +14,7 @@ Every check raises ``AssertionError`` with a readable counterexample; a ``NotImp
 from a blank exercise is let through unchanged. Hypothesis runs derandomized, so a grade never
 depends on luck.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,6 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
+
+# isort: split
 
 import fakeredis
 import numpy as np
@@ -50,8 +53,11 @@ def _fanout_cases(draw: st.DrawFn) -> tuple[int, list[int], set[int] | None, int
     followers = draw(st.lists(st.integers(0, 60), max_size=25, unique=True))
     threshold = draw(st.integers(1, 30))
     # The count the author is judged by: usually the list's length, around the threshold on purpose.
-    count = draw(st.one_of(st.just(len(followers)), st.sampled_from([threshold - 1, threshold, threshold + 1]),
-                           st.integers(0, 10_000)))
+    count = draw(
+        st.one_of(
+            st.just(len(followers)), st.sampled_from([threshold - 1, threshold, threshold + 1]), st.integers(0, 10_000)
+        )
+    )
     count = max(0, count)
     active = draw(st.one_of(st.none(), st.sets(st.integers(0, 60), max_size=40)))
     return count, followers, active, threshold
@@ -97,8 +103,13 @@ def _merge_cases(draw: st.DrawFn) -> tuple[list[list[FeedItem]], list[list[FeedI
     for s in range(n_sources):
         picked = [p for p in pool if draw(st.booleans())]
         kind = "push" if s == 0 else "pull"
-        sources.append(sorted((FeedItem(p.post_id, p.author_id, p.created_at, kind) for p in picked),
-                              key=lambda i: i.order, reverse=True))
+        sources.append(
+            sorted(
+                (FeedItem(p.post_id, p.author_id, p.created_at, kind) for p in picked),
+                key=lambda i: i.order,
+                reverse=True,
+            )
+        )
     arrivals = []
     next_id, next_t = n + 1, 10.0
     for _ in range(draw(st.integers(0, 3))):
@@ -113,8 +124,13 @@ def _merge_cases(draw: st.DrawFn) -> tuple[list[list[FeedItem]], list[list[FeedI
     return sources, arrivals, limit
 
 
-def walk(merge_fn: Callable[..., Any], sources: list[list[FeedItem]], limit: int,
-         arrivals: list[list[FeedItem]] = (), max_pages: int = 60) -> list[list[int]]:
+def walk(
+    merge_fn: Callable[..., Any],
+    sources: list[list[FeedItem]],
+    limit: int,
+    arrivals: list[list[FeedItem]] = (),
+    max_pages: int = 60,
+) -> list[list[int]]:
     """Post ids page by page, following ``merge_fn``'s own cursors; ``arrivals[k]`` joins source 0
     (newest first) before page ``k + 2`` is read."""
     sources = [list(s) for s in sources]
@@ -165,7 +181,9 @@ def compare_merge(merge_fn: Callable[..., Any], max_examples: int = 200) -> None
 
 def _contents(client: Any, user: int) -> list[tuple[str, float]]:
     key = f"feed:tl:{user}"
-    return [(m.decode() if isinstance(m, bytes) else m, float(s)) for m, s in client.zrange(key, 0, -1, withscores=True)]
+    return [
+        (m.decode() if isinstance(m, bytes) else m, float(s)) for m, s in client.zrange(key, 0, -1, withscores=True)
+    ]
 
 
 def compare_timeline_write(fn: Callable[..., Any], max_examples: int = 120) -> None:
@@ -178,8 +196,10 @@ def compare_timeline_write(fn: Callable[..., Any], max_examples: int = 120) -> N
     @given(writes, st.integers(1, 8))
     def test(ops: list[tuple[int, int, float]], length: int) -> None:
         mine = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
-        ref = Timelines(fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True),
-                        FeedConfig(timeline_length=length))
+        ref = Timelines(
+            fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True),
+            FeedConfig(timeline_length=length),
+        )
         for step, (user, post_id, created) in enumerate(ops):
             fn(mine, user, post_id, created, length)
             ref.add([user], [(post_id, created)])
@@ -225,7 +245,11 @@ def check_timeline_transaction(fn: Callable[..., Any]) -> None:
     assert scripted or (spy.pipelines and all(spy.pipelines)), (
         f"pipelines opened with transaction={spy.pipelines}: a pipeline without MULTI/EXEC is not atomic"
     )
-    assert _contents(spy, 7) == [("0000000000000000003", 3.0), ("0000000000000000004", 4.0), ("0000000000000000005", 5.0)]
+    assert _contents(spy, 7) == [
+        ("0000000000000000003", 3.0),
+        ("0000000000000000004", 4.0),
+        ("0000000000000000005", 5.0),
+    ]
 
 
 # --- exercise 4: ranking features -------------------------------------------------------------

@@ -6,6 +6,7 @@ Users are integers ``0 .. n_users-1``. An edge ``follower -> followee`` means ``
 ``follower_idx[follower_ptr[u]:follower_ptr[u + 1]]``: one slice, no Python objects per edge.
 A graph of 10^5 users and 10^6 edges builds in about a second and takes ~12 MB.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -56,7 +57,9 @@ class SocialGraph:
         followee = np.asarray(followee, dtype=np.int64).ravel()
         if follower.shape != followee.shape:
             raise ValueError(f"follower and followee differ in length: {follower.size} vs {followee.size}")
-        if follower.size and (min(follower.min(), followee.min()) < 0 or max(follower.max(), followee.max()) >= n_users):
+        if follower.size and (
+            min(follower.min(), followee.min()) < 0 or max(follower.max(), followee.max()) >= n_users
+        ):
             raise ValueError(f"user ids must lie in [0, {n_users})")
         keep = follower != followee
         keys = np.unique(follower[keep] * n_users + followee[keep])

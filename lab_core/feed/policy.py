@@ -3,6 +3,7 @@
 These are the lab's seams: the write path, the read path and the simulator all call them, and
 the notebook's exercises re-implement them against the same signatures.
 """
+
 from __future__ import annotations
 
 import base64

@@ -10,6 +10,7 @@ simulator, the live service or the dashboard through a keyword (``simulate(fanou
 * :class:`Features` -- exercise 4, reference :func:`lab_core.feed.ranker.features`.
 * ``RankHook`` -- the feed service's ranking hook (``Ranker.hook`` makes one), re-exported here.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -31,8 +32,9 @@ class FanoutPolicy(Protocol):
     """Whose cached timelines get a new post: none for a celebrity (``>= threshold`` followers),
     else the followers in ``active`` (all of them when ``active`` is None), in the order given."""
 
-    def __call__(self, author_follower_count: int, followers: Iterable[int], active: set[int] | None,
-                 threshold: int) -> list[int]: ...
+    def __call__(
+        self, author_follower_count: int, followers: Iterable[int], active: set[int] | None, threshold: int
+    ) -> list[int]: ...
 
 
 class Merge(Protocol):

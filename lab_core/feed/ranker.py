@@ -11,6 +11,7 @@ The pieces:
   returning a :class:`Ranker` with ``score`` and ``rank``.
 * :func:`evaluate` -- AUC and NDCG@k on held-out viewers, learned ranker vs newest-first order.
 """
+
 from __future__ import annotations
 
 import math
@@ -94,8 +95,9 @@ def features(item: FeedItem, viewer: int, stats: EngagementStats) -> np.ndarray:
     )
 
 
-def feature_matrix(items: Sequence[FeedItem], viewer: int | Sequence[int], stats: EngagementStats,
-                   using: Features | None = None) -> np.ndarray:
+def feature_matrix(
+    items: Sequence[FeedItem], viewer: int | Sequence[int], stats: EngagementStats, using: Features | None = None
+) -> np.ndarray:
     """:func:`features` (or ``using``, e.g. a student's) of each item stacked: shape ``(len(items), NUM_FEATURES)``."""
     viewers = [viewer] * len(items) if isinstance(viewer, (int, np.integer)) else list(viewer)
     if len(viewers) != len(items):
@@ -187,7 +189,9 @@ def simulate_engagement(
     return EngagementData(items, viewer, X, y, stats)
 
 
-def split(data: EngagementData, held_out: float = 0.3, *, seed: int | None = None) -> tuple[EngagementData, EngagementData]:
+def split(
+    data: EngagementData, held_out: float = 0.3, *, seed: int | None = None
+) -> tuple[EngagementData, EngagementData]:
     """(train, held-out) with a ``held_out`` fraction of *viewers* (not rows) held out."""
     if not 0.0 < held_out < 1.0:
         raise ValueError(f"held_out must be in (0, 1), got {held_out!r}")
@@ -217,8 +221,9 @@ class Ranker:
             raise ValueError(f"X must have shape (n, {NUM_FEATURES}), got {X.shape}")
         return ((X - self.mean) / self.std) @ self.weights + self.bias
 
-    def score(self, items: Sequence[FeedItem], viewer: int, stats: EngagementStats,
-              using: Features | None = None) -> np.ndarray:
+    def score(
+        self, items: Sequence[FeedItem], viewer: int, stats: EngagementStats, using: Features | None = None
+    ) -> np.ndarray:
         """Engagement logits of ``items`` for ``viewer`` (features by ``using``, default :func:`features`)."""
         return self.score_features(feature_matrix(items, viewer, stats, using))
 
@@ -226,15 +231,18 @@ class Ranker:
         """Predicted engagement probabilities of ``items`` for ``viewer``."""
         return 1.0 / (1.0 + np.exp(-self.score(items, viewer, stats)))
 
-    def rank(self, items: Sequence[FeedItem], viewer: int, stats: EngagementStats,
-             using: Features | None = None) -> list[FeedItem]:
+    def rank(
+        self, items: Sequence[FeedItem], viewer: int, stats: EngagementStats, using: Features | None = None
+    ) -> list[FeedItem]:
         """``items`` best first; equal scores fall back to newest first."""
         items = list(items)
         scores = self.score(items, viewer, stats, using)
         order = sorted(range(len(items)), key=lambda i: (-scores[i], tuple(-x for x in items[i].order)))
         return [items[i] for i in order]
 
-    def hook(self, stats: EngagementStats | Callable[[], EngagementStats]) -> Callable[[int, list[FeedItem]], list[FeedItem]]:
+    def hook(
+        self, stats: EngagementStats | Callable[[], EngagementStats]
+    ) -> Callable[[int, list[FeedItem]], list[FeedItem]]:
         """This ranker as the feed service's hook ``(user, items) -> items`` (``FeedService(ranker=...)``).
 
         ``stats`` is fixed statistics, or a function returning fresh ones for every page.
@@ -244,7 +252,6 @@ class Ranker:
             return self.rank(items, user, stats() if callable(stats) else stats)
 
         return rank_page
-
 
 
 def train(

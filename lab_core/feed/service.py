@@ -1,4 +1,5 @@
 """Read path: cached timeline (push) plus followed celebrities' recent posts (pull), merged, ranked, paginated."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -77,4 +78,3 @@ class FeedService:
         self.timelines.touch(follower, self.clock.now())
         cached = self.store.posts_by_ids(self.timelines.post_ids(follower))
         self.timelines.remove(follower, [pid for pid, p in cached.items() if p["author"] == followee])
-

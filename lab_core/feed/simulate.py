@@ -21,6 +21,7 @@ Redis on a LAN; they are to be calibrated against the lab's real Redis implement
 asks. Conclusions that depend on ratios (writes per post, p99 of hybrid vs push) are far less
 sensitive to them than absolute milliseconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -313,9 +314,7 @@ def simulate(
             yield env.all_of([env.process(pipeline(s)) for s in sizes])
         if celebrity:
             celebrity_posts[author] += 1
-        post_rows.append(
-            (post_id, t0, author, followers, celebrity, len(targets), len(sizes), env.now, env.now - t0)
-        )
+        post_rows.append((post_id, t0, author, followers, celebrity, len(targets), len(sizes), env.now, env.now - t0))
 
     def read_handler(reader: int) -> Generator[simpy.Event, Any, None]:
         t0 = env.now
@@ -399,9 +398,11 @@ def compare(
     runs += [("hybrid", int(t)) for t in thresholds]
     if not runs:
         raise ValueError("nothing to compare: give strategies and/or thresholds")
+
     def label(run: tuple[str, int | None]) -> str:
         return run[0] if run[1] is None else f"{run[0]} at {run[1]:,}"
 
-    table = pd.concat([simulate(graph, s, t, **kwargs).summary() for s, t in steps(runs, progress, label)],
-                      ignore_index=True)
+    table = pd.concat(
+        [simulate(graph, s, t, **kwargs).summary() for s, t in steps(runs, progress, label)], ignore_index=True
+    )
     return add_ratios(table)

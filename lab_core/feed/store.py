@@ -1,4 +1,5 @@
 """Users, the follow graph and posts in SQLite, with typed errors for every refused write."""
+
 from __future__ import annotations
 
 import threading
@@ -148,9 +149,12 @@ class FeedStore:
     def is_following(self, follower: int, followee: int) -> bool:
         """Whether the follow exists."""
         with self.lock:
-            return self.conn.execute(
-                "SELECT 1 FROM follows WHERE follower = ? AND followee = ?", (follower, followee)
-            ).fetchone() is not None
+            return (
+                self.conn.execute(
+                    "SELECT 1 FROM follows WHERE follower = ? AND followee = ?", (follower, followee)
+                ).fetchone()
+                is not None
+            )
 
     def followers(self, user_id: int) -> list[int]:
         """Ids of the users following ``user_id``, ascending."""
@@ -204,9 +208,7 @@ class FeedStore:
         if not ids:
             return {}
         with self.lock:
-            rows = self.conn.execute(
-                f"SELECT * FROM posts WHERE id IN ({','.join('?' * len(ids))})", ids
-            ).fetchall()
+            rows = self.conn.execute(f"SELECT * FROM posts WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
         return {r["id"]: r for r in rows}
 
     def post_count(self) -> int:

@@ -1,4 +1,5 @@
 """Cached timelines as Redis sorted sets, capped on write, plus last-active tracking and rebuild on return."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -3,8 +3,19 @@
 One definition in one place: ``ModelConfig`` and its presets, ``Transformer`` (RMSNorm, RoPE,
 grouped-query attention, SwiGLU) and the byte-level ``ByteTokenizer``.
 """
+
 from lab_core.llm.config import PRESETS, ModelConfig, get_config
 from lab_core.llm.model import Attend, Transformer, build_model
 from lab_core.llm.tokenizer import BOS, EOS, ByteTokenizer
 
-__all__ = ["BOS", "EOS", "PRESETS", "Attend", "ByteTokenizer", "ModelConfig", "Transformer", "build_model", "get_config"]
+__all__ = [
+    "BOS",
+    "EOS",
+    "PRESETS",
+    "Attend",
+    "ByteTokenizer",
+    "ModelConfig",
+    "Transformer",
+    "build_model",
+    "get_config",
+]

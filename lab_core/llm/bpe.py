@@ -7,6 +7,7 @@ whitespace) so merges never cross a word boundary. Training counts each distinct
 its frequency and keeps the pair counts up to date incrementally: a merge only revisits the
 pieces that contain the merged pair. Any text round-trips exactly, since every byte has an id.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -56,8 +57,9 @@ class BPETokenizer:
         self._table: list[bytes] = [bytes([i]) for i in range(256)] + [b"", b"", b""]
         for k, pair in enumerate(merges):
             new_id = FIRST_MERGE_ID + k
-            if (len(pair) != 2 or not all(isinstance(x, int) and 0 <= x < new_id and x not in (BOS_ID, EOS_ID, PAD_ID)
-                                          for x in pair)):
+            if len(pair) != 2 or not all(
+                isinstance(x, int) and 0 <= x < new_id and x not in (BOS_ID, EOS_ID, PAD_ID) for x in pair
+            ):
                 raise ValueError(f"merges[{k}]={pair!r}: need two earlier non-special ids below {new_id}")
             a, b = int(pair[0]), int(pair[1])
             self.merges.append((a, b))
@@ -107,18 +109,25 @@ class BPETokenizer:
         return b"".join(self.token_bytes(int(i)) for i in ids).decode("utf-8", errors="replace")
 
     @staticmethod
-    def stream_decoder() -> "codecs.IncrementalDecoder":
+    def stream_decoder() -> codecs.IncrementalDecoder:
         """A decoder for streaming: feed ``token_bytes`` of each token, get text once a character is whole."""
         return codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def to_json(self) -> str:
         """The tokenizer as JSON (``kind`` "bpe", the pattern and the merges in order)."""
-        return json.dumps({"kind": "bpe", "version": 1, "vocab_size": self.vocab_size, "pattern": PATTERN,
-                           "specials": {"bos": BOS_ID, "eos": EOS_ID, "pad": PAD_ID},
-                           "merges": [list(p) for p in self.merges]})
+        return json.dumps(
+            {
+                "kind": "bpe",
+                "version": 1,
+                "vocab_size": self.vocab_size,
+                "pattern": PATTERN,
+                "specials": {"bos": BOS_ID, "eos": EOS_ID, "pad": PAD_ID},
+                "merges": [list(p) for p in self.merges],
+            }
+        )
 
     @classmethod
-    def from_json(cls, text: str) -> "BPETokenizer":
+    def from_json(cls, text: str) -> BPETokenizer:
         """The tokenizer ``to_json`` wrote; ValueError naming the field that does not fit."""
         try:
             data = json.loads(text)
@@ -133,7 +142,9 @@ class BPETokenizer:
             raise ValueError("tokenizer JSON: field 'merges' must be a list of [id, id] pairs")
         tok = cls(tuple(m) for m in merges)
         if data.get("vocab_size", tok.vocab_size) != tok.vocab_size:
-            raise ValueError(f"tokenizer JSON: field 'vocab_size'={data['vocab_size']} but the merges give {tok.vocab_size}")
+            raise ValueError(
+                f"tokenizer JSON: field 'vocab_size'={data['vocab_size']} but the merges give {tok.vocab_size}"
+            )
         return tok
 
     def save(self, path: str | Path) -> Path:
@@ -144,7 +155,7 @@ class BPETokenizer:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "BPETokenizer":
+    def load(cls, path: str | Path) -> BPETokenizer:
         """The tokenizer saved at ``path``."""
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
@@ -152,8 +163,9 @@ class BPETokenizer:
         return f"BPETokenizer(vocab_size={self.vocab_size})"
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, *,
-              progress: Callable[[int, int], None] | None = None) -> BPETokenizer:
+def train_bpe(
+    texts: Iterable[str], vocab_size: int, *, progress: Callable[[int, int], None] | None = None
+) -> BPETokenizer:
     """Learn ``vocab_size - 259`` merges from ``texts`` (fewer when no pair is left to merge).
 
     ``progress(done, total)`` is called after each merge.

@@ -1,4 +1,5 @@
 """Model shapes: a dataclass that checks itself and named presets from CI-tiny to ~1B."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,10 +61,26 @@ PRESETS: dict[str, ModelConfig] = {
 
 #: Real architectures, for calculators and plans (far too big to build here): Llama 3 (Meta, 2024).
 ARCHITECTURES: dict[str, ModelConfig] = {
-    "8B": ModelConfig(vocab_size=128256, dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=14336,
-                      max_seq_len=8192, rope_theta=500000.0),
-    "70B": ModelConfig(vocab_size=128256, dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, ffn_dim=28672,
-                       max_seq_len=8192, rope_theta=500000.0),
+    "8B": ModelConfig(
+        vocab_size=128256,
+        dim=4096,
+        n_layers=32,
+        n_heads=32,
+        n_kv_heads=8,
+        ffn_dim=14336,
+        max_seq_len=8192,
+        rope_theta=500000.0,
+    ),
+    "70B": ModelConfig(
+        vocab_size=128256,
+        dim=8192,
+        n_layers=80,
+        n_heads=64,
+        n_kv_heads=8,
+        ffn_dim=28672,
+        max_seq_len=8192,
+        rope_theta=500000.0,
+    ),
 }
 
 

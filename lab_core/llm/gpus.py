@@ -1,5 +1,6 @@
 """Accelerator datasheets shared by the labs that reason about GPUs: serving's fleet (07) and
 training's MFU (08). Figures are vendor peaks (BF16 dense, HBM bandwidth, memory)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ Two entry points share every weight and every line of the block:
   serving engine batches them. Where keys and values live (a paged cache, a dense cache) is the
   caller's business: each layer hands its new q, k, v to ``attend`` and gets the output back.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -106,7 +107,9 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn = FeedForward(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attend: Attend | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attend: Attend | None = None
+    ) -> torch.Tensor:
         h = self.attn_norm(x)
         x = x + (self.attn(h, cos, sin) if attend is None else self.attn.forward_flat(h, cos, sin, attend))
         return x + self.ffn(self.ffn_norm(x))
@@ -160,8 +163,13 @@ class Transformer(nn.Module):
         return self.head(self.norm(x))
 
 
-def build_model(model: str | ModelConfig = "tiny", *, seed: int = 0, device: str | torch.device = "cpu",
-                dtype: torch.dtype = torch.float32) -> Transformer:
+def build_model(
+    model: str | ModelConfig = "tiny",
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Transformer:
     """A randomly initialised model (same weights for the same ``seed``), in eval mode."""
     cfg = get_config(model)
     gen_state = torch.random.get_rng_state()

@@ -6,6 +6,7 @@ and ``tokenizer.json``. A version becomes visible only once its folder is comple
 written into a temporary folder, renamed to ``v<n>`` and only then is the row inserted, all while
 holding SQLite's write lock, so a failure half way leaves the existing versions as they were.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """Byte-level tokenizer: every UTF-8 byte is a token, plus BOS and EOS. Lossless on any text."""
+
 from __future__ import annotations
 
 import codecs
@@ -43,6 +44,6 @@ class ByteTokenizer:
         return bytes([token]) if 0 <= token < 256 else b""
 
     @staticmethod
-    def stream_decoder() -> "codecs.IncrementalDecoder":
+    def stream_decoder() -> codecs.IncrementalDecoder:
         """A decoder for streaming: feed one byte at a time, get text once a character is whole."""
         return codecs.getincrementaldecoder("utf-8")(errors="replace")

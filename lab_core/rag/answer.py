@@ -6,6 +6,7 @@ sentence is close enough. ``OpenAIAnswerer`` sends the same numbered context to 
 OpenAI-compatible endpoint (the serving lab's gateway included) and its answer goes through the
 same citation check.
 """
+
 from __future__ import annotations
 
 import re
@@ -113,7 +114,7 @@ def cited_sentences(text: str) -> list[tuple[str, list[int]]]:
         lead = _LEADING_MARKS.match(sentence)
         if lead and out:
             out[-1] = (out[-1][0], out[-1][1] + [int(m) for m in _MARK.findall(lead.group())])
-            sentence = sentence[lead.end():]
+            sentence = sentence[lead.end() :]
         if sentence.strip():
             out.append((_MARK.sub("", sentence).strip(), [int(m) for m in _MARK.findall(sentence)]))
     return out
@@ -204,7 +205,10 @@ class OpenAIAnswerer:
     def messages(self, query: str, hits: Sequence[Hit]) -> list[dict]:
         """The chat messages sent: instructions, numbered passages, then the question."""
         context = "\n\n".join(f"[{i}] {h.chunk.text}" for i, h in enumerate(hits[: self.chunks], 1))
-        return [{"role": "system", "content": self.PROMPT}, {"role": "user", "content": f"{context}\n\nQuestion: {query}"}]
+        return [
+            {"role": "system", "content": self.PROMPT},
+            {"role": "user", "content": f"{context}\n\nQuestion: {query}"},
+        ]
 
     def __call__(self, query: str, hits: Sequence[Hit]) -> Answer:
         """The endpoint's answer, its citations resolved to chunks and checked."""

@@ -4,6 +4,7 @@ Every refusal of input is a 4xx JSON body naming the field; a refused request ch
 already indexed. The pipeline is not safe for concurrent writers, so calls into it hold one lock
 and run on a worker thread, leaving the event loop free.
 """
+
 from __future__ import annotations
 
 import threading
@@ -38,7 +39,9 @@ def _fields(body: Any, allowed: set[str], required: set[str]) -> dict:
         raise BadInput(400, "bad_request", "body must be a JSON object")
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise BadInput(422, "unknown_field", f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise BadInput(
+            422, "unknown_field", f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
     missing = sorted(required - set(body))
     if missing:
         raise BadInput(422, "missing_field", f"missing field(s): {', '.join(missing)}")
@@ -81,8 +84,16 @@ def _document(body: dict) -> Document:
 def _hit(rank: int, hit: Hit) -> dict:
     c = hit.chunk
     return {
-        "rank": rank, "chunk_id": c.chunk_id, "doc_id": c.doc_id, "source": c.source, "page": c.page,
-        "section": c.section, "start": c.start, "end": c.end, "score": hit.score, "text": c.text,
+        "rank": rank,
+        "chunk_id": c.chunk_id,
+        "doc_id": c.doc_id,
+        "source": c.source,
+        "page": c.page,
+        "section": c.section,
+        "start": c.start,
+        "end": c.end,
+        "score": hit.score,
+        "text": c.text,
     }
 
 
@@ -136,13 +147,20 @@ def create_api(pipeline: RagPipeline) -> Starlette:
 
     async def metrics(request: Request) -> JSONResponse:
         return JSONResponse(
-            {"queries": len(latencies["answer"]), "latency_ms": {s: percentiles(v, (50, 99)) for s, v in latencies.items()}}
+            {
+                "queries": len(latencies["answer"]),
+                "latency_ms": {s: percentiles(v, (50, 99)) for s, v in latencies.items()},
+            }
         )
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
-            {"status": "ok", "embedder": pipeline.embedder.name, "documents": len(pipeline.index.chunks.documents()),
-             "chunks": len(pipeline.index)}
+            {
+                "status": "ok",
+                "embedder": pipeline.embedder.name,
+                "documents": len(pipeline.index.chunks.documents()),
+                "chunks": len(pipeline.index),
+            }
         )
 
     errors = {ValueError: (422, "invalid_input")}

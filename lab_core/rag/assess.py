@@ -3,6 +3,7 @@
 Labels name (document, section) pairs, not chunks, so one labelled set scores every chunker: a
 ranked list of chunks becomes a ranked list of the sections they come from (first occurrence wins).
 """
+
 from __future__ import annotations
 
 import time
@@ -18,7 +19,17 @@ from lab_core.rag.protocol import RankingMetric
 from lab_core.rag.rerank import Example
 from lab_core.rag.retrieval import Hit
 
-COLUMNS = ["id", "question", "nDCG@10", "Recall@10", "MRR", "refused", "should_refuse", "citation_support", "latency_ms"]
+COLUMNS = [
+    "id",
+    "question",
+    "nDCG@10",
+    "Recall@10",
+    "MRR",
+    "refused",
+    "should_refuse",
+    "citation_support",
+    "latency_ms",
+]
 
 
 def section_key(chunk: Chunk) -> str:

@@ -9,6 +9,7 @@ The textbook numerator ``tf * (k1 + 1)`` lost its constant ``(k1 + 1)`` in Lucen
 every score alike, so rankings are unchanged, and dropping it lets us match Lucene digit for digit.
 A query term that appears twice counts twice, as in Lucene's bag-of-terms query.
 """
+
 from __future__ import annotations
 
 from collections import Counter

@@ -3,6 +3,7 @@
 Sizes are counted in words (runs of non-space characters), the unit a student can check by eye;
 every chunk keeps its character span, so ``chunk.text == doc.text[chunk.start:chunk.end]``.
 """
+
 from __future__ import annotations
 
 import re

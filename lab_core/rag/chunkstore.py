@@ -1,4 +1,5 @@
 """Chunk metadata in SQLite: the text, document, page, section and span every citation needs."""
+
 from __future__ import annotations
 
 import threading
@@ -20,7 +21,7 @@ class ChunkStore:
         self._lock = threading.Lock()
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS chunk (seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id TEXT UNIQUE NOT NULL,"
-            " doc_id TEXT NOT NULL, text TEXT NOT NULL, start INTEGER, \"end\" INTEGER, page INTEGER,"
+            ' doc_id TEXT NOT NULL, text TEXT NOT NULL, start INTEGER, "end" INTEGER, page INTEGER,'
             " section TEXT, source TEXT, title TEXT)"
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS chunk_doc ON chunk (doc_id)")
@@ -56,7 +57,10 @@ class ChunkStore:
 
     def doc_chunk_ids(self, doc_id: str) -> list[str]:
         """Ids of the chunks of ``doc_id`` (empty when the document is unknown)."""
-        return [r["chunk_id"] for r in self._db.execute("SELECT chunk_id FROM chunk WHERE doc_id = ? ORDER BY seq", (doc_id,))]
+        return [
+            r["chunk_id"]
+            for r in self._db.execute("SELECT chunk_id FROM chunk WHERE doc_id = ? ORDER BY seq", (doc_id,))
+        ]
 
     def delete_doc(self, doc_id: str) -> list[str]:
         """Remove the chunks of ``doc_id``; returns their ids."""

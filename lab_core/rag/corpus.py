@@ -1,4 +1,5 @@
 """The demo corpus shipped with Lab 06: course notes on the ten systems, and labelled questions about them."""
+
 from __future__ import annotations
 
 import json
@@ -55,15 +56,24 @@ def _question(item: object, index: int) -> LabelledQuestion:
         raise QuestionsError(f"{where}: field 'relevant' must be a list of {{doc, section}} objects")
     pairs = []
     for r in relevant:
-        if not (isinstance(r, dict) and set(r) == {"doc", "section"}
-                and isinstance(r["doc"], str) and r["doc"] and isinstance(r["section"], str)):
-            raise QuestionsError(f"{where}: field 'relevant' has {r!r}; each entry needs a 'doc' and a 'section' string")
+        if not (
+            isinstance(r, dict)
+            and set(r) == {"doc", "section"}
+            and isinstance(r["doc"], str)
+            and r["doc"]
+            and isinstance(r["section"], str)
+        ):
+            raise QuestionsError(
+                f"{where}: field 'relevant' has {r!r}; each entry needs a 'doc' and a 'section' string"
+            )
         pairs.append((r["doc"], r["section"]))
     answer = item.get("answer")
     if answer is not None and (not isinstance(answer, str) or not answer.strip()):
         raise QuestionsError(f"{where}: field 'answer' must be a non-empty string or null")
     if (answer is None) != (not pairs):
-        raise QuestionsError(f"{where}: fields 'relevant' and 'answer' must both be empty/null (unanswerable) or both set")
+        raise QuestionsError(
+            f"{where}: fields 'relevant' and 'answer' must both be empty/null (unanswerable) or both set"
+        )
     return LabelledQuestion(id=qid, question=question.strip(), relevant=tuple(pairs), answer=answer)
 
 

@@ -1,4 +1,5 @@
 """``syslab demo rag``: ingest a folder (the course notes by default) and serve ``POST /query``."""
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,16 @@ def create_app(
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``syslab demo rag``."""
     parser.add_argument("--docs", help="folder of .md/.txt/.html/.pdf/.png files to ingest (default: the course notes)")
-    parser.add_argument("--embedder", default="minilm", choices=["minilm", "hash"], help="minilm (default) or hash (fast, no model)")
-    parser.add_argument("--index", default="flat", choices=["flat", "ivf", "hnsw"], help="faiss index kind (default flat)")
+    parser.add_argument(
+        "--embedder", default="minilm", choices=["minilm", "hash"], help="minilm (default) or hash (fast, no model)"
+    )
+    parser.add_argument(
+        "--index", default="flat", choices=["flat", "ivf", "hnsw"], help="faiss index kind (default flat)"
+    )
     parser.add_argument("--no-rerank", action="store_true", help="serve the fused list without the learned reranker")
-    parser.add_argument("--llm-url", help="answer with an OpenAI-compatible endpoint at this base URL instead of extracting sentences")
+    parser.add_argument(
+        "--llm-url", help="answer with an OpenAI-compatible endpoint at this base URL instead of extracting sentences"
+    )
     parser.add_argument("--llm-model", default="default", help="model name sent to --llm-url")
     parser.add_argument("--llm-key", default="", help="API key sent to --llm-url as a bearer token")
 
@@ -62,7 +69,9 @@ def run_demo(args: argparse.Namespace) -> int:
     for error in report.errors:
         print(f"skipped: {error}")
     print(f"RAG demo: {report.documents} documents, {report.chunks} chunks on http://{args.host}:{args.port}/")
-    print(f"""  try: curl -s -X POST http://{args.host}:{args.port}/query -d '{{"query": "How does a token bucket handle bursts?"}}'""")
+    print(
+        f"""  try: curl -s -X POST http://{args.host}:{args.port}/query -d '{{"query": "How does a token bucket handle bursts?"}}'"""
+    )
     httpserve.run(app, args.host, args.port)
     return 0
 
@@ -73,10 +82,20 @@ def api_surface() -> ApiSurface:
     return ApiSurface(
         open=lambda: nullcontext(create_api(build_pipeline("hash", documents=demo_documents()))),
         writes=(
-            Example("POST", "/documents", {"doc_id": "bloom.md", "title": "Bloom filters",
-                                           "text": "A Bloom filter answers set membership with false positives."}),
-            Example("POST", "/query", {"query": "How big a burst does a token bucket admit?", "k": 2,
-                                       "mode": "hybrid", "rerank": False}),
+            Example(
+                "POST",
+                "/documents",
+                {
+                    "doc_id": "bloom.md",
+                    "title": "Bloom filters",
+                    "text": "A Bloom filter answers set membership with false positives.",
+                },
+            ),
+            Example(
+                "POST",
+                "/query",
+                {"query": "How big a burst does a token bucket admit?", "k": 2, "mode": "hybrid", "rerank": False},
+            ),
         ),
         reads=(Example("GET", "/documents"),),
         ids=(("DELETE", "/documents/{id}"),),

@@ -4,6 +4,7 @@ A ``Document`` is one source file's text with the regions it came from (page, se
 character span of it can be cited back to a page and a heading. A ``Chunk`` is a span of one
 document: its text is always ``document.text[start:end]``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,7 +91,9 @@ def content_hash(text: str) -> str:
 def make_chunk(doc: Document, start: int, end: int, index: int) -> Chunk:
     """The chunk of ``doc`` covering ``[start, end)``, numbered ``index`` within the document."""
     if not (0 <= start < end <= len(doc.text)):
-        raise ValueError(f"chunk [{start}:{end}] is empty or outside document {doc.doc_id!r} of {len(doc.text)} characters")
+        raise ValueError(
+            f"chunk [{start}:{end}] is empty or outside document {doc.doc_id!r} of {len(doc.text)} characters"
+        )
     page, section = doc.locate(start)
     return Chunk(
         chunk_id=f"{doc.doc_id}#{index}",

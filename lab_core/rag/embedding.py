@@ -5,6 +5,7 @@
 bag-of-words projection for fast tests: it knows no synonyms, which is exactly what makes the
 difference to a trained model visible.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -97,7 +98,7 @@ class MiniLMEmbedder:
         """Where the model runs ("cuda" or "cpu"); loads it."""
         return self._load()[1]
 
-    def _forward(self, batch: list[str]) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
+    def _forward(self, batch: list[str]) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: F821 - torch loads lazily in _load; only the annotation names it
         torch, device, tokenizer, model = self._load()
         enc = tokenizer(batch, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         enc = {k: v.to(device) for k, v in enc.items()}
@@ -138,7 +139,9 @@ class CachedEmbedder:
     def __init__(self, inner: Embedder, path: str | Path = ":memory:") -> None:
         self.inner, self.name, self.dim = inner, inner.name, inner.dim
         self._db = sqlite(path)
-        self._db.execute("CREATE TABLE IF NOT EXISTS embedding (model TEXT, hash TEXT, vector BLOB, PRIMARY KEY (model, hash))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS embedding (model TEXT, hash TEXT, vector BLOB, PRIMARY KEY (model, hash))"
+        )
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 

@@ -4,6 +4,7 @@ A *run* maps each query id to its ranked list of document ids, best first, witho
 *Qrels* map each query id to ``{doc_id: relevance}``; relevance is a graded integer (0 = not
 relevant) and a document counts as relevant for recall, precision and MRR when it is above 0.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """What Lab 06's dashboard runs, as data the notebook and benchmark can call too: pipelines over the
 demo corpus kept per chunking, one question answered in a retrieval setting (each ranked list the
 setting produces, milliseconds per stage), and the evaluation sweep over the labelled questions."""
+
 from __future__ import annotations
 
 import copy
@@ -114,16 +115,23 @@ class Setting:
 
     def stages(self) -> tuple[str, ...]:
         """The stages it runs and times, in pipeline order."""
-        runs = {"embed": self.mode != "bm25", "dense": self.mode != "bm25", "bm25": self.mode != "dense",
-                "fuse": self.mode == "hybrid", "rerank": self.reranker is not None, "answer": True}
+        runs = {
+            "embed": self.mode != "bm25",
+            "dense": self.mode != "bm25",
+            "bm25": self.mode != "dense",
+            "fuse": self.mode == "hybrid",
+            "rerank": self.reranker is not None,
+            "answer": True,
+        }
         return tuple(stage for stage in TIMED_STAGES if runs[stage])
 
     def configure(self, base: RagPipeline) -> RagPipeline:
         """``base`` answering this way: a shallow copy sharing its index, so nothing is re-embedded."""
         variant = copy.copy(base)
         custom = callable(self.fusion)
-        variant.retrieval = RetrievalConfig(mode=self.mode, fusion="rrf" if custom else self.fusion,
-                                            weight=float(self.weight))
+        variant.retrieval = RetrievalConfig(
+            mode=self.mode, fusion="rrf" if custom else self.fusion, weight=float(self.weight)
+        )
         variant.rank_fusion = self.fusion if custom else rrf
         variant.reranker = self.reranker
         if self.cite is not None:
@@ -147,8 +155,16 @@ class Asked:
 
 def list_table(hits: Sequence[Hit], cited: dict[str, int]) -> pd.DataFrame:
     """One ranked list: rank, chunk id, "doc § section", the stage's own score, citation number (0: none)."""
-    rows = [(i, h.chunk.chunk_id, f"{h.chunk.doc_id} § {h.chunk.section}" if h.chunk.section else h.chunk.doc_id,
-             h.score, cited.get(h.chunk.chunk_id, 0)) for i, h in enumerate(hits, 1)]
+    rows = [
+        (
+            i,
+            h.chunk.chunk_id,
+            f"{h.chunk.doc_id} § {h.chunk.section}" if h.chunk.section else h.chunk.doc_id,
+            h.score,
+            cited.get(h.chunk.chunk_id, 0),
+        )
+        for i, h in enumerate(hits, 1)
+    ]
     return pd.DataFrame(rows, columns=LIST_COLUMNS)
 
 
@@ -234,14 +250,21 @@ def evaluate(
     total = len(runs) * len(questions)
     rows, tables = [], {}
     for i, (label, setting) in enumerate(runs):
+
         def tick(done: int, _of: int, offset: int = i * len(questions), label: str = label) -> None:
             if progress is not None:
                 progress(offset + done, total, label)
 
-        table = assess(setting.configure(pipeline), questions, rerank=setting.reranker is not None, progress=tick,
-                       extra={YOUR_NDCG: ndcg} if ndcg is not None else None)
+        table = assess(
+            setting.configure(pipeline),
+            questions,
+            rerank=setting.reranker is not None,
+            progress=tick,
+            extra={YOUR_NDCG: ndcg} if ndcg is not None else None,
+        )
         tables[label] = table
         rows.append({"configuration": label, **summary(table)})
     columns = [*SUMMARY_COLUMNS, *([YOUR_NDCG] if ndcg is not None else [])]
-    return Evaluation(pd.DataFrame(rows, columns=columns), tables, current, chunking, len(questions),
-                      time.perf_counter() - started)
+    return Evaluation(
+        pd.DataFrame(rows, columns=columns), tables, current, chunking, len(questions), time.perf_counter() - started
+    )

@@ -4,6 +4,7 @@ Reciprocal rank fusion (Cormack et al., SIGIR 2009) uses ranks only, so BM25's u
 and cosine similarities never have to be put on one scale; the weighted sum does put them on one
 scale (min-max per list) and lets a single weight say how much to trust each retriever.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -22,6 +22,7 @@ Every check raises ``AssertionError`` with a readable counterexample; a ``NotImp
 from a blank exercise is let through unchanged. Hypothesis runs derandomized, so a grade never
 depends on luck.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,6 +31,8 @@ from functools import lru_cache
 from typing import Any
 
 from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
+
+# isort: split
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -228,9 +231,7 @@ def _ndcg_cases(draw: st.DrawFn) -> tuple[list[str], dict[str, int], int]:
 def _compare_ndcg_case(fn: Callable[..., Any], ranked: list[str], relevant: dict[str, int], k: int) -> None:
     want = reference_ndcg(ranked, relevant, k)
     got = fn(list(ranked), dict(relevant), k)
-    assert _close(got, want), (
-        f"ndcg_at_k({ranked}, {relevant}, k={k})\n  expected: {want!r}\n  yours:    {got!r}"
-    )
+    assert _close(got, want), f"ndcg_at_k({ranked}, {relevant}, k={k})\n  expected: {want!r}\n  yours:    {got!r}"
 
 
 def compare_ndcg(fn: Callable[..., Any], max_examples: int = 150) -> None:
@@ -261,8 +262,17 @@ def compare_ndcg(fn: Callable[..., Any], max_examples: int = 150) -> None:
 
 def _chunk(i: int) -> Chunk:
     doc = f"doc{i % 3}.md"
-    return Chunk(f"{doc}#{i}", doc, f"Text of chunk {i}.", 100 * i, 100 * i + 17, page=i % 2,
-                 section=f"Section {i}", source=doc, title=f"Doc {i % 3}")
+    return Chunk(
+        f"{doc}#{i}",
+        doc,
+        f"Text of chunk {i}.",
+        100 * i,
+        100 * i + 17,
+        page=i % 2,
+        section=f"Section {i}",
+        source=doc,
+        title=f"Doc {i % 3}",
+    )
 
 
 @st.composite
@@ -289,9 +299,12 @@ def _compare_cite_case(fn: Callable[..., Any], sentences: list[Sentence]) -> Non
     assert citations == want_citations, (
         f"{shown}\n  expected citations: {[(c.n, c.chunk_id) for c in want_citations]} (n, chunk_id)\n"
         f"  yours:              {[(getattr(c, 'n', c), getattr(c, 'chunk_id', '')) for c in citations]}"
-        + ("" if [(c.n, c.chunk_id) for c in want_citations] !=
-           [(getattr(c, 'n', c), getattr(c, 'chunk_id', '')) for c in citations]
-           else "\n  (same numbers and chunks: build each Citation with citation_for(n, chunk))")
+        + (
+            ""
+            if [(c.n, c.chunk_id) for c in want_citations]
+            != [(getattr(c, "n", c), getattr(c, "chunk_id", "")) for c in citations]
+            else "\n  (same numbers and chunks: build each Citation with citation_for(n, chunk))"
+        )
     )
 
 
@@ -316,14 +329,14 @@ def compare_cite(fn: Callable[..., Any], max_examples: int = 100) -> None:
 
 
 @lru_cache(maxsize=1)
-def _demo_pipeline():  # noqa: ANN202 - a RagPipeline; imported lazily (loads the embedder)
+def _demo_pipeline():  # returns a RagPipeline, imported lazily (it loads the embedder)
     from lab_core.rag.system import build_pipeline
 
     return build_pipeline()
 
 
 @lru_cache(maxsize=1)
-def _questions():  # noqa: ANN202
+def _questions():
     from lab_core.rag.corpus import load_questions
 
     return tuple(load_questions())

@@ -5,10 +5,11 @@ Sources are Markdown (``# title``, ``## heading``, paragraphs) for PDFs and plai
 the whiteboard card. PDF dates, metadata and streams are fixed so that regenerating gives the same
 bytes; the PNG gives the same pixels (its compressed bytes depend on the zlib build).
 """
+
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lab_core.rag.corpus import CORPUS_DIR
@@ -17,7 +18,7 @@ SOURCE_DIR = Path(__file__).resolve().parent / "corpus_src"
 PDF_SOURCES = ("distributed_training.md", "video_streaming.md")
 CARD_SOURCES = ("kv_cache_card.txt",)
 # A fixed date keeps the PDF bytes (creation date and the file ID derived from it) reproducible.
-FIXED_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _blocks(markdown: str) -> list[tuple[str, str]]:

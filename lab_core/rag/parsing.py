@@ -4,6 +4,7 @@ Every parser produces paragraphs separated by one blank line, whitespace inside 
 collapsed to single spaces, and one ``Region`` per (page, heading) stretch, so a chunk can always
 be cited back to where it came from. A file that cannot be read raises ``ParseError`` naming it.
 """
+
 from __future__ import annotations
 
 import re
@@ -94,10 +95,12 @@ class _Builder:
         if not text.strip():
             raise ParseError(path, "the document has no text")
         ends = [start - 2 for start, _, _ in self.opens[1:]] + [len(text)]
-        regions = tuple(Region(start, end, page, section)
-                        for (start, page, section), end in zip(self.opens, ends) if start < end)
-        return Document(doc_id=doc_id, text=text, source=path.name,
-                        title=title or self.first_heading or path.stem, regions=regions)
+        regions = tuple(
+            Region(start, end, page, section) for (start, page, section), end in zip(self.opens, ends) if start < end
+        )
+        return Document(
+            doc_id=doc_id, text=text, source=path.name, title=title or self.first_heading or path.stem, regions=regions
+        )
 
 
 def _squash(text: str) -> str:
@@ -254,8 +257,11 @@ def parse_file(path: Path, doc_id: str | None = None) -> Document:
     path = Path(path)
     parser = _PARSERS.get(path.suffix.lower())
     if parser is None:
-        raise ParseError(path, f"unsupported file type {path.suffix or '(no suffix)'!r}; "
-                               f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}")
+        raise ParseError(
+            path,
+            f"unsupported file type {path.suffix or '(no suffix)'!r}; "
+            f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}",
+        )
     if not path.is_file():
         raise ParseError(path, "no such file")
     return parser(path, doc_id or path.name)

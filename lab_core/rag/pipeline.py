@@ -1,5 +1,6 @@
 """The RAG pipeline end to end: ingest (parse, chunk, embed, index) and query (retrieve, fuse,
 rerank, answer with citations), timing every stage."""
+
 from __future__ import annotations
 
 import time
@@ -85,7 +86,9 @@ class RagPipeline:
         started = time.perf_counter()
         ids = [d.doc_id for d in docs]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"document ids repeat within one ingest: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
+            raise ValueError(
+                f"document ids repeat within one ingest: {sorted({i for i in ids if ids.count(i) > 1})[:5]}"
+            )
         chunks = chunk_all(list(docs), self.chunker)
         for d in docs:
             self.index.delete_doc(d.doc_id)

@@ -8,6 +8,7 @@ pipeline, the dashboard and the graders. Each is a plain callable; these Protoco
 * ``Reranker``: no exercise, a student may write one; reference ``rerank.default_reranker()``.
 * ``Answerer``: ``answer.ExtractiveAnswerer`` or ``answer.OpenAIAnswerer``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

@@ -6,6 +6,7 @@ cover. Weights are fitted with a pairwise logistic loss (RankNet with a linear m
 queries; ``cross_validate`` measures it on queries it was not fitted on, and the pipeline keeps it
 only where that measurement says it helps.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,7 +64,9 @@ class LinearReranker:
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURES):
-            raise ValueError(f"weights must have {len(FEATURES)} entries ({', '.join(FEATURES)}), got {len(self.weights)}")
+            raise ValueError(
+                f"weights must have {len(FEATURES)} entries ({', '.join(FEATURES)}), got {len(self.weights)}"
+            )
 
     def __call__(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
         """The hits reordered best first, each with the reranker's score."""
@@ -76,14 +79,18 @@ class LinearReranker:
 
     def save(self, path: str | Path) -> None:
         """Write the weights with their feature names as JSON."""
-        Path(path).write_text(json.dumps({"features": FEATURES, "weights": self.weights, "depth": self.depth}, indent=1))
+        Path(path).write_text(
+            json.dumps({"features": FEATURES, "weights": self.weights, "depth": self.depth}, indent=1)
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "LinearReranker":
+    def load(cls, path: str | Path) -> LinearReranker:
         """Read weights written by ``save``; refused when the feature list differs."""
         data = json.loads(Path(path).read_text())
         if tuple(data.get("features", ())) != FEATURES:
-            raise ValueError(f"{path}: reranker was fitted on features {data.get('features')}, this code has {FEATURES}")
+            raise ValueError(
+                f"{path}: reranker was fitted on features {data.get('features')}, this code has {FEATURES}"
+            )
         return cls(tuple(data["weights"]), data.get("depth", 50))
 
 
@@ -96,7 +103,9 @@ class Example:
     relevant: Mapping[str, int]
 
 
-def fit(examples: Sequence[Example], *, l2: float = 1e-2, steps: int = 400, lr: float = 0.5, depth: int = 50) -> LinearReranker:
+def fit(
+    examples: Sequence[Example], *, l2: float = 1e-2, steps: int = 400, lr: float = 0.5, depth: int = 50
+) -> LinearReranker:
     """Pairwise logistic regression: for each query, every (relevant, non-relevant) pair of
     candidates should score relevant first. Full-batch gradient descent; deterministic."""
     diffs = []

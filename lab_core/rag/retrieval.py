@@ -1,5 +1,6 @@
 """The hybrid index: chunk metadata (SQLite), dense vectors (faiss) and BM25 kept in step, and
 retrieval that returns every stage's list, so a dashboard can show BM25, dense and fused side by side."""
+
 from __future__ import annotations
 
 import time

@@ -1,6 +1,7 @@
 """Ready-made pipelines over the demo corpus, shared by the notebook, the dashboard, the demo
 service and the benchmark. Embeddings are cached on disk by content, so changing the chunk size
 re-embeds only the chunks that changed."""
+
 from __future__ import annotations
 
 import os

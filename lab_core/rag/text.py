@@ -1,4 +1,5 @@
 """Text primitives shared by chunking, BM25 and the answerer: terms and sentence spans."""
+
 from __future__ import annotations
 
 import re

@@ -4,6 +4,7 @@ incremental add and delete, and save/load that refuses an index built in another
 faiss keeps int64 ids; this class maps them to chunk ids. HNSW cannot remove vectors, so deletes
 are tombstones filtered at search time until ``compact()`` rebuilds the graph.
 """
+
 from __future__ import annotations
 
 import json
@@ -152,7 +153,7 @@ class VectorIndex:
         (folder / "index.json").write_text(json.dumps(meta))
 
     @classmethod
-    def load(cls, folder: str | Path, model: str, dim: int) -> "VectorIndex":
+    def load(cls, folder: str | Path, model: str, dim: int) -> VectorIndex:
         """Read an index saved by ``save``; ``IndexMismatch`` when it was built for another model or dimension."""
         folder = Path(folder)
         try:

@@ -5,6 +5,7 @@ Public API: ``RateLimiter`` (the protocol), ``Decision``, the algorithms (``Toke
 their ``Redis*`` twins), ``RulesEngine`` / ``Rule`` / ``load_rules``, ``RateLimitMiddleware``,
 ``create_app`` (the demo API) and ``simulate``.
 """
+
 from lab_core.ratelimit.demo import create_app, default_rules
 from lab_core.ratelimit.memory import (
     ALGORITHMS,
@@ -40,11 +41,39 @@ from lab_core.ratelimit.simulate import (
 )
 
 __all__ = [
-    "ALGORITHMS", "GCRA", "REDIS_ALGORITHMS", "Client", "Decision", "EngineDecision", "FixedWindow",
-    "LeakyBucket", "RateLimitMiddleware", "RateLimiter", "RedisFixedWindow", "RedisGCRA",
-    "RedisLeakyBucket", "RedisLimiter", "RedisSlidingWindowCounter", "RedisSlidingWindowLog",
-    "RedisTokenBucket", "RequestInfo", "Rule", "RuleError", "RulesEngine", "SimResult",
-    "SlidingWindowCounter", "SlidingWindowLog", "TokenBucket", "behind_one_ip", "boundary_attacker",
-    "bursty", "create_app", "default_rules", "load_rules", "lua_source", "rate_limit_headers",
-    "simulate", "steady",
+    "ALGORITHMS",
+    "GCRA",
+    "REDIS_ALGORITHMS",
+    "Client",
+    "Decision",
+    "EngineDecision",
+    "FixedWindow",
+    "LeakyBucket",
+    "RateLimitMiddleware",
+    "RateLimiter",
+    "RedisFixedWindow",
+    "RedisGCRA",
+    "RedisLeakyBucket",
+    "RedisLimiter",
+    "RedisSlidingWindowCounter",
+    "RedisSlidingWindowLog",
+    "RedisTokenBucket",
+    "RequestInfo",
+    "Rule",
+    "RuleError",
+    "RulesEngine",
+    "SimResult",
+    "SlidingWindowCounter",
+    "SlidingWindowLog",
+    "TokenBucket",
+    "behind_one_ip",
+    "boundary_attacker",
+    "bursty",
+    "create_app",
+    "default_rules",
+    "load_rules",
+    "lua_source",
+    "rate_limit_headers",
+    "simulate",
+    "steady",
 ]

@@ -2,6 +2,7 @@
 
 ``syslab demo ratelimit`` runs it. Identify as a user with the ``X-User`` header.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,6 @@ from lab_core.jsonapi import (
     guarded,
     read_json,
 )
-
 from lab_core.ratelimit.middleware import RateLimitMiddleware
 from lab_core.ratelimit.rules import Rule, RulesEngine, load_rules
 from lab_core.store import redis_client, sqlite
@@ -98,10 +98,24 @@ def build_api(catalogue: Catalogue, rules: list[Rule]) -> Starlette:
             {
                 "service": "sysdesign-lab rate limiter demo",
                 "identify": "send X-User: <name> to be limited per user; otherwise per IP only",
-                "endpoints": ["GET /api/items", "POST /api/items", "GET /api/items/{id}", "GET /api/report", "GET /healthz"],
+                "endpoints": [
+                    "GET /api/items",
+                    "POST /api/items",
+                    "GET /api/items/{id}",
+                    "GET /api/report",
+                    "GET /healthz",
+                ],
                 "rules": [
-                    {"name": r.name, "scope": r.scope, "algorithm": r.algorithm, "limit": r.limit,
-                     "period": r.period, "burst": r.burst, "cost": r.cost, "fail": r.fail}
+                    {
+                        "name": r.name,
+                        "scope": r.scope,
+                        "algorithm": r.algorithm,
+                        "limit": r.limit,
+                        "period": r.period,
+                        "burst": r.burst,
+                        "cost": r.cost,
+                        "fail": r.fail,
+                    }
                     for r in rules
                 ],
             }
@@ -167,8 +181,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", help="YAML rules file (default: the documented default set)")
     parser.add_argument("--redis-url", help="real Redis for the counters (default: REDIS_URL, else fakeredis)")
     parser.add_argument("--db", default=":memory:", help="SQLite file for the demo items (default: in memory)")
-    parser.add_argument("--trust-forwarded", action="store_true",
-                        help="take the client IP from X-Forwarded-For (only behind a trusted proxy)")
+    parser.add_argument(
+        "--trust-forwarded",
+        action="store_true",
+        help="take the client IP from X-Forwarded-For (only behind a trusted proxy)",
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -177,8 +194,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     # A Path, so any file name is read as a file (a bare str not ending in .yaml would be parsed as YAML text).
     rules = Path(args.rules) if args.rules else None
-    app = create_app(rules, redis_url=args.redis_url or os.environ.get("REDIS_URL"), db=args.db,
-                     trust_forwarded=args.trust_forwarded)
+    app = create_app(
+        rules, redis_url=args.redis_url or os.environ.get("REDIS_URL"), db=args.db, trust_forwarded=args.trust_forwarded
+    )
     print(f"rate-limited demo API on http://{args.host}:{args.port}/  (try: curl -H 'X-User: alice' .../api/items)")
     httpserve.run(app, args.host, args.port)
     return 0

@@ -1,6 +1,7 @@
 """What Lab 01's dashboard, notebook and benchmark run: several algorithms against one traffic
 pattern, each behind a one-rule :class:`RulesEngine` whose scope (``ip`` or ``user``) keys requests
 as the real gateway would, and the tidy tables the plots draw."""
+
 from __future__ import annotations
 
 import inspect
@@ -30,7 +31,11 @@ SCOPES: tuple[str, ...] = ("ip", "user")
 NAT_PREFIX = "office-"
 # The client whose quota a plot follows first, per pattern.
 FOCUS: dict[str, str] = {
-    "mix": "bursty", "steady": "steady", "bursty": "bursty", "boundary": "attacker", "nat": f"{NAT_PREFIX}0",
+    "mix": "bursty",
+    "steady": "steady",
+    "bursty": "bursty",
+    "boundary": "attacker",
+    "nat": f"{NAT_PREFIX}0",
 }
 # Roughly 8 s of simulation on one core: past that a served dashboard would stall for everyone.
 MAX_DECISIONS = 400_000
@@ -91,8 +96,14 @@ def engine_factory(
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     # A student's class stands in for the built-in one of the rule, as in the real gateway.
     name = next((n for n, cls in ALGORITHMS.items() if cls is factory), "token_bucket")
-    rule = Rule(name="limit", scope=scope, limit=limit, period=period, algorithm=name,  # type: ignore[arg-type]
-                burst=burst if takes_burst(factory) else None)
+    rule = Rule(
+        name="limit",
+        scope=scope,
+        limit=limit,
+        period=period,
+        algorithm=name,  # type: ignore[arg-type]
+        burst=burst if takes_burst(factory) else None,
+    )
     overrides = {} if ALGORITHMS.get(name) is factory else {name: factory}
 
     def make(clock: Clock) -> RulesEngine:
@@ -136,8 +147,10 @@ def compare(
     errors: dict[str, str] = {}
     decisions = sum(len(c.arrivals) for c in clients) * len(algorithms)
     if decisions > MAX_DECISIONS:
-        errors["traffic"] = (f"{decisions:,} limiter decisions is more than this dashboard simulates "
-                             f"({MAX_DECISIONS:,}); lower the rate, duration, users or algorithms.")
+        errors["traffic"] = (
+            f"{decisions:,} limiter decisions is more than this dashboard simulates "
+            f"({MAX_DECISIONS:,}); lower the rate, duration, users or algorithms."
+        )
     else:
         for name in steps(list(algorithms), progress):
             make = engine_factory(algorithms[name], scope=scope, limit=limit, period=period, burst=burst)
@@ -146,8 +159,16 @@ def compare(
             except Exception as exc:  # noqa: BLE001 - a student's class may raise anything; report it, run the rest
                 errors[name] = describe(exc)
     bounds = {name: design_bound(algorithms[name], limit, burst) for name in results}
-    return Comparison(results, errors, limit, period, scope, bounds, time.perf_counter() - started,
-                      summarize(results, bounds, period, scope))
+    return Comparison(
+        results,
+        errors,
+        limit,
+        period,
+        scope,
+        bounds,
+        time.perf_counter() - started,
+        summarize(results, bounds, period, scope),
+    )
 
 
 def summarize(results: Mapping[str, SimResult], bounds: Mapping[str, int], period: float, scope: str) -> pd.DataFrame:
@@ -158,11 +179,19 @@ def summarize(results: Mapping[str, SimResult], bounds: Mapping[str, int], perio
         ev = r.events
         # Per limiter key: several keys together may rightly pass more than one key's limit.
         admitted = ev[ev["allowed"]]
-        peak = max((sliding_max_count(part["t"].to_numpy(), period) for _, part in admitted.groupby(scope)),
-                   default=0)
+        peak = max((sliding_max_count(part["t"].to_numpy(), period) for _, part in admitted.groupby(scope)), default=0)
         rejected = int((~ev["allowed"]).sum())
-        rows.append([name, len(admitted), rejected, round(100.0 * rejected / max(1, len(ev)), 1),
-                     peak, bounds[name], round(peak / bounds[name], 2)])
+        rows.append(
+            [
+                name,
+                len(admitted),
+                rejected,
+                round(100.0 * rejected / max(1, len(ev)), 1),
+                peak,
+                bounds[name],
+                round(peak / bounds[name], 2),
+            ]
+        )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -174,8 +203,11 @@ def rates(results: Mapping[str, SimResult]) -> pd.DataFrame:
         offered, _ = np.histogram(r.events["t"], edges)
         admitted, _ = np.histogram(r.events.loc[r.events["allowed"], "t"], edges)
         frames.append(pd.DataFrame({"t": edges[1:], "algorithm": name, "offered": offered, "admitted": admitted}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["t", "algorithm", "offered", "admitted"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["t", "algorithm", "offered", "admitted"])
+    )
 
 
 def remaining(results: Mapping[str, SimResult], client: str | None) -> pd.DataFrame:
@@ -184,8 +216,11 @@ def remaining(results: Mapping[str, SimResult], client: str | None) -> pd.DataFr
         r.events.loc[r.events["client"] == client, ["t", "remaining", "allowed"]].assign(algorithm=name)
         for name, r in results.items()
     ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["t", "remaining", "allowed", "algorithm"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["t", "remaining", "allowed", "algorithm"])
+    )
 
 
 def rejects(results: Mapping[str, SimResult]) -> pd.DataFrame:

@@ -22,6 +22,7 @@ only move forward.
 Every check raises ``AssertionError`` with an explanation, except that a ``NotImplementedError``
 from a blank exercise is let through unchanged.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,6 +37,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lab_core import grading_kit  # before hypothesis: sets its cache folder
+
+# isort: split
 
 from hypothesis import Verbosity, given, settings
 from hypothesis import strategies as st
@@ -198,7 +201,7 @@ def _build(make: Factory, limit: int, period: float, clock: Clock, burst: int | 
         return make(limit, period, clock, burst)
     except NotImplementedError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - whatever a student's constructor raises is the failure reported
         raise AssertionError(
             f"constructing the limiter with limit={limit}, period={period:g}, burst={burst} raised {exc!r}"
         ) from exc
@@ -225,7 +228,9 @@ def _run(scenario: Scenario, make: Factory, reference_cls: type, timing: Timing,
         clock.advance(gap)
         ref_clock.advance(gap)
         want = reference.acquire(key, cost)
-        mine = _call(student, key, cost, f"on request #{i} of:\n  {scenario.header()}, requests {scenario.requests[: i + 1]}")
+        mine = _call(
+            student, key, cost, f"on request #{i} of:\n  {scenario.header()}, requests {scenario.requests[: i + 1]}"
+        )
         wanted.append(want)
         got.append(mine)
         problem = _difference(mine, want, timing)
@@ -330,6 +335,29 @@ def compare_redis_with_reference(
     compare_with_reference(student_cls, reference_cls, max_examples=max_examples, burst=burst, timing=timing, make=make)
 
 
+def _stampede(limiter: Any, key: str, threads: int, per_thread: int) -> tuple[list[list[Any]], list[BaseException]]:
+    """``threads`` threads, released together by a barrier, each sending ``per_thread`` requests for
+    ``key``: every thread's decisions, and whatever they raised."""
+    barrier = threading.Barrier(threads)
+    results: list[list[Any]] = [[] for _ in range(threads)]
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for _ in range(per_thread):
+                results[i].append(limiter.acquire(key))
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=60)
+    return results, errors
+
+
 def check_redis_atomic(
     student_cls: Callable[..., Any],
     *,
@@ -355,24 +383,7 @@ def check_redis_atomic(
     try:
         for round_no in range(rounds):
             limiter = student_cls(limit, period, client=client)
-            key = f"stampede-{uuid.uuid4().hex[:12]}"
-            barrier = threading.Barrier(threads)
-            results: list[list[Any]] = [[] for _ in range(threads)]
-            errors: list[BaseException] = []
-
-            def worker(i: int) -> None:
-                try:
-                    barrier.wait(timeout=30)
-                    for _ in range(per_thread):
-                        results[i].append(limiter.acquire(key))
-                except BaseException as exc:  # noqa: BLE001 - reported below
-                    errors.append(exc)
-
-            pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
-            for t in pool:
-                t.start()
-            for t in pool:
-                t.join(timeout=60)
+            results, errors = _stampede(limiter, f"stampede-{uuid.uuid4().hex[:12]}", threads, per_thread)
             if errors:
                 if isinstance(errors[0], NotImplementedError):
                     raise errors[0]
@@ -473,8 +484,14 @@ def check_redis_ttl(student_cls: Callable[..., Any], *, limit: int = 5, period: 
         decision = None
         for _ in range(requests):
             decision = limiter.acquire(key)
-        _check_ttls(client, limiter, key, decision, (time.monotonic() - started) * 1000,
-                    f"after {'one request' if requests == 1 else f'a burst of {burst} requests (burst={burst}, limit={limit})'}")
+        _check_ttls(
+            client,
+            limiter,
+            key,
+            decision,
+            (time.monotonic() - started) * 1000,
+            f"after {'one request' if requests == 1 else f'a burst of {burst} requests (burst={burst}, limit={limit})'}",
+        )
 
 
 def _check_ttls(client: Any, limiter: Any, key: str, decision: Any, elapsed_ms: float, when: str) -> None:

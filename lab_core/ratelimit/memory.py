@@ -3,6 +3,7 @@
 Every method reads time only from the injected clock, so a test or a simulation decides what
 "now" is. The Redis versions in ``redis_backend`` implement the same arithmetic in Lua.
 """
+
 from __future__ import annotations
 
 import math

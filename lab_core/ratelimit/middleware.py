@@ -4,6 +4,7 @@ Every limited response carries ``X-RateLimit-Limit/Remaining/Reset`` and the IET
 ``RateLimit`` / ``RateLimit-Policy`` fields; a rejection is a 429 with ``Retry-After`` and a JSON
 body naming the rule. A rule that fails closed while its store is down answers 503.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Validation shared by every algorithm's constructor, with messages that name the field."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The seam every rate-limiting algorithm (reference or student) plugs into."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

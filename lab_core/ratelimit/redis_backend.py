@@ -5,6 +5,7 @@ sharing one Redis admit exactly what a single in-memory limiter would. Time is R
 time unless a clock is injected (simulations and tests), in which case the caller's time is
 sent as an argument and the same arithmetic runs on it.
 """
+
 from __future__ import annotations
 
 from functools import cache
@@ -196,9 +197,7 @@ def batch_source() -> str:
     KEYS and ARGV, so the unchanged script text reads that limiter's keys and arguments.
     """
     folder = resources.files("lab_core.ratelimit") / "lua"
-    runners = ",\n".join(
-        f"{name} = function(KEYS, ARGV)\n{lua_source(name)}\nend" for name in REDIS_ALGORITHMS
-    )
+    runners = ",\n".join(f"{name} = function(KEYS, ARGV)\n{lua_source(name)}\nend" for name in REDIS_ALGORITHMS)
     return f"local run = {{\n{runners}\n}}\n" + (folder / "_batch.lua").read_text()
 
 

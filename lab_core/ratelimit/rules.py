@@ -5,6 +5,7 @@ A rule names a scope (user, ip, endpoint or global), an algorithm and its limit;
 every rule that matches it, most specific scope first, and stops at the first rejection so that
 a user over their own limit does not also use up the shared global quota.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -43,7 +44,7 @@ class Match:
     methods: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
 
-    def matches(self, request: "RequestInfo") -> bool:
+    def matches(self, request: RequestInfo) -> bool:
         """True when every non-empty filter accepts the request."""
         if self.endpoints and not any(fnmatch.fnmatchcase(request.endpoint, p) for p in self.endpoints):
             return False
@@ -101,7 +102,7 @@ class Rule:
             raise bad("fail", f"must be 'open' or 'closed', got {self.fail!r}")
 
     @classmethod
-    def from_dict(cls, data: Any, index: int = 0) -> "Rule":
+    def from_dict(cls, data: Any, index: int = 0) -> Rule:
         """Build a rule from a YAML/JSON mapping, rejecting unknown or missing fields by name."""
         if not isinstance(data, dict):
             raise RuleError(f"rule #{index + 1}: must be a mapping, got {type(data).__name__}")
@@ -128,7 +129,7 @@ class Rule:
             ),
         )
 
-    def key_for(self, request: "RequestInfo") -> str | None:
+    def key_for(self, request: RequestInfo) -> str | None:
         """The counter key for this request, or None when the rule cannot apply (no user)."""
         value = {
             "user": request.user,
@@ -141,7 +142,9 @@ class Rule:
 
 def load_rules(source: str | Path | list | dict) -> list[Rule]:
     """Rules from a YAML file path, a YAML string, or already-parsed data (``{"rules": [...]}`` or a list)."""
-    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml"))):
+    if isinstance(source, Path) or (
+        isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml"))
+    ):
         path = Path(source)
         if not path.exists():
             raise RuleError(f"rules file {str(path)!r} does not exist")
@@ -223,7 +226,9 @@ class RulesEngine:
     ) -> None:
         unknown = set(algorithms or {}) - set(ALGORITHMS)
         if unknown:
-            raise ValueError(f"algorithms: unknown name(s) {', '.join(sorted(unknown))}; known: {', '.join(ALGORITHMS)}")
+            raise ValueError(
+                f"algorithms: unknown name(s) {', '.join(sorted(unknown))}; known: {', '.join(ALGORITHMS)}"
+            )
         self.algorithms: dict[str, Callable[..., RateLimiter]] = dict(algorithms or {})
         self.rules = rules if isinstance(rules, list) and all(isinstance(r, Rule) for r in rules) else load_rules(rules)
         self.store = store
@@ -245,9 +250,7 @@ class RulesEngine:
             cls = self.algorithms.get(rule.algorithm, ALGORITHMS[rule.algorithm])
             return cls(rule.limit, rule.period, clock=clock or RealClock(), **kwargs)
         redis_cls = self.algorithms.get(rule.algorithm, REDIS_ALGORITHMS[rule.algorithm])
-        return redis_cls(
-            rule.limit, rule.period, clock=clock, client=self.store, prefix=prefix, **kwargs
-        )
+        return redis_cls(rule.limit, rule.period, clock=clock, client=self.store, prefix=prefix, **kwargs)
 
     def limiter(self, rule_name: str) -> RateLimiter:
         """The limiter behind a rule (for inspection in notebooks and dashboards)."""
@@ -264,7 +267,7 @@ class RulesEngine:
         rejected = next((rd for rd in checked if not rd.decision.allowed), None)
         if rejected is not None:
             return EngineDecision(False, rejected, tuple(checked))
-        tightest = min(checked, key=lambda rd: (rd.decision.remaining / rd.decision.limit), default=None)
+        tightest = min(checked, key=lambda rd: rd.decision.remaining / rd.decision.limit, default=None)
         return EngineDecision(True, tightest, tuple(checked))
 
     def _apply_each(self, matching: list[tuple[Rule, str]]) -> list[RuleDecision]:

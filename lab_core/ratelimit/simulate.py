@@ -4,6 +4,7 @@ Clients are arrival streams from ``lab_core.sim.arrivals``; a simpy environment 
 against a limiter (or a whole rules engine) built on the simulation's clock, so an hour of
 traffic takes milliseconds and every run with the same seed is identical.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -69,7 +70,9 @@ def behind_one_ip(
     """``n`` distinct users sharing one address (an office NAT), each sending Poisson traffic at ``rate``."""
     base = 0 if seed is None else seed
     return [
-        Client(f"{prefix}{i}", arrivals.poisson(rate, duration, seed=base + 1000 + i), "nat", user=f"{prefix}{i}", ip=ip)
+        Client(
+            f"{prefix}{i}", arrivals.poisson(rate, duration, seed=base + 1000 + i), "nat", user=f"{prefix}{i}", ip=ip
+        )
         for i in range(n)
     ]
 
@@ -94,9 +97,7 @@ class SimResult:
             return pd.DataFrame(columns=["t", "client", "offered", "admitted"])
         wide = rates.pivot_table(index=["t", "client"], columns="outcome", values="rate", fill_value=0.0)
         wide = wide.reindex(columns=["allowed", "rejected"], fill_value=0.0)
-        out = pd.DataFrame(
-            {"offered": wide["allowed"] + wide["rejected"], "admitted": wide["allowed"]}
-        ).reset_index()
+        out = pd.DataFrame({"offered": wide["allowed"] + wide["rejected"], "admitted": wide["allowed"]}).reset_index()
         return out[["t", "client", "offered", "admitted"]]
 
     def per_client(self) -> pd.DataFrame:

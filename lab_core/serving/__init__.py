@@ -9,6 +9,7 @@ gateway), ``BlockManager`` and ``Scheduler`` (the parts the notebook rebuilds),
 (the protocol). The gateway is ``lab_core.serving.gateway``, the fleet simulator
 ``lab_core.serving.fleet``, disaggregation ``lab_core.serving.disagg``.
 """
+
 from lab_core.serving.async_engine import AsyncEngine
 from lab_core.serving.baseline import generate_sequential, generate_static
 from lab_core.serving.blocks import BlockAllocator, BlockManager, OutOfBlocks
@@ -17,7 +18,24 @@ from lab_core.serving.protocol import FREE, PAID, EngineError, EngineStats, Samp
 from lab_core.serving.scheduler import Scheduler, SchedulerBase, SchedulerConfig, StepPlan
 
 __all__ = [
-    "FREE", "PAID", "AsyncEngine", "BlockAllocator", "BlockManager", "Completion", "EngineConfig", "EngineError", "EngineStats",
-    "LLMEngine", "OutOfBlocks", "SamplingParams", "Scheduler", "SchedulerBase", "SchedulerConfig", "StepPlan", "StepRecord",
-    "TokenEvent", "generate_sequential", "generate_static",
+    "FREE",
+    "PAID",
+    "AsyncEngine",
+    "BlockAllocator",
+    "BlockManager",
+    "Completion",
+    "EngineConfig",
+    "EngineError",
+    "EngineStats",
+    "LLMEngine",
+    "OutOfBlocks",
+    "SamplingParams",
+    "Scheduler",
+    "SchedulerBase",
+    "SchedulerConfig",
+    "StepPlan",
+    "StepRecord",
+    "TokenEvent",
+    "generate_sequential",
+    "generate_static",
 ]

@@ -5,6 +5,7 @@ Only the engine thread touches the engine; requests and aborts reach it as comma
 no locks around the model. A stream whose consumer goes away (client disconnect, cancellation)
 aborts its request, which frees its KV blocks before the next step.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,8 +42,15 @@ async def relay(tokens: asyncio.Queue, on_abandon: Callable[[], object]) -> Asyn
 class AsyncEngine:
     """``AsyncEngineLike`` over an ``LLMEngine`` running on a background thread."""
 
-    def __init__(self, config: EngineConfig | None = None, *, engine: LLMEngine | None = None,
-                 model_name: str = "tiny", torch_threads: int | None = 1, keep_finished: bool = False) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        engine: LLMEngine | None = None,
+        model_name: str = "tiny",
+        torch_threads: int | None = 1,
+        keep_finished: bool = False,
+    ) -> None:
         """``keep_finished`` keeps finished requests in ``engine.sequences`` (a dashboard draws
         them); a server drops each once it has streamed to its end."""
         self.engine = engine or LLMEngine(config)
@@ -112,15 +120,23 @@ class AsyncEngine:
                 self.engine.sequences.pop(payload, None)
                 self._live.discard(payload)
 
-    def submit(self, prompt: str | list[int], params: SamplingParams, *, request_id: str, priority: int = FREE,
-               on_token: Callable[[TokenEvent | Exception], None] | None = None) -> None:
+    def submit(
+        self,
+        prompt: str | list[int],
+        params: SamplingParams,
+        *,
+        request_id: str,
+        priority: int = FREE,
+        on_token: Callable[[TokenEvent | Exception], None] | None = None,
+    ) -> None:
         """Queue a request from any thread without waiting for it; ``on_token`` gets each event on
         the engine thread (or the ValueError of a request the engine refuses)."""
         self._commands.put(("add", (request_id, prompt, params, priority, on_token or (lambda _item: None))))
         self._wake.set()
 
-    async def stream(self, prompt_ids: list[int], params: SamplingParams, *, request_id: str,
-                     priority: int = FREE) -> AsyncIterator[TokenEvent]:
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams, *, request_id: str, priority: int = FREE
+    ) -> AsyncIterator[TokenEvent]:
         """Tokens of one request as they are generated; ValueError for a request the engine
         refuses, EngineError when the replica is down."""
         if not self.healthy:

@@ -6,6 +6,7 @@ sequence gathers its keys and values through its block table and runs scaled dot
 attention. Decodes (one query each) are gathered into one padded batch with a length mask;
 prefill chunks run one sequence at a time with a causal mask shifted by what is already cached.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,15 @@ from lab_core.llm.config import ModelConfig
 class PagedKVCache:
     """The KV-cache tensors for ``num_blocks`` blocks of ``block_size`` tokens."""
 
-    def __init__(self, cfg: ModelConfig, num_blocks: int, block_size: int, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        num_blocks: int,
+        block_size: int,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         shape = (cfg.n_layers, num_blocks, block_size, cfg.n_kv_heads, cfg.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
@@ -107,8 +115,9 @@ class DenseAttend:
     """A plain, contiguous KV cache for one sequence (the baseline a paged cache is measured
     against): ``[layers, max_len, kv_heads, head_dim]`` reserved up front for the longest case."""
 
-    def __init__(self, cfg: ModelConfig, max_len: int, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, cfg: ModelConfig, max_len: int, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> None:
         shape = (cfg.n_layers, max_len, cfg.n_kv_heads, cfg.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
@@ -121,8 +130,8 @@ class DenseAttend:
 
     def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         end = self.length + self.new
-        self.k[layer, self.length:end] = k
-        self.v[layer, self.length:end] = v
+        self.k[layer, self.length : end] = k
+        self.v[layer, self.length : end] = v
         out = causal_with_prefix(q, self.k[layer, :end], self.v[layer, :end])
         if layer == self.k.shape[0] - 1:
             self.length = end
@@ -133,8 +142,15 @@ class StaticBatchAttend:
     """Dense per-row caches for static batching: a fixed batch decodes in lockstep until its
     longest member finishes, rows that are done still occupying their slot."""
 
-    def __init__(self, cfg: ModelConfig, batch: int, max_len: int, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        batch: int,
+        max_len: int,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         shape = (cfg.n_layers, batch, max_len, cfg.n_kv_heads, cfg.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)

@@ -7,6 +7,7 @@ two prompts that share a prefix share its blocks (reference count > 1) and the s
 part of its prefill. A freed block keeps its contents and hash until it is reused: the free list
 is in least-recently-freed order, and taking a block from it evicts whatever it cached.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,7 +91,7 @@ class BlockAllocator:
             return hits
         prev = None
         for start in range(0, len(tokens) - self.block_size + 1, self.block_size):
-            prev = block_hash(prev, tokens[start:start + self.block_size])
+            prev = block_hash(prev, tokens[start : start + self.block_size])
             block_id = self.cached.get(prev)
             if block_id is None:
                 break
@@ -132,7 +133,7 @@ class BlockAllocator:
             if end > seq.computed:
                 break
             block = self.blocks[block_id]
-            prev = block.hash if block.hash is not None else block_hash(prev, seq.tokens[end - self.block_size:end])
+            prev = block.hash if block.hash is not None else block_hash(prev, seq.tokens[end - self.block_size : end])
             if block.hash is None:
                 block.hash = prev
                 self.cached.setdefault(prev, block_id)

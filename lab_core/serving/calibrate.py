@@ -16,6 +16,7 @@ the model is a large share of a small model's step, and the simulator charges on
 The engine and the simulator see the same requests: ``request_trace`` (the simulator's own
 draws for a seeded, open-loop ``Workload``) is replayed on the engine and passed to ``simulate``.
 """
+
 from __future__ import annotations
 
 import math
@@ -101,12 +102,20 @@ def profile_engine(
     steps = 4  # tokens per decode-sweep sequence: prefill, an untimed step, the timed one, a spare
     contexts = sorted({c for c in (16, max_ctx // 8, max_ctx // 4, max_ctx // 2) if 8 <= c <= max_ctx - steps - 2})
     bs = config.block_size
-    decode_plan = [(b, c) for b in batches for c in contexts
-                   if b * -(-(c + steps + 2) // bs) <= config.num_blocks]
-    mixed_plan = [(b, c, k) for b in batches[:3] for c in contexts[:2] for k in sorted({32, budget // 2})
-                  if b + k <= budget and 2 <= k and (b + 1) * -(-(c + steps + 2) // bs) + -(-k // bs) <= config.num_blocks]
-    prof = replace(config, prefix_caching=True, token_budget=max(config.token_budget, max(contexts, default=8) + 1),
-                   max_seqs=max(config.max_seqs, max(batches)))
+    decode_plan = [(b, c) for b in batches for c in contexts if b * -(-(c + steps + 2) // bs) <= config.num_blocks]
+    mixed_plan = [
+        (b, c, k)
+        for b in batches[:3]
+        for c in contexts[:2]
+        for k in sorted({32, budget // 2})
+        if b + k <= budget and 2 <= k and (b + 1) * -(-(c + steps + 2) // bs) + -(-k // bs) <= config.num_blocks
+    ]
+    prof = replace(
+        config,
+        prefix_caching=True,
+        token_budget=max(config.token_budget, max(contexts, default=8) + 1),
+        max_seqs=max(config.max_seqs, max(batches)),
+    )
     engine = LLMEngine(prof)
     total = repeats * (len(sizes) + len(decode_plan) + len(mixed_plan))
     done = 0
@@ -155,8 +164,10 @@ def profile_engine(
             for r in ids:
                 engine.abort(r)
             tick()
-    decode_rows = [(float(np.median([c for c, _ in v])), float(b), float(np.median([t for _, t in v])))
-                   for (b, _), v in decode.items()]
+    decode_rows = [
+        (float(np.median([c for c, _ in v])), float(b), float(np.median([t for _, t in v])))
+        for (b, _), v in decode.items()
+    ]
     prefill_rows = [(float(s), float(np.median(t))) for s, t in prefill.items()]
 
     # Mixed steps: a batch decoding while one new prompt's chunk is prefilled in the same step.
@@ -180,8 +191,10 @@ def profile_engine(
             for r in ids:
                 engine.abort(r)
             tick()
-    mixed_rows = [(float(chunk), float(b), float(np.median([c for c, _ in v])), float(np.median([t for _, t in v])))
-                  for (b, _, chunk), v in mixed.items()]
+    mixed_rows = [
+        (float(chunk), float(b), float(np.median([c for c, _ in v])), float(np.median([t for _, t in v])))
+        for (b, _, chunk), v in mixed.items()
+    ]
     return np.array(prefill_rows), np.array(sorted(decode_rows)), np.array(sorted(mixed_rows))
 
 
@@ -236,8 +249,10 @@ def run_engine_workload(
         engine = LLMEngine(config)
     biggest = int((trace.prompt_len + trace.output_len).max()) if len(trace) else 0
     if biggest > engine.max_context:
-        raise ValueError(f"a request of {biggest} tokens exceeds the engine's context length {engine.max_context}: "
-                         f"lower workload.max_prompt + max_output")
+        raise ValueError(
+            f"a request of {biggest} tokens exceeds the engine's context length {engine.max_context}: "
+            f"lower workload.max_prompt + max_output"
+        )
     g = rng(seed)
     prompts = [_ids(g, n) for n in trace.prompt_len.tolist()]
     outputs = trace.output_len.tolist()
@@ -253,8 +268,11 @@ def run_engine_workload(
     while True:
         now = clock() - t0
         while nxt < n and times[nxt] <= now:
-            ids.append(engine.add_request(prompts[nxt], SamplingParams(max_tokens=outputs[nxt], ignore_eos=True),
-                                          arrival=t0 + times[nxt]))
+            ids.append(
+                engine.add_request(
+                    prompts[nxt], SamplingParams(max_tokens=outputs[nxt], ignore_eos=True), arrival=t0 + times[nxt]
+                )
+            )
             nxt += 1
             if progress is not None:
                 progress(nxt / max(n, 1))
@@ -291,12 +309,16 @@ def fit_run(engine: LLMEngine, step_seconds: np.ndarray) -> StepTimeModel:
     """A :class:`StepTimeModel` fitted to the steps ``engine`` ran in ``run_engine_workload``
     (its last ``len(step_seconds)`` step-log entries, each timed around the whole ``step()``):
     pure prefill, pure decode and mixed steps as ``fit_step_model`` takes them."""
-    log = engine.step_log[-len(step_seconds):] if len(step_seconds) else []
+    log = engine.step_log[-len(step_seconds) :] if len(step_seconds) else []
     prefill = [(r.prefill_tokens, t) for r, t in zip(log, step_seconds) if r.prefill_tokens and not r.decode_batch]
-    decode = [(r.sum_context, r.decode_batch, t) for r, t in zip(log, step_seconds)
-              if r.decode_batch and not r.prefill_tokens]
-    mixed = [(r.prefill_tokens, r.decode_batch, r.sum_context, t) for r, t in zip(log, step_seconds)
-             if r.decode_batch and r.prefill_tokens]
+    decode = [
+        (r.sum_context, r.decode_batch, t) for r, t in zip(log, step_seconds) if r.decode_batch and not r.prefill_tokens
+    ]
+    mixed = [
+        (r.prefill_tokens, r.decode_batch, r.sum_context, t)
+        for r, t in zip(log, step_seconds)
+        if r.decode_batch and r.prefill_tokens
+    ]
     return fit_step_model(prefill, decode, mixed or None)
 
 
@@ -307,17 +329,33 @@ def engine_model_spec(config: EngineConfig) -> ModelSpec:
     """The engine's model as a fleet :class:`ModelSpec` (fp32 on CPU, bf16 on CUDA), for KV bytes."""
     cfg = get_config(config.model)
     name = config.model if isinstance(config.model, str) else "custom"
-    return ModelSpec(f"engine-{name}", float(cfg.num_params()), cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
-                     bytes_per_param=2 if config.device.startswith("cuda") else 4)
+    return ModelSpec(
+        f"engine-{name}",
+        float(cfg.num_params()),
+        cfg.n_layers,
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        cfg.head_dim,
+        bytes_per_param=2 if config.device.startswith("cuda") else 4,
+    )
 
 
 def fleet_config_for(config: EngineConfig, step_model: StepTimeModel) -> FleetConfig:
     """One colocated simulated instance shaped like the engine ``config`` (same token budget,
     max sequences, block size, chunked prefill, policy and KV capacity), charged ``step_model``."""
-    return FleetConfig(model=engine_model_spec(config), gpu=step_model, prefill_gpus=0, decode_gpus=1, tp=1,
-                       token_budget=config.token_budget, max_batch=config.max_seqs, block_size=config.block_size,
-                       chunked_prefill=config.chunked_prefill, policy=config.policy,
-                       kv_tokens=config.num_blocks * config.block_size)
+    return FleetConfig(
+        model=engine_model_spec(config),
+        gpu=step_model,
+        prefill_gpus=0,
+        decode_gpus=1,
+        tp=1,
+        token_budget=config.token_budget,
+        max_batch=config.max_seqs,
+        block_size=config.block_size,
+        chunked_prefill=config.chunked_prefill,
+        policy=config.policy,
+        kv_tokens=config.num_blocks * config.block_size,
+    )
 
 
 def validate(
@@ -369,10 +407,12 @@ def validate(
         progress("simulating")
     result = simulate(fleet_config_for(config, step_model), workload, trace=request_trace(workload))
     sim = result.requests
-    table = validation_table([
-        ("throughput", "tok/s", measured.attrs["throughput"], result.summary["throughput"]),
-        ("TTFT p50", "s", float(measured.ttft.median()), float(sim.ttft.median())),
-        ("TPOT p50", "s", float(measured.tpot.median()), float(sim.tpot.median())),
-    ])
+    table = validation_table(
+        [
+            ("throughput", "tok/s", measured.attrs["throughput"], result.summary["throughput"]),
+            ("TTFT p50", "s", float(measured.ttft.median()), float(sim.ttft.median())),
+            ("TPOT p50", "s", float(measured.tpot.median()), float(sim.tpot.median())),
+        ]
+    )
     table.attrs.update(step_model=step_model, engine=measured, simulator=result)
     return table

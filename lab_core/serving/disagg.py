@@ -27,6 +27,7 @@ through a pipe as they would cross a network) into the decode worker's queue. Ev
 on one pipe per worker; a reader thread in the main process puts each request's tokens, in index
 order, on that request's ``asyncio.Queue``, as ``AsyncEngine`` does for its engine thread.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -110,14 +111,15 @@ def _check_request(ids: list[int], params: SamplingParams, max_context: int) -> 
         raise ValueError(f"prompt ({len(ids)} tokens) + max_tokens ({mt}) exceeds the context length {max_context}")
 
 
-def _prefill_worker(config: EngineConfig, inbox: mp.Queue, decode_inbox: mp.Queue, out: Connection,
-                    max_context: int) -> None:
+def _prefill_worker(
+    config: EngineConfig, inbox: mp.Queue, decode_inbox: mp.Queue, out: Connection, max_context: int
+) -> None:
     """Run every request for one token, hand its KV to the decode worker, report the token."""
     torch.set_num_threads(1)
     engine = LLMEngine(config)
     out.send(("ready", "prefill"))
     reporter = _Reporter(out)
-    wanted: dict[str, SamplingParams] = {}   # the request's real params (the engine sees max_tokens=1)
+    wanted: dict[str, SamplingParams] = {}  # the request's real params (the engine sees max_tokens=1)
     done: list[str] = []
 
     def on_token(event: TokenEvent) -> None:
@@ -126,9 +128,10 @@ def _prefill_worker(config: EngineConfig, inbox: mp.Queue, decode_inbox: mp.Queu
         done.append(rid)
         if event.finish_reason == "length" and params is not None and params.max_tokens > 1:
             seq = engine.sequences[rid]
-            kv = engine.extract_kv(rid).numpy()   # [layers, 2, prompt_tokens, kv_heads, head_dim]
-            decode_inbox.put(("handover", rid, list(seq.prompt), event.token_id, kv, params, seq.priority,
-                              seq.arrival, time.time()))
+            kv = engine.extract_kv(rid).numpy()  # [layers, 2, prompt_tokens, kv_heads, head_dim]
+            decode_inbox.put(
+                ("handover", rid, list(seq.prompt), event.token_id, kv, params, seq.priority, seq.arrival, time.time())
+            )
             event = replace(event, finish_reason=None)
         out.send(("event", event))
 
@@ -146,15 +149,21 @@ def _prefill_worker(config: EngineConfig, inbox: mp.Queue, decode_inbox: mp.Queu
                 _, rid, ids, params, priority, arrival = msg
                 try:
                     _check_request(ids, params, max_context)
-                    engine.add_request(ids, replace(params, max_tokens=1), request_id=rid, priority=priority,
-                                       on_token=on_token, arrival=arrival)
+                    engine.add_request(
+                        ids,
+                        replace(params, max_tokens=1),
+                        request_id=rid,
+                        priority=priority,
+                        on_token=on_token,
+                        arrival=arrival,
+                    )
                     wanted[rid] = params
                 except Exception as exc:
                     out.send(_error_message(rid, exc))
             elif msg[0] == "abort":
                 rid = msg[1]
                 wanted.pop(rid, None)
-                engine.abort(rid)   # emits the "abort" event when it was still here
+                engine.abort(rid)  # emits the "abort" event when it was still here
                 engine.sequences.pop(rid, None)
                 # Queued behind any handover of this request, so the decode worker knows that no
                 # handover of it is still to come.
@@ -169,7 +178,7 @@ def _prefill_worker(config: EngineConfig, inbox: mp.Queue, decode_inbox: mp.Queu
             done.clear()
             reporter.maybe_send(engine.stats(), 0, engine.has_work())
     finally:
-        decode_inbox.cancel_join_thread()   # do not wait at exit on a decode worker that stopped reading
+        decode_inbox.cancel_join_thread()  # do not wait at exit on a decode worker that stopped reading
         out.close()
 
 
@@ -179,8 +188,8 @@ def _decode_worker(config: EngineConfig, inbox: mp.Queue, out: Connection) -> No
     engine = LLMEngine(config)
     out.send(("ready", "decode"))
     reporter = _Reporter(out)
-    pending: OrderedDict[str, tuple] = OrderedDict()   # handovers waiting for free blocks
-    aborted: set[str] = set()   # aborted by the main process before their handover arrived
+    pending: OrderedDict[str, tuple] = OrderedDict()  # handovers waiting for free blocks
+    aborted: set[str] = set()  # aborted by the main process before their handover arrived
     done: list[str] = []
 
     def on_token(event: TokenEvent) -> None:
@@ -192,11 +201,19 @@ def _decode_worker(config: EngineConfig, inbox: mp.Queue, out: Connection) -> No
         """Try to take the request over; False when the cache has no room yet."""
         prompt, first_token, kv, params, priority, arrival, sent = handover
         try:
-            engine.add_prefilled(prompt, first_token, torch.from_numpy(kv), params, request_id=rid,
-                                 priority=priority, arrival=arrival, on_token=on_token)
+            engine.add_prefilled(
+                prompt,
+                first_token,
+                torch.from_numpy(kv),
+                params,
+                request_id=rid,
+                priority=priority,
+                arrival=arrival,
+                on_token=on_token,
+            )
         except OutOfBlocks:
             if engine.has_work():
-                return False   # retried after steps free blocks
+                return False  # retried after steps free blocks
             out.send(_error_message(rid, EngineError(f"request {rid} needs more KV blocks than the cache holds")))
             return True
         except Exception as exc:
@@ -217,20 +234,20 @@ def _decode_worker(config: EngineConfig, inbox: mp.Queue, out: Connection) -> No
                 return False
             if msg[0] == "handover":
                 rid = msg[1]
-                if rid in aborted:   # the abort overtook it: never install it
+                if rid in aborted:  # the abort overtook it: never install it
                     out.send(("event", TokenEvent(rid, -1, "", 1, engine.clock(), "abort", len(msg[2]))))
                 else:
                     pending[rid] = msg[2:]
             elif msg[0] in ("abort", "prefill_abort"):
                 rid = msg[1]
                 handover = pending.pop(rid, None)
-                if handover is not None:   # never installed: only the first token was sent
+                if handover is not None:  # never installed: only the first token was sent
                     out.send(("event", TokenEvent(rid, -1, "", 1, engine.clock(), "abort", len(handover[0]))))
                 elif not engine.abort(rid) and msg[0] == "abort":
-                    aborted.add(rid)   # not here yet: its handover may still be on the way
+                    aborted.add(rid)  # not here yet: its handover may still be on the way
                 engine.sequences.pop(rid, None)
                 if msg[0] == "prefill_abort":
-                    aborted.discard(rid)   # any handover of it came before this message
+                    aborted.discard(rid)  # any handover of it came before this message
 
     try:
         while drain(block=not (engine.has_work() or pending)):
@@ -279,17 +296,24 @@ class DisaggregatedEngine:
     the constructor returns once both are ready. Call ``close`` when done.
     """
 
-    def __init__(self, config: EngineConfig | None = None, *, model_name: str = "tiny",
-                 prefill_blocks: int | None = None, decode_blocks: int | None = None,
-                 start_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        model_name: str = "tiny",
+        prefill_blocks: int | None = None,
+        decode_blocks: int | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
         config = config or EngineConfig()
         self.config = config
         self.model_name = model_name
         self.model_config = get_config(config.model)
         self.prefill_config = replace(config, num_blocks=prefill_blocks or config.num_blocks)
         self.decode_config = replace(config, num_blocks=decode_blocks or config.num_blocks)
-        self.max_context = min(self.model_config.max_seq_len,
-                               self.decode_config.num_blocks * self.decode_config.block_size)
+        self.max_context = min(
+            self.model_config.max_seq_len, self.decode_config.num_blocks * self.decode_config.block_size
+        )
         self.tokenizer = ByteTokenizer()
         self._routes: dict[str, _Route] = {}
         self._live: set[str] = set()
@@ -300,7 +324,7 @@ class DisaggregatedEngine:
         self._ready: set[str] = set()
         self._ready_event = threading.Event()
         self._stats: dict[str, tuple[EngineStats, int]] = {}
-        self._transfers: list[tuple[int, float, int]] = []   # (bytes, seconds, tokens)
+        self._transfers: list[tuple[int, float, int]] = []  # (bytes, seconds, tokens)
 
         ctx = mp.get_context("spawn")
         self._prefill_in: mp.Queue = ctx.Queue()
@@ -309,14 +333,20 @@ class DisaggregatedEngine:
         decode_r, decode_w = ctx.Pipe(duplex=False)
         self._conns = {prefill_r: "prefill", decode_r: "decode"}
         self.prefill_process = ctx.Process(
-            target=_run_worker, name=f"prefill-{model_name}", daemon=True,
-            args=(_prefill_worker, self.prefill_config, self._prefill_in, self._decode_in, prefill_w, self.max_context))
+            target=_run_worker,
+            name=f"prefill-{model_name}",
+            daemon=True,
+            args=(_prefill_worker, self.prefill_config, self._prefill_in, self._decode_in, prefill_w, self.max_context),
+        )
         self.decode_process = ctx.Process(
-            target=_run_worker, name=f"decode-{model_name}", daemon=True,
-            args=(_decode_worker, self.decode_config, self._decode_in, decode_w))
+            target=_run_worker,
+            name=f"decode-{model_name}",
+            daemon=True,
+            args=(_decode_worker, self.decode_config, self._decode_in, decode_w),
+        )
         self.prefill_process.start()
         self.decode_process.start()
-        prefill_w.close()   # the children hold the write ends; EOF then means the worker is gone
+        prefill_w.close()  # the children hold the write ends; EOF then means the worker is gone
         decode_w.close()
         self._thread = threading.Thread(target=self._read, name=f"disagg-{model_name}", daemon=True)
         self._thread.start()
@@ -330,8 +360,12 @@ class DisaggregatedEngine:
     @property
     def healthy(self) -> bool:
         """False once either worker process has died, or after ``close``."""
-        return (self._error is None and not self._closed and self.prefill_process.is_alive()
-                and self.decode_process.is_alive())
+        return (
+            self._error is None
+            and not self._closed
+            and self.prefill_process.is_alive()
+            and self.decode_process.is_alive()
+        )
 
     def tokenize(self, text: str) -> list[int]:
         """Prompt ids (with BOS) as the engine will see them."""
@@ -345,9 +379,12 @@ class DisaggregatedEngine:
         d, pending = self._stats.get("decode", empty)
         p, _ = self._stats.get("prefill", empty)
         return EngineStats(
-            running=d.running, waiting=d.waiting + pending + p.waiting + p.running,
-            kv_used_blocks=d.kv_used_blocks, kv_total_blocks=d.kv_total_blocks,
-            preemptions=d.preemptions + p.preemptions, prefix_hit_tokens=d.prefix_hit_tokens + p.prefix_hit_tokens,
+            running=d.running,
+            waiting=d.waiting + pending + p.waiting + p.running,
+            kv_used_blocks=d.kv_used_blocks,
+            kv_total_blocks=d.kv_total_blocks,
+            preemptions=d.preemptions + p.preemptions,
+            prefix_hit_tokens=d.prefix_hit_tokens + p.prefix_hit_tokens,
             max_context=self.max_context,
         )
 
@@ -362,8 +399,11 @@ class DisaggregatedEngine:
         if not transfers:
             return TransferStats()
         return TransferStats(
-            count=len(transfers), bytes=sum(t[0] for t in transfers), tokens=sum(t[2] for t in transfers),
-            seconds=sum(t[1] for t in transfers), p50_seconds=statistics.median(t[1] for t in transfers),
+            count=len(transfers),
+            bytes=sum(t[0] for t in transfers),
+            tokens=sum(t[2] for t in transfers),
+            seconds=sum(t[1] for t in transfers),
+            p50_seconds=statistics.median(t[1] for t in transfers),
         )
 
     # ------------------------------------------------------------ the reader thread
@@ -437,8 +477,9 @@ class DisaggregatedEngine:
 
     # ------------------------------------------------------------ requests
 
-    async def stream(self, prompt_ids: list[int], params: SamplingParams, *, request_id: str,
-                     priority: int = FREE) -> AsyncIterator[TokenEvent]:
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams, *, request_id: str, priority: int = FREE
+    ) -> AsyncIterator[TokenEvent]:
         """Tokens of one request as they are generated (the first from the prefill worker, the
         rest from the decode worker); ValueError for a request the engine refuses, EngineError
         when a worker is down."""

@@ -6,6 +6,7 @@ each sequence whose prompt is fully computed, streams it, and retires finished s
 step's shape and duration is kept in ``step_log``: the fleet simulator's CPU step-time model is
 fitted from it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -99,24 +100,40 @@ def sample(logits: torch.Tensor, seqs: list[Sequence], generators: dict[str, tor
 class LLMEngine:
     """One replica: ``add_request`` then ``step`` until ``has_work`` is False, or ``generate``."""
 
-    def __init__(self, config: EngineConfig | None = None, *, model: Transformer | None = None,
-                 clock: Callable[[], float] = time.perf_counter, block_manager: type[BlockAllocator] = BlockManager,
-                 scheduler: type[SchedulerBase] = Scheduler, tokenizer: Tokenizer | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        model: Transformer | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        block_manager: type[BlockAllocator] = BlockManager,
+        scheduler: type[SchedulerBase] = Scheduler,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
         """``block_manager`` and ``scheduler`` are the classes the engine instantiates (the
         notebook's and the dashboard's seam for the student's own); ``tokenizer`` is the model's
         (bytes by default; a trained model from Lab 08's registry brings its BPE)."""
         self.config = config or EngineConfig()
         cfg: ModelConfig = model.cfg if model is not None else get_config(self.config.model)
         dtype = torch.bfloat16 if self.config.device.startswith("cuda") else torch.float32
-        self.model = model if model is not None else build_model(cfg, seed=self.config.seed,
-                                                                  device=self.config.device, dtype=dtype)
+        self.model = (
+            model
+            if model is not None
+            else build_model(cfg, seed=self.config.seed, device=self.config.device, dtype=dtype)
+        )
         self.model_config = cfg
         self.device = torch.device(self.config.device)
         self.tokenizer = tokenizer or ByteTokenizer()
-        self.blocks = block_manager(self.config.num_blocks, self.config.block_size,
-                                    prefix_caching=self.config.prefix_caching)
-        self.cache = PagedKVCache(cfg, self.config.num_blocks, self.config.block_size,
-                                  device=self.device, dtype=next(self.model.parameters()).dtype)
+        self.blocks = block_manager(
+            self.config.num_blocks, self.config.block_size, prefix_caching=self.config.prefix_caching
+        )
+        self.cache = PagedKVCache(
+            cfg,
+            self.config.num_blocks,
+            self.config.block_size,
+            device=self.device,
+            dtype=next(self.model.parameters()).dtype,
+        )
         self.scheduler = scheduler(self.blocks, self.config.scheduler_config())
         self.clock = clock
         self.sequences: dict[str, Sequence] = {}
@@ -129,9 +146,16 @@ class LLMEngine:
         """Longest prompt plus output one request may have."""
         return min(self.model_config.max_seq_len, self.config.num_blocks * self.config.block_size)
 
-    def add_request(self, prompt: str | list[int], params: SamplingParams | None = None, *,
-                    request_id: str | None = None, priority: int = FREE,
-                    on_token: Callable[[TokenEvent], None] | None = None, arrival: float | None = None) -> str:
+    def add_request(
+        self,
+        prompt: str | list[int],
+        params: SamplingParams | None = None,
+        *,
+        request_id: str | None = None,
+        priority: int = FREE,
+        on_token: Callable[[TokenEvent], None] | None = None,
+        arrival: float | None = None,
+    ) -> str:
         """Queue a request; returns its id. ValueError (naming the field) for a request the engine
         could never serve: empty prompt, bad ``max_tokens``/``temperature``, too long in total."""
         params = params or SamplingParams()
@@ -145,13 +169,22 @@ class LLMEngine:
         if not params.temperature >= 0:
             raise ValueError(f"temperature must be >= 0, got {params.temperature!r}")
         if len(ids) + params.max_tokens > self.max_context:
-            raise ValueError(f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the "
-                             f"context length {self.max_context}")
+            raise ValueError(
+                f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the "
+                f"context length {self.max_context}"
+            )
         request_id = request_id or f"req-{next(self._ids)}"
         if request_id in self.sequences:
             raise ValueError(f"request_id {request_id!r} is already in use")
-        seq = Sequence(request_id, ids, params, priority, self.clock() if arrival is None else arrival, on_token,
-                       token_bytes=self.tokenizer.token_bytes)
+        seq = Sequence(
+            request_id,
+            ids,
+            params,
+            priority,
+            self.clock() if arrival is None else arrival,
+            on_token,
+            token_bytes=self.tokenizer.token_bytes,
+        )
         if params.temperature > 0:
             gen = torch.Generator()
             gen.manual_seed(params.seed if params.seed is not None else self.config.seed + hash(request_id) % 2**31)
@@ -173,11 +206,22 @@ class LLMEngine:
         head_dim]`` (what a prefill worker hands to a decode worker)."""
         seq = self.sequences[request_id]
         slots = self._slots(seq, range(seq.computed))
-        return torch.stack([torch.stack([k[slots], v[slots]]) for k, v in map(self.cache.flat, range(len(self.cache.k)))])
+        return torch.stack(
+            [torch.stack([k[slots], v[slots]]) for k, v in map(self.cache.flat, range(len(self.cache.k)))]
+        )
 
-    def add_prefilled(self, prompt: list[int], first_token: int, kv: torch.Tensor, params: SamplingParams, *,
-                      request_id: str, priority: int = FREE, arrival: float | None = None,
-                      on_token: Callable[[TokenEvent], None] | None = None) -> None:
+    def add_prefilled(
+        self,
+        prompt: list[int],
+        first_token: int,
+        kv: torch.Tensor,
+        params: SamplingParams,
+        *,
+        request_id: str,
+        priority: int = FREE,
+        arrival: float | None = None,
+        on_token: Callable[[TokenEvent], None] | None = None,
+    ) -> None:
         """Take over a request another worker prefilled: install its prompt's KV (``extract_kv``'s
         layout) and continue decoding after ``first_token``. OutOfBlocks when the cache is full."""
         self.add_request(prompt, params, request_id=request_id, priority=priority, on_token=on_token, arrival=arrival)
@@ -203,8 +247,9 @@ class LLMEngine:
 
     def _slots(self, seq: Sequence, positions: range) -> torch.Tensor:
         bs = self.config.block_size
-        return torch.tensor([seq.block_table[p // bs] * bs + p % bs for p in positions], dtype=torch.long,
-                            device=self.device)
+        return torch.tensor(
+            [seq.block_table[p // bs] * bs + p % bs for p in positions], dtype=torch.long, device=self.device
+        )
 
     def has_work(self) -> bool:
         """True while any request waits or runs."""
@@ -213,9 +258,12 @@ class LLMEngine:
     def stats(self) -> EngineStats:
         """Current load."""
         return EngineStats(
-            running=len(self.scheduler.running), waiting=len(self.scheduler.waiting),
-            kv_used_blocks=self.blocks.num_used, kv_total_blocks=self.blocks.num_blocks,
-            preemptions=self.scheduler.preemptions, prefix_hit_tokens=self.scheduler.prefix_hit_tokens,
+            running=len(self.scheduler.running),
+            waiting=len(self.scheduler.waiting),
+            kv_used_blocks=self.blocks.num_used,
+            kv_total_blocks=self.blocks.num_blocks,
+            preemptions=self.scheduler.preemptions,
+            prefix_hit_tokens=self.scheduler.prefix_hit_tokens,
             max_context=self.max_context,
         )
 
@@ -244,12 +292,14 @@ class LLMEngine:
         for seq, n in plan.work:
             start = seq.computed
             slices.append(SeqSlice(len(ids), n, start + n, seq.block_table))
-            ids.extend(seq.tokens[start:start + n])
+            ids.extend(seq.tokens[start : start + n])
             positions.extend(range(start, start + n))
             rows.append(len(ids) - 1)
         attend = PagedAttend(self.cache, slices, self.device)
         logits = self.model.forward_flat(
-            torch.tensor(ids, device=self.device), torch.tensor(positions, device=self.device), attend,
+            torch.tensor(ids, device=self.device),
+            torch.tensor(positions, device=self.device),
+            attend,
             torch.tensor(rows, device=self.device),
         )
         return sample(logits, [s for s, _ in plan.work], self._generators)
@@ -286,8 +336,13 @@ class LLMEngine:
                 self._finish(seq, reason, emit=False)
         return events
 
-    def generate(self, prompts: Iterable[str | list[int]], params: SamplingParams | None = None, *,
-                 progress: Callable[[int], None] | None = None) -> list[Completion]:
+    def generate(
+        self,
+        prompts: Iterable[str | list[int]],
+        params: SamplingParams | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Completion]:
         """Serve every prompt concurrently to completion; results in prompt order."""
         ids = [self.add_request(p, params) for p in prompts]
         while self.has_work():
@@ -301,6 +356,15 @@ class LLMEngine:
         seq = self.sequences[request_id]
         if seq.status is not Status.FINISHED:
             raise ValueError(f"request {request_id} has not finished")
-        return Completion(request_id, len(seq.prompt), seq.output, seq.text, seq.finish_reason or "abort",
-                          seq.arrival, seq.first_token_time or seq.finish_time or seq.arrival,
-                          seq.finish_time or seq.arrival, seq.preemptions, seq.cached_tokens)
+        return Completion(
+            request_id,
+            len(seq.prompt),
+            seq.output,
+            seq.text,
+            seq.finish_reason or "abort",
+            seq.arrival,
+            seq.first_token_time or seq.finish_time or seq.arrival,
+            seq.finish_time or seq.arrival,
+            seq.preemptions,
+            seq.cached_tokens,
+        )

@@ -6,6 +6,7 @@ The live runner (:class:`LiveRun`) is an :class:`AsyncEngine` (the gateway's rep
 finished requests; its engine thread refreshes a :class:`LiveSnapshot` which any thread reads.
 A page polls it from its own event loop, so no update is ever applied from the engine thread.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -43,11 +44,21 @@ PLAN_MAX_GPUS = 64
 PLAN_DURATION = 10.0  # simulated seconds per planner run (each plan runs a dozen or more)
 ECDF_POINTS = 400
 SWEEP_COLUMNS = ["rate", "goodput_pct", "ttft_p99_ms", "tpot_p99_ms", "throughput", "tokens_per_s_per_gpu"]
-PLAN_COLUMNS = ["rate", "prefill_gpus", "decode_gpus", "total_gpus", "goodput_pct", "tokens_per_s_per_gpu",
-                "ttft_p99_ms", "tpot_p99_ms"]
+PLAN_COLUMNS = [
+    "rate",
+    "prefill_gpus",
+    "decode_gpus",
+    "total_gpus",
+    "goodput_pct",
+    "tokens_per_s_per_gpu",
+    "ttft_p99_ms",
+    "tpot_p99_ms",
+]
 WORKED_EXAMPLE = Path(__file__).with_name("worked_example.json")
-WORDS = ("the scheduler admits a request when its blocks fit the cache and the token budget allows a chunk of "
-         "its prompt while running sequences decode one token each step").split()
+WORDS = (
+    "the scheduler admits a request when its blocks fit the cache and the token budget allows a chunk of "
+    "its prompt while running sequences decode one token each step"
+).split()
 """What the live engine's prompts are made of (a byte-level model: one token per character)."""
 PUBLISH_EVERY = 0.2  # seconds between live snapshots while tokens stream
 
@@ -89,8 +100,10 @@ def sized_fleet(model: str, gpu: str, prefill_gpus: int, decode_gpus: int, **eng
     pre, dec = -(-int(prefill_gpus) // tp) * tp, -(-int(decode_gpus) // tp) * tp
     note = ""
     if (pre, dec) != (prefill_gpus, decode_gpus):
-        note = (f"{MODELS[model].name} needs {tp} {gpu}s per instance (tensor parallel), so the pools are rounded "
-                f"up to {pre} prefill and {dec} decode GPUs.")
+        note = (
+            f"{MODELS[model].name} needs {tp} {gpu}s per instance (tensor parallel), so the pools are rounded "
+            f"up to {pre} prefill and {dec} decode GPUs."
+        )
     return FleetConfig(model=model, gpu=GPU_NAMES[gpu], prefill_gpus=pre, decode_gpus=dec, tp=tp, **engine), note
 
 
@@ -135,31 +148,65 @@ def load_rates(load: float, multiples: Sequence[float]) -> list[float]:
     return [round(load * m, 3) for m in multiples]
 
 
-def goodput_sweep(config: FleetConfig, workload: Workload, rates: Sequence[float], sla: SLA | None = None, *,
-                  progress: Progress | None = None) -> pd.DataFrame:
+def goodput_sweep(
+    config: FleetConfig,
+    workload: Workload,
+    rates: Sequence[float],
+    sla: SLA | None = None,
+    *,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     """The fleet at each open-loop arrival rate: rate (req/s), goodput_pct, ttft_p99_ms, tpot_p99_ms,
     throughput (output tok/s), tokens_per_s_per_gpu."""
     rows = []
     for rate in steps(list(rates), progress, lambda r: f"{r:g} req/s"):
         s = simulate(config, replace(workload, rate=rate, concurrency=None), sla=sla or SLA()).summary
-        rows.append((rate, 100 * s["goodput_fraction"], 1e3 * s["ttft_p99"], 1e3 * s["tpot_p99"], s["throughput"],
-                     s["tokens_per_s_per_gpu"]))
+        rows.append(
+            (
+                rate,
+                100 * s["goodput_fraction"],
+                1e3 * s["ttft_p99"],
+                1e3 * s["tpot_p99"],
+                s["throughput"],
+                s["tokens_per_s_per_gpu"],
+            )
+        )
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
-def fleet_plan(config: FleetConfig, workload: Workload, rates: Sequence[float], sla: SLA | None = None, *,
-               max_gpus: int = PLAN_MAX_GPUS, duration: float = PLAN_DURATION,
-               progress: Progress | None = None) -> pd.DataFrame:
+def fleet_plan(
+    config: FleetConfig,
+    workload: Workload,
+    rates: Sequence[float],
+    sla: SLA | None = None,
+    *,
+    max_gpus: int = PLAN_MAX_GPUS,
+    duration: float = PLAN_DURATION,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     """The smallest fleet (colocated or split) meeting the SLA for :data:`GOODPUT_TARGET` of requests at
     each rate: rate, prefill/decode/total GPUs (NaN beyond ``max_gpus``), goodput_pct,
     tokens_per_s_per_gpu, ttft_p99_ms, tpot_p99_ms."""
     base = replace(workload, duration=min(workload.duration, duration), concurrency=None)
-    parts = [fleet_vs_load(config.model, config.gpu, [rate], sla or SLA(), workload=base, base=config,
-                           max_gpus=max_gpus, target_goodput_fraction=GOODPUT_TARGET)
-             for rate in steps(list(rates), progress, lambda r: f"{r:g} req/s")]
+    parts = [
+        fleet_vs_load(
+            config.model,
+            config.gpu,
+            [rate],
+            sla or SLA(),
+            workload=base,
+            base=config,
+            max_gpus=max_gpus,
+            target_goodput_fraction=GOODPUT_TARGET,
+        )
+        for rate in steps(list(rates), progress, lambda r: f"{r:g} req/s")
+    ]
     table = pd.concat(parts, ignore_index=True)
-    table = table.assign(goodput_pct=100 * table["goodput_fraction"], ttft_p99_ms=1e3 * table["ttft_p99"],
-                         tpot_p99_ms=1e3 * table["tpot_p99"])
+    table = table.assign(
+        goodput_pct=100 * table["goodput_fraction"],
+        ttft_p99_ms=1e3 * table["ttft_p99"],
+        tpot_p99_ms=1e3 * table["tpot_p99"],
+    )
     return table[PLAN_COLUMNS]
 
 
@@ -167,16 +214,22 @@ def worked_example() -> dict[str, object]:
     """The sweeps at the dashboard's default settings (``setting``, ``sweep``, ``plan``), shown before
     the first press; :func:`save_worked_example` writes them."""
     data = json.loads(WORKED_EXAMPLE.read_text())
-    return {"setting": data["setting"], "sweep": pd.DataFrame(data["sweep"], columns=SWEEP_COLUMNS),
-            "plan": pd.DataFrame(data["plan"], columns=PLAN_COLUMNS)}
+    return {
+        "setting": data["setting"],
+        "sweep": pd.DataFrame(data["sweep"], columns=SWEEP_COLUMNS),
+        "plan": pd.DataFrame(data["plan"], columns=PLAN_COLUMNS),
+    }
 
 
 def save_worked_example(run: FleetRun, setting: str) -> None:
     """Compute both sweeps around ``run`` (the defaults' fleet) and store them as the worked example."""
     sweep = goodput_sweep(run.config, run.workload, load_rates(run.offered_rate, SWEEP))
     plan = fleet_plan(run.config, run.workload, load_rates(run.offered_rate, PLAN))
-    data = {"setting": setting, "sweep": sweep.to_dict("records"),
-            "plan": plan.astype(object).where(plan.notna(), None).to_dict("records")}
+    data = {
+        "setting": setting,
+        "sweep": sweep.to_dict("records"),
+        "plan": plan.astype(object).where(plan.notna(), None).to_dict("records"),
+    }
     WORKED_EXAMPLE.write_text(json.dumps(data, indent=1) + "\n")
 
 
@@ -229,11 +282,20 @@ class LiveRun:
     ``pause`` seconds pass between steps so a person can watch.
     """
 
-    def __init__(self, config: EngineConfig, *, model: Transformer | None = None,
-                 block_manager: type[BlockAllocator] | None = None, scheduler: type[SchedulerBase] | None = None,
-                 pause: float = 0.0, label: str = "", every: float = PUBLISH_EVERY) -> None:
-        engine = LLMEngine(config, model=model, block_manager=block_manager or BlockManager,
-                           scheduler=scheduler or Scheduler)
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        model: Transformer | None = None,
+        block_manager: type[BlockAllocator] | None = None,
+        scheduler: type[SchedulerBase] | None = None,
+        pause: float = 0.0,
+        label: str = "",
+        every: float = PUBLISH_EVERY,
+    ) -> None:
+        engine = LLMEngine(
+            config, model=model, block_manager=block_manager or BlockManager, scheduler=scheduler or Scheduler
+        )
         self.config, self.label, self.pause, self.every = config, label, pause, every
         self.version = 0
         self._lock = threading.Lock()
@@ -273,8 +335,13 @@ class LiveRun:
             self._outstanding += len(requests)
             self._idle.clear()
         for r in requests:
-            self.replica.submit(r.prompt, SamplingParams(max_tokens=r.max_tokens, ignore_eos=True),
-                                request_id=f"req-{next(self._ids)}", priority=r.priority, on_token=self._on_token)
+            self.replica.submit(
+                r.prompt,
+                SamplingParams(max_tokens=r.max_tokens, ignore_eos=True),
+                request_id=f"req-{next(self._ids)}",
+                priority=r.priority,
+                on_token=self._on_token,
+            )
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until :attr:`idle`; False when ``timeout`` seconds passed first."""
@@ -317,10 +384,17 @@ class LiveRun:
     def _publish(self, *, running: bool) -> None:
         eng, t0 = self.engine, self._t0
         seqs = list(eng.sequences.items())
-        snap = LiveSnapshot(request_table(eng, t0), pd.DataFrame(list(self._kv), columns=["t", "blocks", "running",
-                                                                                          "waiting"]),
-                            {rid: s.text for rid, s in seqs}, {rid: s.output[-24:] for rid, s in seqs},
-                            eng.clock() - t0, eng.blocks.num_blocks, len(eng.step_log), running, self.label)
+        snap = LiveSnapshot(
+            request_table(eng, t0),
+            pd.DataFrame(list(self._kv), columns=["t", "blocks", "running", "waiting"]),
+            {rid: s.text for rid, s in seqs},
+            {rid: s.output[-24:] for rid, s in seqs},
+            eng.clock() - t0,
+            eng.blocks.num_blocks,
+            len(eng.step_log),
+            running,
+            self.label,
+        )
         self._published = time.perf_counter()
         with self._lock:
             self._snap = snap

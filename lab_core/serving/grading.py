@@ -18,17 +18,21 @@
 Every check raises ``AssertionError`` with a readable counterexample; a ``NotImplementedError``
 from a blank exercise is let through unchanged. Hypothesis runs derandomized.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
+
+# isort: split
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
 from lab_core.llm.model import Transformer, build_model
 from lab_core.ratelimit.memory import TokenBucket
 from lab_core.serving.blocks import BlockManager, OutOfBlocks
@@ -123,8 +127,10 @@ def _compare_block_case(cls: type, num_blocks: int, block_size: int, script: lis
     want = _run_blocks(BlockManager, num_blocks, block_size, script)
     got = _run_blocks(cls, num_blocks, block_size, script)
     for (what, w), (_, g) in zip(want, got):
-        assert g == w, (f"num_blocks={num_blocks}, block_size={block_size}: {what}\n"
-                        f"  expected: {w}\n  yours:    {g}\n  script (op, sequence, tokens): {script}")
+        assert g == w, (
+            f"num_blocks={num_blocks}, block_size={block_size}: {what}\n"
+            f"  expected: {w}\n  yours:    {g}\n  script (op, sequence, tokens): {script}"
+        )
     assert len(got) == len(want), "your manager refused or accepted a different set of allocations"
 
 
@@ -133,8 +139,11 @@ def compare_block_manager(cls: type, max_examples: int = 120) -> None:
     explicit = [
         (8, 2, [("new", 0, [1, 2, 3, 4, 5]), ("new", 1, [1, 2, 3, 4, 9]), ("free", 0, [0]), ("free", 1, [0])]),
         (4, 2, [("new", 0, [1, 2, 3, 4]), ("free", 0, [0]), ("new", 1, [1, 2, 3, 4, 5])]),
-        (4, 2, [("new", 0, [1, 2, 3, 4]), ("free", 0, [0]), ("new", 1, [9, 9]), ("new", 2, [8, 8]),
-                ("new", 3, [1, 2, 3])]),
+        (
+            4,
+            2,
+            [("new", 0, [1, 2, 3, 4]), ("free", 0, [0]), ("new", 1, [9, 9]), ("new", 2, [8, 8]), ("new", 3, [1, 2, 3])],
+        ),
         (6, 3, [("new", 0, [1, 2, 3, 4, 5, 6]), ("new", 1, [1, 2, 3, 4, 5, 6])]),
         (8, 2, [("new", 0, [1, 2, 3, 4]), ("abort", 1, [1, 2, 3, 4, 5, 6, 7]), ("new", 2, [9, 9, 9, 9, 9, 9, 9, 9])]),
     ]
@@ -161,12 +170,15 @@ def check_blocks_in_engine(cls: type) -> None:
     try:
         got = eng.generate(prompts, params)
     except OutOfBlocks as exc:
-        raise AssertionError(f"the engine ran out of blocks on your manager, which the reference never does "
-                             f"with {config.num_blocks} blocks: {exc} (can_allocate counts shared blocks as free)") from None
+        raise AssertionError(
+            f"the engine ran out of blocks on your manager, which the reference never does "
+            f"with {config.num_blocks} blocks: {exc} (can_allocate counts shared blocks as free)"
+        ) from None
     assert [c.token_ids for c in got] == want, "the engine on your block manager generated different tokens"
     assert sum(c.cached_tokens for c in got) > 0, "no prompt found the shared prefix of the ones before it"
     assert eng.blocks.num_free == config.num_blocks, (
-        f"every request finished, yet {config.num_blocks - eng.blocks.num_free} blocks are not free")
+        f"every request finished, yet {config.num_blocks - eng.blocks.num_free} blocks are not free"
+    )
     for steps in (1, 4, 9):
         fresh = [f"{steps}-{i} nothing cached for this one, a prompt of its own" for i in range(4)]
         ids = [eng.add_request(p, SamplingParams(max_tokens=50, ignore_eos=True)) for p in fresh]
@@ -190,14 +202,22 @@ def _sched_cases(draw: st.DrawFn) -> tuple[SchedulerConfig, int, int, list[tuple
         policy=draw(st.sampled_from(["fcfs", "priority"])),
     )
     block_size = draw(st.sampled_from([2, 4]))
-    requests = [(draw(st.integers(1, 30)), draw(st.integers(1, 12)), draw(st.sampled_from([PAID, FREE])),
-                 float(draw(st.integers(0, 6)))) for _ in range(draw(st.integers(1, 7)))]
+    requests = [
+        (
+            draw(st.integers(1, 30)),
+            draw(st.integers(1, 12)),
+            draw(st.sampled_from([PAID, FREE])),
+            float(draw(st.integers(0, 6))),
+        )
+        for _ in range(draw(st.integers(1, 7)))
+    ]
     need = max(-(-(p + m) // block_size) for p, m, _, _ in requests)
     return config, block_size, draw(st.integers(need, need + 12)), requests
 
 
-def _run_scheduler(cls: type, config: SchedulerConfig, block_size: int, num_blocks: int,
-                   requests: list[tuple[int, int, int, float]]) -> list[Any]:
+def _run_scheduler(
+    cls: type, config: SchedulerConfig, block_size: int, num_blocks: int, requests: list[tuple[int, int, int, float]]
+) -> list[Any]:
     sched = cls(BlockManager(num_blocks, block_size), config)
     pending = sorted(enumerate(requests), key=lambda r: r[1][3])
     trace: list[Any] = []
@@ -226,22 +246,40 @@ def _compare_sched_case(cls: type, config: SchedulerConfig, block_size: int, num
             f"{config}, block_size={block_size}, num_blocks={num_blocks}\n"
             f"  requests (prompt tokens, max_tokens, priority 0=paid 1=free, arrival step): {requests}\n"
             f"  step {w[0]}: expected work (id, tokens) {w[1]}, preempted {w[2]}\n"
-            f"  step {g[0]}: yours             {g[1]}, preempted {g[2]}")
+            f"  step {g[0]}: yours             {g[1]}, preempted {g[2]}"
+        )
     assert len(got) == len(want), f"the reference finished in {len(want)} steps, yours in {len(got)}"
 
 
 def compare_scheduler(cls: type, max_examples: int = 120) -> None:
     """``cls`` plans every step as ``Scheduler`` does, on hand-made and generated request mixes."""
     explicit = [
-        (SchedulerConfig(token_budget=8, max_seqs=4), 4, 40, [(20, 3, FREE, 0.0), (3, 6, FREE, 0.0), (5, 2, FREE, 1.0)]),
-        (SchedulerConfig(token_budget=8, max_seqs=4, chunked_prefill=False), 4, 40,
-         [(20, 3, FREE, 0.0), (3, 6, FREE, 0.0), (5, 2, FREE, 2.0)]),
-        (SchedulerConfig(token_budget=16, max_seqs=1, policy="priority"), 4, 40, [(4, 2, FREE, 0.0), (4, 2, PAID, 0.0)]),
-        (SchedulerConfig(token_budget=16, max_seqs=4, policy="priority"), 2, 9,
-         [(6, 8, FREE, 0.0), (6, 8, PAID, 0.0)]),
+        (
+            SchedulerConfig(token_budget=8, max_seqs=4),
+            4,
+            40,
+            [(20, 3, FREE, 0.0), (3, 6, FREE, 0.0), (5, 2, FREE, 1.0)],
+        ),
+        (
+            SchedulerConfig(token_budget=8, max_seqs=4, chunked_prefill=False),
+            4,
+            40,
+            [(20, 3, FREE, 0.0), (3, 6, FREE, 0.0), (5, 2, FREE, 2.0)],
+        ),
+        (
+            SchedulerConfig(token_budget=16, max_seqs=1, policy="priority"),
+            4,
+            40,
+            [(4, 2, FREE, 0.0), (4, 2, PAID, 0.0)],
+        ),
+        (SchedulerConfig(token_budget=16, max_seqs=4, policy="priority"), 2, 9, [(6, 8, FREE, 0.0), (6, 8, PAID, 0.0)]),
         # A preemption frees blocks a waiting paid request could use: it must still wait a step.
-        (SchedulerConfig(token_budget=16, max_seqs=4, policy="priority"), 2, 10,
-         [(8, 10, PAID, 0.0), (8, 10, FREE, 0.0), (2, 1, PAID, 1.0)]),
+        (
+            SchedulerConfig(token_budget=16, max_seqs=4, policy="priority"),
+            2,
+            10,
+            [(8, 10, PAID, 0.0), (8, 10, FREE, 0.0), (2, 1, PAID, 1.0)],
+        ),
     ]
     for case in explicit:
         _compare_sched_case(cls, *case)
@@ -315,8 +353,18 @@ def _run_admission(admit: Callable, settle: Callable, events: list) -> list[Any]
         ok = admit(requests, tokens, user, prompt, max_tokens)
         if ok:
             settle(tokens, user, max_tokens, used)
-        out.append((t, user, prompt, max_tokens, used, bool(ok), round(_left(requests, user), 6),
-                    round(_left(tokens, user), 6)))
+        out.append(
+            (
+                t,
+                user,
+                prompt,
+                max_tokens,
+                used,
+                bool(ok),
+                round(_left(requests, user), 6),
+                round(_left(tokens, user), 6),
+            )
+        )
     return out
 
 
@@ -332,7 +380,8 @@ def compare_admission(admit: Callable, settle: Callable, max_examples: int = 120
                 "limits: 5 requests/min and 2,000 tokens/min per user; events (time s, user, prompt, max_tokens, used):\n"
                 f"  {events}\n  at t={w[0]} {w[1]} prompt={w[2]} max_tokens={w[3]} used={w[4]}:\n"
                 f"  expected admitted={w[5]}, requests left={w[6]}, tokens left={w[7]}\n"
-                f"  yours    admitted={g[5]}, requests left={g[6]}, tokens left={g[7]}")
+                f"  yours    admitted={g[5]}, requests left={g[6]}, tokens left={g[7]}"
+            )
 
     case([(0.0, "ann", 100, 1500, 10), (0.0, "ann", 100, 1500, 10)])
     case([(0.0, "ann", 100, 1500, 1500), (0.0, "ann", 100, 1500, 10), (0.0, "ann", 10, 10, 10)])
@@ -358,8 +407,10 @@ def check_fleet_answer(answer: Any, workload: Workload, *, target: float = 0.95)
     result = simulate(FleetConfig(model="8B", gpu="H100-SXM", prefill_gpus=prefill, decode_gpus=decode), workload)
     assert result.goodput_fraction >= target, (
         f"{prefill} prefill + {decode} decode GPUs: goodput {result.goodput_fraction:.1%} is below {target:.0%} "
-        f"(TTFT p99 {result.summary['ttft_p99'] * 1e3:.0f} ms, TPOT p99 {result.summary['tpot_p99'] * 1e3:.1f} ms)")
+        f"(TTFT p99 {result.summary['ttft_p99'] * 1e3:.0f} ms, TPOT p99 {result.summary['tpot_p99'] * 1e3:.1f} ms)"
+    )
     plan = plan_capacity("8B", "H100-SXM", workload, max_gpus=64, target_goodput_fraction=target)
     assert plan.total_gpus is not None and prefill + decode <= plan.total_gpus + 1, (
         f"{prefill + decode} GPUs meet the SLA, but {plan.total_gpus} do "
-        f"({plan.config.prefill_gpus} prefill + {plan.config.decode_gpus} decode): over-provisioned")
+        f"({plan.config.prefill_gpus} prefill + {plan.config.decode_gpus} decode): over-provisioned"
+    )

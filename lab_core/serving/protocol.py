@@ -7,6 +7,7 @@ number served first. What differs between the parts is the *queue order* built o
 has its own name (:data:`QUEUE_ORDERS`): the engine's strict ``paid-first``, the fleet
 simulator's ``paid-first, aged`` and the gateway's ``tier + length + age`` score.
 """
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -24,11 +25,15 @@ TIERS: dict[int, str] = {PAID: "paid", FREE: "free"}
 QUEUE_ORDERS: dict[str, str] = {
     "fcfs": "arrival order (engine and fleet simulator, policy='fcfs')",
     "paid-first": "engine, policy='priority': paid before free, then arrival; free waits while paid waits",
-    "paid-first, aged": ("fleet simulator, policy='priority': a free request ranks like a paid one arriving "
-                         "FleetConfig.aging s later (and longer prompts slightly later), so free is delayed, "
-                         "never starved"),
-    "tier + length + age": ("gateway queue: score = tier_weight*tier + length_weight*ln(prompt + max_tokens) "
-                            "- wait/aging_seconds, smallest first"),
+    "paid-first, aged": (
+        "fleet simulator, policy='priority': a free request ranks like a paid one arriving "
+        "FleetConfig.aging s later (and longer prompts slightly later), so free is delayed, "
+        "never starved"
+    ),
+    "tier + length + age": (
+        "gateway queue: score = tier_weight*tier + length_weight*ln(prompt + max_tokens) "
+        "- wait/aging_seconds, smallest first"
+    ),
 }
 """Each queue order built on the priority, by the name the pages and docs use for it."""
 

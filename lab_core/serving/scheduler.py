@@ -8,6 +8,7 @@ sequences are admitted in policy order while blocks, budget and the sequence cap
 chunked prefill a long prompt takes the leftover budget and continues next step, so decodes are
 never held up behind it.
 """
+
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,5 @@
 """A request inside the engine: its tokens, how far its KV is computed, its blocks and its clock."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -52,7 +53,7 @@ class Sequence:
     @property
     def output(self) -> list[int]:
         """Generated token ids so far."""
-        return self.tokens[len(self.prompt):]
+        return self.tokens[len(self.prompt) :]
 
     @property
     def remaining_prefill(self) -> int:

@@ -4,6 +4,7 @@ reports and the calibration table.
 Arrival generators stay namespaced (``arrivals.poisson``, ``arrivals.trace``) because names such
 as ``uniform`` or ``gamma`` would be ambiguous on their own.
 """
+
 from lab_core.sim import arrivals, metrics
 from lab_core.sim.arrivals import drive
 from lab_core.sim.calibration import relative_error, validation_table, worst_error

@@ -3,6 +3,7 @@
 Every generator returns a sorted 1-D ``float64`` numpy array. Random ones take ``seed`` and draw
 only through :func:`lab_core.sim.rng.rng`, so a seed gives the same stream on every machine.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,9 +69,7 @@ def poisson(rate: float, duration: float, *, seed: int | None = None) -> np.ndar
     return np.sort(g.uniform(0.0, duration, size=n))
 
 
-def gamma(
-    rate: float, duration: float, *, cv: float = 1.0, seed: int | None = None
-) -> np.ndarray:
+def gamma(rate: float, duration: float, *, cv: float = 1.0, seed: int | None = None) -> np.ndarray:
     """Renewal arrivals with gamma gaps of mean ``1/rate`` and coefficient of variation ``cv``.
 
     ``cv=1`` is Poisson, ``cv>1`` bursty, ``cv<1`` regular, ``cv=0`` exactly periodic; the first
@@ -193,9 +192,7 @@ def trace(
     if from_csv:
         frame = pd.read_csv(source)
         if column not in frame.columns:
-            raise ValueError(
-                f"column {column!r} not in {os.fspath(source)!r}; columns are {list(frame.columns)}"
-            )
+            raise ValueError(f"column {column!r} not in {os.fspath(source)!r}; columns are {list(frame.columns)}")
         raw = frame[column].to_numpy(dtype=object)
     else:
         raw = np.asarray(list(source), dtype=object)
@@ -224,9 +221,7 @@ def merge(*streams: Iterable[float]) -> np.ndarray:
     return np.sort(np.concatenate([np.asarray(s, dtype=np.float64).ravel() for s in streams]))
 
 
-def drive(
-    env: simpy.Environment, times: Iterable[float], handler: Callable[[float], Any]
-) -> simpy.Process:
+def drive(env: simpy.Environment, times: Iterable[float], handler: Callable[[float], Any]) -> simpy.Process:
     """Start a simpy process that calls ``handler(t)`` at each arrival time ``t`` (env time).
 
     A handler that returns a generator is started as its own process, so one slow request

@@ -3,6 +3,7 @@
 Each row compares what the real part measured with what the simulator predicted for the same
 workload; notebooks print it, benchmarks store it, tests bound its relative errors.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,10 @@ def relative_error(predicted: float, measured: float) -> float:
 def validation_table(rows: Iterable[tuple[str, str, float, float]]) -> pd.DataFrame:
     """A table of ``(metric, unit, measured, predicted)`` rows with each row's relative error."""
     table = pd.DataFrame(
-        [(metric, unit, float(measured), float(predicted), relative_error(float(predicted), float(measured)))
-         for metric, unit, measured, predicted in rows],
+        [
+            (metric, unit, float(measured), float(predicted), relative_error(float(predicted), float(measured)))
+            for metric, unit, measured, predicted in rows
+        ],
         columns=list(COLUMNS),
     )
     if table["metric"].duplicated().any():

@@ -3,6 +3,7 @@
 Algorithms never call ``time.time()``; they take a ``Clock`` so the same code runs live,
 inside a simpy simulation and under a test that moves time by hand.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """Metric recording: latency percentiles, throughput and histograms as tidy pandas DataFrames."""
+
 from __future__ import annotations
 
 import math
@@ -187,9 +188,7 @@ class Recorder:
         out["value"] = values[values.notna()].astype(float)
         return out.sort_values("t", kind="stable").reset_index(drop=True)
 
-    def histogram(
-        self, column: str = "latency", bins: int | Sequence[float] = 20, by: By = None
-    ) -> pd.DataFrame:
+    def histogram(self, column: str = "latency", bins: int | Sequence[float] = 20, by: By = None) -> pd.DataFrame:
         """Counts of ``column`` in bins shared by all groups: bin_left, bin_right, count [, group cols]."""
         df, cols = self._frame_by(by)
         if column not in df.columns:

@@ -1,4 +1,5 @@
 """How long work reports how far it got, so notebooks (tqdm) and dashboards (a bar) show the same steps."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence

@@ -1,4 +1,5 @@
 """Seeded randomness: every random draw in the project goes through ``rng(seed)``."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Store factories: Redis (fakeredis by default, a real server via ``REDIS_URL``) and SQLite."""
+
 from lab_core.store.redis_store import redis_client, redis_url
 from lab_core.store.sqlite_store import sqlite
 

@@ -3,6 +3,7 @@
 The training lab keeps its corpus, tokenizer and token shards here, so the same loader reads a
 folder on this machine or a bucket shared by a cluster. Keys are ``/``-separated relative paths.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """One place that decides which Redis the labs talk to."""
+
 from __future__ import annotations
 
 import os

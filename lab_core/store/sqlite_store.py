@@ -1,4 +1,5 @@
 """SQLite connections set up the same way everywhere (WAL, rows as dicts, usable across threads)."""
+
 from __future__ import annotations
 
 import sqlite3

@@ -5,6 +5,7 @@ Pure arithmetic (no torch), checked against measured tensors in ``tests/training
 References: Rajbhandari et al. 2020 (ZeRO) for model state; Korthikanti et al. 2022 ("Reducing Activation
 Recomputation in Large Transformer Models") for activations; Young 1974 / Daly 2006 for checkpoint intervals.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,9 +30,14 @@ GB = 1e9
 # shards model state over the data-parallel axis: (shards optimizer, shards grads, shards params).
 _USES: dict[str, frozenset[str]] = {s: frozenset({"dp"}) | MODEL_AXES[s] for s in STRATEGIES}
 _DP_SHARDING: dict[str, tuple[bool, bool, bool]] = {
-    "ddp": (False, False, False), "zero1": (True, False, False), "zero2": (True, True, False),
-    "zero3": (True, True, True), "fsdp": (True, True, True), "tp": (False, False, False),
-    "pp": (False, False, False), "fsdp+tp": (True, True, True),
+    "ddp": (False, False, False),
+    "zero1": (True, False, False),
+    "zero2": (True, True, False),
+    "zero3": (True, True, True),
+    "fsdp": (True, True, True),
+    "tp": (False, False, False),
+    "pp": (False, False, False),
+    "fsdp+tp": (True, True, True),
 }
 
 
@@ -71,8 +77,13 @@ def _positive_int(name: str, value: object) -> int:
 
 
 def _positive(name: str, value: object, *, zero_ok: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(
-            value) or value < 0 or (value == 0 and not zero_ok):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not zero_ok)
+    ):
         kind = "a non-negative" if zero_ok else "a positive"
         raise ValueError(f"{name} must be {kind} finite number, got {value!r}")
     return float(value)
@@ -104,9 +115,16 @@ def _stage_params(model: ModelConfig | int, tp: int, pp: int) -> list[float]:
     return stages
 
 
-def activation_bytes_per_layer(model: ModelConfig, *, micro_batch: int, seq_len: int, tp: int = 1,
-                               precision: str = "bf16-mixed", activation_checkpointing: bool = False,
-                               flash_attention: bool = False) -> float:
+def activation_bytes_per_layer(
+    model: ModelConfig,
+    *,
+    micro_batch: int,
+    seq_len: int,
+    tp: int = 1,
+    precision: str = "bf16-mixed",
+    activation_checkpointing: bool = False,
+    flash_attention: bool = False,
+) -> float:
     """Activations one transformer layer saves for backward for one micro-batch (Korthikanti et al. 2022).
 
     ``s*b*h*(34 + 5*a*s/h)`` bytes in 16-bit, ``2*s*b*h`` (the layer's input only) with full recompute; divided
@@ -158,31 +176,44 @@ def memory_per_gpu(
     if microbatches_in_flight is not None:
         microbatches_in_flight = _positive_int("microbatches_in_flight", microbatches_in_flight)
         if pp == 1 and microbatches_in_flight != 1:
-            raise ValueError(f"microbatches_in_flight applies to pipeline parallelism (pp > 1), got "
-                             f"{microbatches_in_flight} with pp=1")
+            raise ValueError(
+                f"microbatches_in_flight applies to pipeline parallelism (pp > 1), got "
+                f"{microbatches_in_flight} with pp=1"
+            )
     if isinstance(model, ModelConfig):
-        validate_mesh(dp * tp * pp, dp, tp, pp, n_heads=model.n_heads, n_kv_heads=model.n_kv_heads,
-                      n_layers=model.n_layers)
+        validate_mesh(
+            dp * tp * pp, dp, tp, pp, n_heads=model.n_heads, n_kv_heads=model.n_kv_heads, n_layers=model.n_layers
+        )
     pb, gb, ob = PRECISIONS[precision]
     shard_opt, shard_grads, shard_params = _DP_SHARDING[strategy]
     stage_params = _stage_params(model, tp, pp)
     layers, saved, working = [0] * pp, 0.0, 0.0
     if isinstance(model, ModelConfig):
         layers = [len(part) for part in np.array_split(np.arange(model.n_layers), pp)]
-        saved, full = (activation_bytes_per_layer(model, micro_batch=micro_batch, seq_len=seq_len, tp=tp,
-                                                  precision=precision, activation_checkpointing=recompute,
-                                                  flash_attention=flash_attention)
-                       for recompute in (activation_checkpointing, False))
+        saved, full = (
+            activation_bytes_per_layer(
+                model,
+                micro_batch=micro_batch,
+                seq_len=seq_len,
+                tp=tp,
+                precision=precision,
+                activation_checkpointing=recompute,
+                flash_attention=flash_attention,
+            )
+            for recompute in (activation_checkpointing, False)
+        )
         working = full if activation_checkpointing else 0.0
     stages = []
     for stage, (params, n_layers) in enumerate(zip(stage_params, layers)):
         in_flight = microbatches_in_flight if microbatches_in_flight is not None else pp - stage
-        stages.append(MemoryBreakdown(
-            params=params * pb / (dp if shard_params else 1),
-            grads=params * gb / (dp if shard_grads else 1),
-            optimizer=params * ob / (dp if shard_opt else 1),
-            activations=n_layers * in_flight * saved + (working if n_layers else 0.0),
-        ))
+        stages.append(
+            MemoryBreakdown(
+                params=params * pb / (dp if shard_params else 1),
+                grads=params * gb / (dp if shard_grads else 1),
+                optimizer=params * ob / (dp if shard_opt else 1),
+                activations=n_layers * in_flight * saved + (working if n_layers else 0.0),
+            )
+        )
     return max(stages, key=lambda m: m.total)
 
 
@@ -239,8 +270,9 @@ def expected_overhead(interval_s: float, checkpoint_s: float, mtbf_s: float, res
     return c / tau + (tau / 2 + r) / m
 
 
-def interval_tradeoff(checkpoint_s: float, mtbf_s: float, restart_s: float = 0.0,
-                      intervals: np.ndarray | list[float] | None = None) -> pd.DataFrame:
+def interval_tradeoff(
+    checkpoint_s: float, mtbf_s: float, restart_s: float = 0.0, intervals: np.ndarray | list[float] | None = None
+) -> pd.DataFrame:
     """Lost-time fractions across checkpoint intervals: interval_s, checkpoint_overhead (C/tau), lost_work
     ((tau/2 + R)/M) and total. Default: 81 intervals from 1/20 to 20x the Young/Daly optimum (log spaced)."""
     if intervals is None:
@@ -263,25 +295,43 @@ def mesh_layout(dp: int, tp: int, pp: int, gpus_per_node: int = 8) -> pd.DataFra
     dp, tp, pp = (_positive_int(n, v) for n, v in (("dp", dp), ("tp", tp), ("pp", pp)))
     gpus_per_node = _positive_int("gpus_per_node", gpus_per_node)
     rank = np.arange(dp * tp * pp)
-    return pd.DataFrame({
-        "rank": rank,
-        "dp": rank // tp % dp,
-        "tp": rank % tp,
-        "pp": rank // (tp * dp),
-        "node": rank // gpus_per_node,
-        "local": rank % gpus_per_node,
-    })
+    return pd.DataFrame(
+        {
+            "rank": rank,
+            "dp": rank // tp % dp,
+            "tp": rank % tp,
+            "pp": rank // (tp * dp),
+            "node": rank // gpus_per_node,
+            "local": rank % gpus_per_node,
+        }
+    )
 
 
-def validate_mesh(world_size: int, dp: int, tp: int, pp: int, *, n_heads: int | None = None,
-                  n_kv_heads: int | None = None, n_layers: int | None = None,
-                  gpus_per_node: int | None = None) -> None:
+def validate_mesh(
+    world_size: int,
+    dp: int,
+    tp: int,
+    pp: int,
+    *,
+    n_heads: int | None = None,
+    n_kv_heads: int | None = None,
+    n_layers: int | None = None,
+    gpus_per_node: int | None = None,
+) -> None:
     """Raise :class:`MeshError` (a ValueError) naming every reason the layout cannot run: sizes that do not
     multiply to the world size, TP not dividing the (KV) heads, more stages than layers, or TP groups that
     would straddle nodes (TP's per-layer all-reduces need NVLink)."""
     problems = []
-    sizes = {"world_size": world_size, "dp": dp, "tp": tp, "pp": pp, "n_heads": n_heads, "n_kv_heads": n_kv_heads,
-             "n_layers": n_layers, "gpus_per_node": gpus_per_node}
+    sizes = {
+        "world_size": world_size,
+        "dp": dp,
+        "tp": tp,
+        "pp": pp,
+        "n_heads": n_heads,
+        "n_kv_heads": n_kv_heads,
+        "n_layers": n_layers,
+        "gpus_per_node": gpus_per_node,
+    }
     for name, value in sizes.items():
         optional = name in ("n_heads", "n_kv_heads", "n_layers", "gpus_per_node")
         if optional and value is None:

@@ -23,6 +23,7 @@ When ``torch.distributed`` is initialised, the constructor, ``save``, ``wait``, 
 ``close`` are collective: every rank must call them in the same order. ``root`` must be one
 folder that every rank sees (a local disk on one node, a shared filesystem across nodes).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -128,8 +129,13 @@ def _rng_state() -> dict[str, Any]:
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
         "python": random.getstate(),
         # Stored as a tensor and plain numbers so the file loads with weights_only=True.
-        "numpy": {"name": np_name, "key": torch.from_numpy(np_key.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "numpy": {
+            "name": np_name,
+            "key": torch.from_numpy(np_key.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
     }
 
 
@@ -157,8 +163,7 @@ class CheckpointManager:
     a background thread, never interleave with the training step's collectives.
     """
 
-    def __init__(self, root: str | Path, *, keep_last: int = 3,
-                 process_group: dist.ProcessGroup | None = None) -> None:
+    def __init__(self, root: str | Path, *, keep_last: int = 3, process_group: dist.ProcessGroup | None = None) -> None:
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
             raise ValueError(f"keep_last must be a positive integer, got {keep_last!r}")
         self.root = Path(root)
@@ -174,8 +179,9 @@ class CheckpointManager:
         self._closed = False
         if self._pg is None:
             # DCP warns on every single-process save/load that it is "assuming" that intent; here it is the design.
-            warnings.filterwarnings("ignore", message="torch.distributed is (disabled, )?unavailable or uninitialized",
-                                    category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message="torch.distributed is (disabled, )?unavailable or uninitialized", category=UserWarning
+            )
         if self._rank == 0:
             self.root.mkdir(parents=True, exist_ok=True)
             for stale in self.root.glob(f"{_TMP_PREFIX}*"):
@@ -196,9 +202,17 @@ class CheckpointManager:
         return box[0]
 
     # -- save --------------------------------------------------------------------------------
-    def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, *, scheduler: Any = None,
-             loader_state: dict | None = None, extra: dict | None = None,
-             asynchronous: bool = False) -> SaveResult:
+    def save(
+        self,
+        step: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        scheduler: Any = None,
+        loader_state: dict | None = None,
+        extra: dict | None = None,
+        asynchronous: bool = False,
+    ) -> SaveResult:
         """Checkpoint ``step``; with ``asynchronous`` return once the state is staged in CPU memory.
 
         An async save commits in the background; ``wait`` (or the next ``save``/``load``/``close``)
@@ -230,9 +244,17 @@ class CheckpointManager:
 
         torch.save(_rng_state(), tmp / "rng" / f"rank{self._rank}.pt")
         if self._rank == 0:
-            torch.save({"format": _FORMAT, "step": step, "world_size": self._world,
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "loader_state": loader_state, "extra": extra}, tmp / TRAINER_STATE)
+            torch.save(
+                {
+                    "format": _FORMAT,
+                    "step": step,
+                    "world_size": self._world,
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "loader_state": loader_state,
+                    "extra": extra,
+                },
+                tmp / TRAINER_STATE,
+            )
         model_sd, optim_sd = get_state_dict(model, optimizer)
         state = {"model": model_sd, "optim": optim_sd}
         writer = dcp.FileSystemWriter(tmp, single_file_per_rank=True, sync_files=True)
@@ -243,10 +265,17 @@ class CheckpointManager:
                     # Owned by the manager so the CPU staging buffers are reused by every save; on a GPU
                     # they are pinned and filled by non-blocking copies (one sync at the end of staging).
                     cuda = torch.cuda.is_available()
-                    self._stager = DefaultStager(StagingOptions(use_pinned_memory=cuda, use_shared_memory=False,
-                                                                use_async_staging=False, use_non_blocking_copy=cuda))
-                upload = dcp.async_save(state, storage_writer=writer, process_group=self._pg,
-                                        async_stager=self._stager, no_dist=no_dist)
+                    self._stager = DefaultStager(
+                        StagingOptions(
+                            use_pinned_memory=cuda,
+                            use_shared_memory=False,
+                            use_async_staging=False,
+                            use_non_blocking_copy=cuda,
+                        )
+                    )
+                upload = dcp.async_save(
+                    state, storage_writer=writer, process_group=self._pg, async_stager=self._stager, no_dist=no_dist
+                )
                 # async_save returns once staging is done: the live tensors may change from here on.
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-commit")
@@ -276,8 +305,9 @@ class CheckpointManager:
             return
         # Doubles as the barrier that keeps ranks from looking for the checkpoint before the rename.
         reports: list[str | None] = [None] * self._world
-        dist.all_gather_object(reports, f"{type(error).__name__}: {error}" if error is not None else None,
-                               group=self._pg)
+        dist.all_gather_object(
+            reports, f"{type(error).__name__}: {error}" if error is not None else None, group=self._pg
+        )
         if error is not None:
             raise error
         for rank, report in enumerate(reports):
@@ -299,10 +329,16 @@ class CheckpointManager:
         # so by now the whole folder is complete and rank 0 can hash it alone.
         files = []
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            files.append({"path": path.relative_to(tmp).as_posix(), "bytes": path.stat().st_size,
-                          "sha256": _sha256(path)})
-        manifest = {"format": _FORMAT, "step": step, "world_size": self._world,
-                    "created": datetime.now(UTC).isoformat(timespec="seconds"), "files": files}
+            files.append(
+                {"path": path.relative_to(tmp).as_posix(), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+            )
+        manifest = {
+            "format": _FORMAT,
+            "step": step,
+            "world_size": self._world,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "files": files,
+        }
         with (tmp / MANIFEST).open("w") as f:
             json.dump(manifest, f, indent=1)
             f.flush()
@@ -313,7 +349,7 @@ class CheckpointManager:
 
     def _prune(self) -> None:
         committed = sorted(self._committed_dirs())
-        for _, path in committed[:-self.keep_last]:
+        for _, path in committed[: -self.keep_last]:
             shutil.rmtree(path, ignore_errors=True)
 
     def wait(self) -> None:
@@ -355,8 +391,8 @@ class CheckpointManager:
             return found
         for path in self.root.iterdir():
             name = path.name
-            if path.is_dir() and name.startswith(_PREFIX) and name[len(_PREFIX):].isdigit():
-                found.append((int(name[len(_PREFIX):]), path))
+            if path.is_dir() and name.startswith(_PREFIX) and name[len(_PREFIX) :].isdigit():
+                found.append((int(name[len(_PREFIX) :]), path))
         return sorted(found)
 
     @staticmethod
@@ -374,9 +410,13 @@ class CheckpointManager:
             raise CorruptCheckpointError(f"{file}: unreadable manifest ({exc})") from exc
 
     def _info(self, path: Path, manifest: dict) -> CheckpointInfo:
-        return CheckpointInfo(step=int(manifest["step"]), path=path,
-                              bytes=sum(int(f["bytes"]) for f in manifest["files"]),
-                              world_size=int(manifest["world_size"]), created=str(manifest["created"]))
+        return CheckpointInfo(
+            step=int(manifest["step"]),
+            path=path,
+            bytes=sum(int(f["bytes"]) for f in manifest["files"]),
+            world_size=int(manifest["world_size"]),
+            created=str(manifest["created"]),
+        )
 
     def list(self) -> list[CheckpointInfo]:
         """Committed checkpoints, oldest first (a checkpoint whose manifest is unreadable is left out, with a warning)."""
@@ -424,8 +464,15 @@ class CheckpointManager:
             raise ValueError(f"no checkpoint for step {step} in {self.root}; committed steps: {have}")
         return self.verify(path)
 
-    def load(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, scheduler: Any = None,
-             step: int | None = None, restore_rng: bool = True) -> LoadedState | None:
+    def load(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        scheduler: Any = None,
+        step: int | None = None,
+        restore_rng: bool = True,
+    ) -> LoadedState | None:
         """Restore ``step`` (default: the newest good checkpoint) into the given objects; None when there is none.
 
         Loads onto any world size and wrapping (plain, DDP, FSDP2, TP). RNG streams come from the
@@ -468,5 +515,6 @@ class CheckpointManager:
         if restore_rng:
             rank = self._rank if choice.world_size == self._world else 0
             _set_rng_state(torch.load(path / "rng" / f"rank{rank}.pt", weights_only=True))
-        return LoadedState(step=choice.step, loader_state=trainer["loader_state"], extra=trainer["extra"],
-                           world_size=choice.world_size)
+        return LoadedState(
+            step=choice.step, loader_state=trainer["loader_state"], extra=trainer["extra"], world_size=choice.world_size
+        )

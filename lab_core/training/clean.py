@@ -6,6 +6,7 @@ and near-copies (MinHash signatures over word 5-shingles, LSH banding for candid
 true Jaccard similarity of each candidate pair), and ``run_pipeline`` chains them and counts what
 each stage removed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -159,7 +160,9 @@ class DedupStats:
     rows: int
 
 
-def dedup(texts: Iterable[str], *, threshold: float = 0.8, num_perm: int = 64, seed: int = 0) -> tuple[list[int], DedupStats]:
+def dedup(
+    texts: Iterable[str], *, threshold: float = 0.8, num_perm: int = 64, seed: int = 0
+) -> tuple[list[int], DedupStats]:
     """Indices of the texts to keep (first copy wins): exact copies by normalised hash, then near copies with Jaccard >= ``threshold``."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold={threshold}: need 0 < threshold <= 1")
@@ -180,7 +183,7 @@ def dedup(texts: Iterable[str], *, threshold: float = 0.8, num_perm: int = 64, s
     for i in unique:
         sh = shingles[i] = shingle_hashes(texts[i], cache=cache)
         sig = hasher.signature(sh)
-        keys = [sig[b * rows:(b + 1) * rows].tobytes() for b in range(bands)]
+        keys = [sig[b * rows : (b + 1) * rows].tobytes() for b in range(bands)]
         others = {j for b, key in enumerate(keys) for j in buckets[b].get(key, ())}
         candidates += len(others)
         # Confirm with the true Jaccard: a 64-hash MinHash estimate has a standard error near 0.05.
@@ -189,9 +192,15 @@ def dedup(texts: Iterable[str], *, threshold: float = 0.8, num_perm: int = 64, s
         kept.append(i)
         for b, key in enumerate(keys):
             buckets[b].setdefault(key, []).append(i)
-    stats = DedupStats(input=len(texts), exact_duplicates=len(texts) - len(unique),
-                       near_duplicates=len(unique) - len(kept), kept=len(kept),
-                       candidate_pairs=candidates, bands=bands, rows=rows)
+    stats = DedupStats(
+        input=len(texts),
+        exact_duplicates=len(texts) - len(unique),
+        near_duplicates=len(unique) - len(kept),
+        kept=len(kept),
+        candidate_pairs=candidates,
+        bands=bands,
+        rows=rows,
+    )
     return kept, stats
 
 
@@ -220,8 +229,14 @@ class PipelineStats:
         return asdict(self)
 
 
-def run_pipeline(raw_docs: Iterable[str | Mapping], *, min_words: int = MIN_WORDS, threshold: float = 0.8,
-                 num_perm: int = 64, seed: int = 0) -> tuple[list[str], PipelineStats]:
+def run_pipeline(
+    raw_docs: Iterable[str | Mapping],
+    *,
+    min_words: int = MIN_WORDS,
+    threshold: float = 0.8,
+    num_perm: int = 64,
+    seed: int = 0,
+) -> tuple[list[str], PipelineStats]:
     """Clean every document (strings, or records with a ``text`` field), drop short ones, deduplicate."""
     counts = CleanCounts()
     cleaned, n_in, bytes_in = [], 0, 0
@@ -238,10 +253,15 @@ def run_pipeline(raw_docs: Iterable[str | Mapping], *, min_words: int = MIN_WORD
     keep, d = dedup(cleaned, threshold=threshold, num_perm=num_perm, seed=seed)
     docs = [cleaned[i] for i in keep]
     stats = PipelineStats(
-        input_docs=n_in, input_bytes=bytes_in, html_docs=counts.html_docs,
-        boilerplate_lines=counts.boilerplate_lines, control_chars=counts.control_chars,
-        dropped_short=n_in - len(cleaned), exact_duplicates=d.exact_duplicates,
-        near_duplicates=d.near_duplicates, kept_docs=len(docs),
+        input_docs=n_in,
+        input_bytes=bytes_in,
+        html_docs=counts.html_docs,
+        boilerplate_lines=counts.boilerplate_lines,
+        control_chars=counts.control_chars,
+        dropped_short=n_in - len(cleaned),
+        exact_duplicates=d.exact_duplicates,
+        near_duplicates=d.near_duplicates,
+        kept_docs=len(docs),
         output_bytes=sum(len(t.encode("utf-8")) for t in docs),
     )
     return docs, stats

@@ -4,6 +4,7 @@
 not divide the heads, or a world that does not fit the mesh, fails with a message naming the field instead
 of a stack trace from inside a collective.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,15 @@ PP_SCHEDULES = ("gpipe", "1f1b")
 #: The axes besides data parallelism that each strategy splits the model over: jobs here and the memory
 #: calculators (whose ZeRO stages shard over data parallelism only) read this one rule.
 MODEL_AXES: dict[str, frozenset[str]] = {
-    "single": frozenset(), "ddp": frozenset(), "zero1": frozenset(), "zero2": frozenset(), "zero3": frozenset(),
-    "fsdp": frozenset(), "tp": frozenset({"tp"}), "pp": frozenset({"pp"}), "fsdp+tp": frozenset({"tp"}),
+    "single": frozenset(),
+    "ddp": frozenset(),
+    "zero1": frozenset(),
+    "zero2": frozenset(),
+    "zero3": frozenset(),
+    "fsdp": frozenset(),
+    "tp": frozenset({"tp"}),
+    "pp": frozenset({"pp"}),
+    "fsdp+tp": frozenset({"tp"}),
 }
 
 
@@ -81,8 +89,17 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        positive = ("tp", "pp", "pp_microbatches", "steps", "micro_batch", "grad_accum", "seq_len", "keep_last",
-                    "log_every")
+        positive = (
+            "tp",
+            "pp",
+            "pp_microbatches",
+            "steps",
+            "micro_batch",
+            "grad_accum",
+            "seq_len",
+            "keep_last",
+            "log_every",
+        )
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -102,8 +119,10 @@ class TrainConfig:
         if self.pp > 1 and self.strategy != "pp":
             raise ValueError(f"pp={self.pp} needs strategy 'pp'; got {self.strategy!r}")
         if self.strategy == "pp" and self.micro_batch % self.pp_microbatches:
-            raise ValueError(f"micro_batch ({self.micro_batch}) must split into pp_microbatches "
-                             f"({self.pp_microbatches}) equal pieces")
+            raise ValueError(
+                f"micro_batch ({self.micro_batch}) must split into pp_microbatches "
+                f"({self.pp_microbatches}) equal pieces"
+            )
         cfg = self.model_config()
         if self.seq_len > cfg.max_seq_len:
             raise ValueError(f"seq_len {self.seq_len} exceeds the model's max_seq_len {cfg.max_seq_len}")
@@ -125,15 +144,19 @@ class TrainConfig:
             raise ValueError(f"strategy 'single' runs on one process; world size is {world_size}")
         dp, tp, pp = dataclasses.astuple(strategy_mesh(self.strategy, world_size, tp=tp, pp=pp))
         if self.strategy == "tp" and dp != 1:
-            raise ValueError(f"strategy 'tp' uses every rank for tensor parallelism: tp={tp} but world size is "
-                             f"{world_size}; use 'fsdp+tp' to add data parallelism")
+            raise ValueError(
+                f"strategy 'tp' uses every rank for tensor parallelism: tp={tp} but world size is "
+                f"{world_size}; use 'fsdp+tp' to add data parallelism"
+            )
         if self.strategy == "pp" and dp != 1:
-            raise ValueError(f"strategy 'pp' uses every rank as a pipeline stage: pp={pp} but world size is "
-                             f"{world_size}")
+            raise ValueError(
+                f"strategy 'pp' uses every rank as a pipeline stage: pp={pp} but world size is {world_size}"
+            )
         for heads, name in ((cfg.n_heads, "n_heads"), (cfg.n_kv_heads, "n_kv_heads")):
             if heads % tp:
-                raise ValueError(f"tensor-parallel size {tp} does not divide the model's {name} ({heads}) "
-                                 f"for model {self.model!r}")
+                raise ValueError(
+                    f"tensor-parallel size {tp} does not divide the model's {name} ({heads}) for model {self.model!r}"
+                )
         if cfg.ffn_dim % tp:
             raise ValueError(f"tensor-parallel size {tp} does not divide the model's ffn_dim ({cfg.ffn_dim})")
         if pp > cfg.n_layers:

@@ -8,6 +8,7 @@ whitespace, control and zero-width characters, decomposed Unicode, boilerplate l
 to subscribe"), very short pages, exact duplicates and near-duplicates. ``DemoCorpus.injected``
 counts each kind, so tests can check the pipeline's statistics against the truth.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,15 +19,30 @@ from pathlib import Path
 
 TOPICS: dict[str, dict[str, list[str]]] = {
     "caching": {
-        "title": ["Caching without tears", "Why the cache is never simple", "Notes on cache design",
-                  "What we learned from our cache"],
-        "parts": ["the cache", "the origin database", "the eviction policy", "the write path",
-                  "the cache key", "the read replica", "the warm-up job"],
+        "title": [
+            "Caching without tears",
+            "Why the cache is never simple",
+            "Notes on cache design",
+            "What we learned from our cache",
+        ],
+        "parts": [
+            "the cache",
+            "the origin database",
+            "the eviction policy",
+            "the write path",
+            "the cache key",
+            "the read replica",
+            "the warm-up job",
+        ],
         "metrics": ["hit rate", "p99 latency", "memory use", "origin load"],
-        "problems": ["a thundering herd", "stale reads", "a cold start", "hot keys",
-                     "cache stampedes after a deploy"],
-        "fixes": ["request coalescing", "a short expiry with random jitter", "a second cache tier",
-                  "write-through updates", "negative caching"],
+        "problems": ["a thundering herd", "stale reads", "a cold start", "hot keys", "cache stampedes after a deploy"],
+        "fixes": [
+            "request coalescing",
+            "a short expiry with random jitter",
+            "a second cache tier",
+            "write-through updates",
+            "negative caching",
+        ],
         "facts": [
             "A cache trades memory for time: it keeps recent answers so that the next request does not pay for them again.",
             "The hardest part of caching is invalidation, because every copy of the data must learn that it changed.",
@@ -37,15 +53,36 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "databases": {
-        "title": ["Choosing a database", "How replication really works", "Living with a primary and replicas",
-                  "Indexes, logs and the write path"],
-        "parts": ["the primary", "each replica", "the write-ahead log", "the query planner",
-                  "the connection pool", "the index", "the backup job"],
+        "title": [
+            "Choosing a database",
+            "How replication really works",
+            "Living with a primary and replicas",
+            "Indexes, logs and the write path",
+        ],
+        "parts": [
+            "the primary",
+            "each replica",
+            "the write-ahead log",
+            "the query planner",
+            "the connection pool",
+            "the index",
+            "the backup job",
+        ],
         "metrics": ["replication lag", "query latency", "disk usage", "lock wait time"],
-        "problems": ["a long-running transaction", "replication lag", "a missing index",
-                     "too many open connections", "a split brain"],
-        "fixes": ["a covering index", "a connection pooler", "read-your-writes routing",
-                  "smaller transactions", "automatic failover with fencing"],
+        "problems": [
+            "a long-running transaction",
+            "replication lag",
+            "a missing index",
+            "too many open connections",
+            "a split brain",
+        ],
+        "fixes": [
+            "a covering index",
+            "a connection pooler",
+            "read-your-writes routing",
+            "smaller transactions",
+            "automatic failover with fencing",
+        ],
         "facts": [
             "Every change is first written to the log, so the database can replay it after a crash.",
             "A replica applies the log of the primary, which means it is always a little behind.",
@@ -56,15 +93,36 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "queues": {
-        "title": ["Queues keep the system calm", "Designing with message queues", "Back pressure in practice",
-                  "At least once, exactly never"],
-        "parts": ["the broker", "the producer", "each consumer", "the dead letter queue",
-                  "the partition", "the offset store", "the retry policy"],
+        "title": [
+            "Queues keep the system calm",
+            "Designing with message queues",
+            "Back pressure in practice",
+            "At least once, exactly never",
+        ],
+        "parts": [
+            "the broker",
+            "the producer",
+            "each consumer",
+            "the dead letter queue",
+            "the partition",
+            "the offset store",
+            "the retry policy",
+        ],
         "metrics": ["queue depth", "consumer lag", "end-to-end latency", "messages per second"],
-        "problems": ["a poison message", "duplicate delivery", "an unbounded queue", "a slow consumer",
-                     "out-of-order events"],
-        "fixes": ["idempotent handlers", "a dead letter queue", "bounded retries with backoff",
-                  "more partitions", "back pressure on the producer"],
+        "problems": [
+            "a poison message",
+            "duplicate delivery",
+            "an unbounded queue",
+            "a slow consumer",
+            "out-of-order events",
+        ],
+        "fixes": [
+            "idempotent handlers",
+            "a dead letter queue",
+            "bounded retries with backoff",
+            "more partitions",
+            "back pressure on the producer",
+        ],
         "facts": [
             "A queue lets the producer move on while the consumer works at its own pace.",
             "Most brokers promise at-least-once delivery, so every handler must be safe to run twice.",
@@ -75,15 +133,29 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "load balancing": {
-        "title": ["Spreading the load", "What a load balancer decides", "Round robin is not enough",
-                  "Health checks and slow servers"],
-        "parts": ["the load balancer", "each backend", "the health check", "the routing table",
-                  "the connection draining step", "the autoscaler"],
+        "title": [
+            "Spreading the load",
+            "What a load balancer decides",
+            "Round robin is not enough",
+            "Health checks and slow servers",
+        ],
+        "parts": [
+            "the load balancer",
+            "each backend",
+            "the health check",
+            "the routing table",
+            "the connection draining step",
+            "the autoscaler",
+        ],
         "metrics": ["tail latency", "error rate", "CPU use per backend", "active connections"],
-        "problems": ["a slow backend", "uneven load", "sticky sessions", "a retry storm",
-                  "a flapping health check"],
-        "fixes": ["least-connections routing", "the power of two random choices", "outlier ejection",
-                  "retry budgets", "connection draining"],
+        "problems": ["a slow backend", "uneven load", "sticky sessions", "a retry storm", "a flapping health check"],
+        "fixes": [
+            "least-connections routing",
+            "the power of two random choices",
+            "outlier ejection",
+            "retry budgets",
+            "connection draining",
+        ],
         "facts": [
             "A load balancer spreads requests over many servers so that no single one becomes the bottleneck.",
             "Picking two servers at random and sending the request to the less busy one works surprisingly well.",
@@ -94,15 +166,30 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "rate limiting": {
-        "title": ["Rate limits for a public API", "Token buckets explained", "Fair use at scale",
-                  "Saying no politely"],
-        "parts": ["the rate limiter", "the token bucket", "the counter store", "the rules engine",
-                  "the API gateway", "the sliding window"],
+        "title": ["Rate limits for a public API", "Token buckets explained", "Fair use at scale", "Saying no politely"],
+        "parts": [
+            "the rate limiter",
+            "the token bucket",
+            "the counter store",
+            "the rules engine",
+            "the API gateway",
+            "the sliding window",
+        ],
         "metrics": ["rejected requests", "requests per minute", "limiter latency", "counter memory"],
-        "problems": ["a burst of traffic", "a single noisy client", "clock skew between servers",
-                     "counters that drift", "a shared limit that is too strict"],
-        "fixes": ["a token bucket per user", "a sliding window counter", "a Retry-After header",
-                  "separate limits per endpoint", "counters kept in Redis"],
+        "problems": [
+            "a burst of traffic",
+            "a single noisy client",
+            "clock skew between servers",
+            "counters that drift",
+            "a shared limit that is too strict",
+        ],
+        "fixes": [
+            "a token bucket per user",
+            "a sliding window counter",
+            "a Retry-After header",
+            "separate limits per endpoint",
+            "counters kept in Redis",
+        ],
         "facts": [
             "A token bucket refills at a steady rate and lets a client spend saved tokens in a short burst.",
             "A fixed window counter is simple, but it allows twice the limit across the edge of two windows.",
@@ -113,15 +200,22 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "sharding": {
-        "title": ["When one machine is not enough", "Sharding by key", "Consistent hashing in practice",
-                  "Moving data without downtime"],
-        "parts": ["the shard map", "each shard", "the router", "the rebalancer", "the hash ring",
-                  "the migration job"],
+        "title": [
+            "When one machine is not enough",
+            "Sharding by key",
+            "Consistent hashing in practice",
+            "Moving data without downtime",
+        ],
+        "parts": ["the shard map", "each shard", "the router", "the rebalancer", "the hash ring", "the migration job"],
         "metrics": ["rows per shard", "cross-shard queries", "rebalance time", "hot shard load"],
-        "problems": ["a hot shard", "cross-shard joins", "an uneven key space", "a slow rebalance",
-                     "a celebrity user"],
-        "fixes": ["consistent hashing", "virtual nodes", "a better shard key", "splitting hot ranges",
-                  "double writes during migration"],
+        "problems": ["a hot shard", "cross-shard joins", "an uneven key space", "a slow rebalance", "a celebrity user"],
+        "fixes": [
+            "consistent hashing",
+            "virtual nodes",
+            "a better shard key",
+            "splitting hot ranges",
+            "double writes during migration",
+        ],
         "facts": [
             "Sharding splits the data by key so that each machine holds only a part of it.",
             "With consistent hashing, adding a machine moves only a small share of the keys.",
@@ -132,15 +226,35 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "observability": {
-        "title": ["Knowing what the system does", "Metrics, logs and traces", "Alerting on symptoms",
-                  "A dashboard that helps at night"],
-        "parts": ["the metrics pipeline", "the tracing library", "the log shipper", "the alert rule",
-                  "the dashboard", "the on-call rotation"],
+        "title": [
+            "Knowing what the system does",
+            "Metrics, logs and traces",
+            "Alerting on symptoms",
+            "A dashboard that helps at night",
+        ],
+        "parts": [
+            "the metrics pipeline",
+            "the tracing library",
+            "the log shipper",
+            "the alert rule",
+            "the dashboard",
+            "the on-call rotation",
+        ],
         "metrics": ["alert volume", "time to detect", "time to recover", "trace sampling rate"],
-        "problems": ["alert fatigue", "a missing trace", "high cardinality labels", "silent failures",
-                     "a dashboard nobody reads"],
-        "fixes": ["alerts on user-facing symptoms", "tail-based sampling", "service level objectives",
-                  "structured logs", "fewer but better alerts"],
+        "problems": [
+            "alert fatigue",
+            "a missing trace",
+            "high cardinality labels",
+            "silent failures",
+            "a dashboard nobody reads",
+        ],
+        "fixes": [
+            "alerts on user-facing symptoms",
+            "tail-based sampling",
+            "service level objectives",
+            "structured logs",
+            "fewer but better alerts",
+        ],
         "facts": [
             "Metrics tell you that something is wrong, traces tell you where, and logs tell you why.",
             "An alert should wake someone only when users are affected and a person can do something about it.",
@@ -151,15 +265,36 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "training": {
-        "title": ["Training a model on many GPUs", "Data parallel training explained", "Checkpoints save the week",
-                  "Where the memory goes during training"],
-        "parts": ["the data loader", "the optimizer", "each GPU", "the gradient all-reduce",
-                  "the checkpoint writer", "the learning rate schedule", "the tokenizer"],
+        "title": [
+            "Training a model on many GPUs",
+            "Data parallel training explained",
+            "Checkpoints save the week",
+            "Where the memory goes during training",
+        ],
+        "parts": [
+            "the data loader",
+            "the optimizer",
+            "each GPU",
+            "the gradient all-reduce",
+            "the checkpoint writer",
+            "the learning rate schedule",
+            "the tokenizer",
+        ],
         "metrics": ["tokens per second", "training loss", "GPU memory", "step time"],
-        "problems": ["a loss spike", "an out-of-memory error", "a failed node", "a slow data loader",
-                     "diverging gradients"],
-        "fixes": ["gradient clipping", "activation checkpointing", "sharded optimizer states",
-                  "asynchronous checkpoints", "a learning rate warm-up"],
+        "problems": [
+            "a loss spike",
+            "an out-of-memory error",
+            "a failed node",
+            "a slow data loader",
+            "diverging gradients",
+        ],
+        "fixes": [
+            "gradient clipping",
+            "activation checkpointing",
+            "sharded optimizer states",
+            "asynchronous checkpoints",
+            "a learning rate warm-up",
+        ],
         "facts": [
             "In data parallel training every GPU holds a copy of the model and sees a different slice of the batch.",
             "After the backward pass the gradients are averaged across GPUs, so every copy takes the same step.",
@@ -170,15 +305,36 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "serving": {
-        "title": ["Serving a language model", "Batching requests on a GPU", "Why tokens per second matters",
-                  "Latency budgets for inference"],
-        "parts": ["the inference server", "the request queue", "the KV cache", "the scheduler",
-                  "the prefill step", "the decode loop", "the router"],
+        "title": [
+            "Serving a language model",
+            "Batching requests on a GPU",
+            "Why tokens per second matters",
+            "Latency budgets for inference",
+        ],
+        "parts": [
+            "the inference server",
+            "the request queue",
+            "the KV cache",
+            "the scheduler",
+            "the prefill step",
+            "the decode loop",
+            "the router",
+        ],
         "metrics": ["time to first token", "tokens per second", "queue wait", "GPU utilisation"],
-        "problems": ["a long prompt", "a full KV cache", "head-of-line blocking", "a traffic spike",
-                  "uneven request lengths"],
-        "fixes": ["continuous batching", "paged attention", "separate prefill and decode pools",
-                  "priority queues", "speculative decoding"],
+        "problems": [
+            "a long prompt",
+            "a full KV cache",
+            "head-of-line blocking",
+            "a traffic spike",
+            "uneven request lengths",
+        ],
+        "fixes": [
+            "continuous batching",
+            "paged attention",
+            "separate prefill and decode pools",
+            "priority queues",
+            "speculative decoding",
+        ],
         "facts": [
             "Decoding produces one token at a time, so the GPU is often waiting on memory rather than math.",
             "Continuous batching adds new requests to the batch as soon as old ones finish.",
@@ -189,15 +345,29 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "storage": {
-        "title": ["Objects, blocks and files", "How object storage stays durable", "Designing a blob store",
-                  "Erasure codes in plain words"],
-        "parts": ["the metadata service", "each storage node", "the replication job", "the garbage collector",
-                  "the upload API", "the erasure coder"],
+        "title": [
+            "Objects, blocks and files",
+            "How object storage stays durable",
+            "Designing a blob store",
+            "Erasure codes in plain words",
+        ],
+        "parts": [
+            "the metadata service",
+            "each storage node",
+            "the replication job",
+            "the garbage collector",
+            "the upload API",
+            "the erasure coder",
+        ],
         "metrics": ["durability", "upload throughput", "storage cost per terabyte", "repair time"],
-        "problems": ["a failed disk", "a lost metadata record", "small files", "a partial upload",
-                     "silent bit rot"],
-        "fixes": ["three replicas", "erasure coding", "checksums on every read", "multipart uploads",
-                  "background scrubbing"],
+        "problems": ["a failed disk", "a lost metadata record", "small files", "a partial upload", "silent bit rot"],
+        "fixes": [
+            "three replicas",
+            "erasure coding",
+            "checksums on every read",
+            "multipart uploads",
+            "background scrubbing",
+        ],
         "facts": [
             "Object storage keeps each object whole and addresses it by key instead of by block.",
             "Checksums catch silent corruption, which is more common on large fleets than most people expect.",
@@ -262,8 +432,14 @@ _BOILERPLATE = [
     "Follow us on Twitter for more updates.",
 ]
 _SHORT = [
-    "Page not found.", "Loading...", "Thanks for reading!", "Error 404: the page you asked for does not exist.",
-    "Comments are closed.", "Hello world", "", "Subscribe now and never miss a post.",
+    "Page not found.",
+    "Loading...",
+    "Thanks for reading!",
+    "Error 404: the page you asked for does not exist.",
+    "Comments are closed.",
+    "Hello world",
+    "",
+    "Subscribe now and never miss a post.",
 ]
 # Characters a crawl smuggles in: NUL, BEL, ESC, DEL (category Cc) and zero-width ones (Cf).
 _CONTROL = ["\x00", "\x07", "\x1b", "\x7f", "\u200b", "\ufeff"]
@@ -289,10 +465,18 @@ def _fill(rng: random.Random, template: str, t: dict[str, list[str]], topic: str
     metrics = rng.sample(t["metrics"], 2)
     number = rng.choice([20, 40, 50, 80, 120, 200, 500, 1200, 5000, 20000])
     values = {
-        "topic": topic, "part": parts[0], "part2": parts[1], "part3": parts[2],
-        "metric": metrics[0], "metric2": metrics[1], "problem": rng.choice(t["problems"]),
-        "fix": rng.choice(t["fixes"]), "number": number, "number2": number // rng.choice([2, 4, 10]),
-        "period": rng.choice(_PERIODS), "pct": rng.choice([10, 15, 25, 30, 40, 60]),
+        "topic": topic,
+        "part": parts[0],
+        "part2": parts[1],
+        "part3": parts[2],
+        "metric": metrics[0],
+        "metric2": metrics[1],
+        "problem": rng.choice(t["problems"]),
+        "fix": rng.choice(t["fixes"]),
+        "number": number,
+        "number2": number // rng.choice([2, 4, 10]),
+        "period": rng.choice(_PERIODS),
+        "pct": rng.choice([10, 15, 25, 30, 40, 60]),
     }
     values["Fix"] = values["fix"][0].upper() + values["fix"][1:]
     values["Problem"] = values["problem"][0].upper() + values["problem"][1:]
@@ -345,10 +529,12 @@ def _add_noise(rng: random.Random, text: str, counts: dict[str, int]) -> str:
     if rng.random() < 0.25:
         counts["boilerplate_lines"] += (n := rng.randint(1, 3))
         for _ in range(n):
-            paragraphs.insert(rng.choice([0, len(paragraphs), rng.randrange(len(paragraphs) + 1)]),
-                              rng.choice(_BOILERPLATE))
+            paragraphs.insert(
+                rng.choice([0, len(paragraphs), rng.randrange(len(paragraphs) + 1)]), rng.choice(_BOILERPLATE)
+            )
     if rng.random() < 0.3:
         counts["html_docs"] += 1
+
         def tagged(p: str) -> str:
             p = p.replace("&", "&amp;").replace('"', "&quot;").replace("'", "&#39;")
             words = p.split(" ")
@@ -358,6 +544,7 @@ def _add_noise(rng: random.Random, text: str, counts: dict[str, int]) -> str:
                 k = rng.randrange(1, len(words))
                 words[k - 1] += "&nbsp;" + words.pop(k)
             return "<p>" + " ".join(words) + "</p>"
+
         body = "\n".join(tagged(p) for p in paragraphs)
         text = f"<html><head><title>x</title><script>var n = 1;</script></head><body>\n{body}\n</body></html>"
     else:
@@ -392,12 +579,15 @@ def demo_corpus(n_docs: int = 600, *, seed: int = 0) -> DemoCorpus:
             counts["boilerplate_lines"] += 2
             records.append(("\n".join(lines), "short"))
     rng.shuffle(records)
-    docs = [{"id": f"doc-{i:05d}", "source": rng.choice(_SOURCES), "text": text}
-            for i, (text, _) in enumerate(records)]
+    docs = [{"id": f"doc-{i:05d}", "source": rng.choice(_SOURCES), "text": text} for i, (text, _) in enumerate(records)]
     kinds = [kind for _, kind in records]
     injected = {
-        "docs": len(docs), "originals": kinds.count("original"), "exact_duplicates": kinds.count("exact_duplicate"),
-        "near_duplicates": kinds.count("near_duplicate"), "short": kinds.count("short"), **counts,
+        "docs": len(docs),
+        "originals": kinds.count("original"),
+        "exact_duplicates": kinds.count("exact_duplicate"),
+        "near_duplicates": kinds.count("near_duplicate"),
+        "short": kinds.count("short"),
+        **counts,
     }
     return DemoCorpus(docs=docs, kinds=kinds, injected=injected)
 

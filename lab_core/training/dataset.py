@@ -5,6 +5,7 @@ Everything lands in one object store: ``raw/corpus.jsonl``, ``pipeline.json`` (c
 ``dataset.json`` is written last and records the arguments, a second call with the same
 arguments finds it and returns at once, and a crash half way leaves no ``dataset.json`` behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,12 @@ from lab_core.training.clean import run_pipeline
 from lab_core.training.corpus import demo_corpus
 from lab_core.training.shards import write_shards
 
-DATASET_KEY, TOKENIZER_KEY, PIPELINE_KEY, RAW_KEY = "dataset.json", "tokenizer.json", "pipeline.json", "raw/corpus.jsonl"
+DATASET_KEY, TOKENIZER_KEY, PIPELINE_KEY, RAW_KEY = (
+    "dataset.json",
+    "tokenizer.json",
+    "pipeline.json",
+    "raw/corpus.jsonl",
+)
 TRAIN_PREFIX, VAL_PREFIX = "train", "val"
 # ``progress(stage, done, total)``: stages "corpus", "clean", "bpe", "encode", "shards", in that order.
 Progress = Callable[[str, int, int], None]
@@ -75,9 +81,16 @@ def load_tokenizer(store_url: str | Path | ObjectStore) -> BPETokenizer:
     return BPETokenizer.from_json(store.get(TOKENIZER_KEY).decode())
 
 
-def prepare_dataset(store_url: str | Path | ObjectStore, *, vocab_size: int = 512, n_docs: int = 600, seed: int = 0,
-                    shard_tokens: int = 32768, val_fraction: float = 0.05,
-                    progress: Progress | None = None) -> DatasetInfo:
+def prepare_dataset(
+    store_url: str | Path | ObjectStore,
+    *,
+    vocab_size: int = 512,
+    n_docs: int = 600,
+    seed: int = 0,
+    shard_tokens: int = 32768,
+    val_fraction: float = 0.05,
+    progress: Progress | None = None,
+) -> DatasetInfo:
     """Build (or find, when the same arguments already built it) the tokenized demo dataset in the store.
 
     Validation documents are a seeded random ``val_fraction`` of the cleaned documents (at least
@@ -86,8 +99,13 @@ def prepare_dataset(store_url: str | Path | ObjectStore, *, vocab_size: int = 51
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction}: need 0 < val_fraction < 1")
     store = _store(store_url)
-    args = {"vocab_size": vocab_size, "n_docs": n_docs, "seed": seed, "shard_tokens": shard_tokens,
-            "val_fraction": val_fraction}
+    args = {
+        "vocab_size": vocab_size,
+        "n_docs": n_docs,
+        "seed": seed,
+        "shard_tokens": shard_tokens,
+        "val_fraction": val_fraction,
+    }
     existing = load_dataset_info(store)
     if existing is not None and existing.args == args:
         return existing
@@ -119,14 +137,33 @@ def prepare_dataset(store_url: str | Path | ObjectStore, *, vocab_size: int = 51
         encoded[split] = [tokenizer.encode(t) for t in texts]
         report("encode", len(encoded), 2)
     meta = {"tokenizer": TOKENIZER_KEY, "vocab_size": tokenizer.vocab_size, "seed": seed}
-    train_index = write_shards(store, TRAIN_PREFIX, encoded["train"], shard_tokens=shard_tokens, eos_id=EOS_ID,
-                               meta={**meta, "split": "train", "docs": len(train_docs)})
+    train_index = write_shards(
+        store,
+        TRAIN_PREFIX,
+        encoded["train"],
+        shard_tokens=shard_tokens,
+        eos_id=EOS_ID,
+        meta={**meta, "split": "train", "docs": len(train_docs)},
+    )
     report("shards", 1, 2)
-    val_index = write_shards(store, VAL_PREFIX, encoded["val"], shard_tokens=shard_tokens, eos_id=EOS_ID,
-                             meta={**meta, "split": "val", "docs": len(val_docs)})
+    val_index = write_shards(
+        store,
+        VAL_PREFIX,
+        encoded["val"],
+        shard_tokens=shard_tokens,
+        eos_id=EOS_ID,
+        meta={**meta, "split": "val", "docs": len(val_docs)},
+    )
     report("shards", 2, 2)
-    info = DatasetInfo(store_url=store.url, vocab_size=tokenizer.vocab_size, train_tokens=train_index.total_tokens,
-                       val_tokens=val_index.total_tokens, train_docs=len(train_docs), val_docs=len(val_docs),
-                       pipeline=stats.to_dict(), args=args)
+    info = DatasetInfo(
+        store_url=store.url,
+        vocab_size=tokenizer.vocab_size,
+        train_tokens=train_index.total_tokens,
+        val_tokens=val_index.total_tokens,
+        train_docs=len(train_docs),
+        val_docs=len(val_docs),
+        pipeline=stats.to_dict(),
+        args=args,
+    )
     store.put(DATASET_KEY, info.to_json().encode())
     return info

@@ -6,6 +6,7 @@ dashboard plots them, so both see the same numbers.
   masking, a random crop) and reads a sharded loader, so only a complete checkpoint resumes it exactly;
   :func:`straight_run`, :func:`first_half` and :func:`resumed` are its uninterrupted and interrupted runs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,7 +47,7 @@ def micro_batches(k: int, micro: int, seed: int) -> list[Batch]:
     """``k`` micro-batches of ``micro`` random sequences of ``SEQ`` tokens (inputs, next-token targets)."""
     gen = torch.Generator().manual_seed(seed)
     data = torch.randint(0, get_config("tiny").vocab_size, (k * micro, SEQ + 1), generator=gen)
-    return [(data[i * micro:(i + 1) * micro, :-1], data[i * micro:(i + 1) * micro, 1:]) for i in range(k)]
+    return [(data[i * micro : (i + 1) * micro, :-1], data[i * micro : (i + 1) * micro, 1:]) for i in range(k)]
 
 
 class DropoutLM(nn.Module):

@@ -7,6 +7,7 @@ agent would lose the rendezvous too. When a node dies, the survivors' collective
 re-rendezvous with the nodes still there (at least MIN), restart their workers, and the workers resume
 from the newest complete checkpoint on the new world size (DCP reshards; the loader's position is global).
 """
+
 from __future__ import annotations
 
 import os
@@ -75,29 +76,46 @@ class ElasticJob(RunInfo):
             stop_process(agent)
 
 
-def start_elastic(config: TrainConfig, *, nodes: int = 2, min_nodes: int = 1, nproc_per_node: int = 1,
-                  workdir: Path | None = None, max_restarts: int = 3, run_name: str | None = None) -> ElasticJob:
+def start_elastic(
+    config: TrainConfig,
+    *,
+    nodes: int = 2,
+    min_nodes: int = 1,
+    nproc_per_node: int = 1,
+    workdir: Path | None = None,
+    max_restarts: int = 3,
+    run_name: str | None = None,
+) -> ElasticJob:
     """Start ``nodes`` agents of ``nproc_per_node`` workers each, elastic between ``min_nodes`` and
     ``nodes``. The config is checked for every world size the job may shrink to."""
     if not 1 <= min_nodes <= nodes:
         raise ValueError(f"need 1 <= min_nodes <= nodes; got min_nodes={min_nodes}, nodes={nodes}")
     sizes = tuple(n * nproc_per_node for n in range(min_nodes, nodes + 1))
-    workdir, run_dir, run_id, data_url = prepare_run(config, workdir=workdir, world_sizes=sizes,
-                                                     run_name=run_name or f"elastic-{config.strategy}")
+    workdir, run_dir, run_id, data_url = prepare_run(
+        config, workdir=workdir, world_sizes=sizes, run_name=run_name or f"elastic-{config.strategy}"
+    )
     port = free_port()
-    store = dist.TCPStore("127.0.0.1", port, is_master=True, multi_tenant=True, wait_for_workers=False,
-                          timeout=timedelta(seconds=60))
+    store = dist.TCPStore(
+        "127.0.0.1", port, is_master=True, multi_tenant=True, wait_for_workers=False, timeout=timedelta(seconds=60)
+    )
     args = worker_args(run_dir, workdir, run_id, data_url)
     # last_call_timeout: how long a rendezvous that has MIN nodes waits for more; short, so a restart after
     # a lost node does not stall, but long enough for nodes started together to meet in the first round.
-    cmd = torchrun_command(args, nproc=nproc_per_node, nnodes=f"{min_nodes}:{nodes}",
-                           rdzv_endpoint=f"127.0.0.1:{port}", rdzv_id=run_id, max_restarts=max_restarts,
-                           rdzv_conf="is_host=false,join_timeout=120,last_call_timeout=5")
+    cmd = torchrun_command(
+        args,
+        nproc=nproc_per_node,
+        nnodes=f"{min_nodes}:{nodes}",
+        rdzv_endpoint=f"127.0.0.1:{port}",
+        rdzv_id=run_id,
+        max_restarts=max_restarts,
+        rdzv_conf="is_host=false,join_timeout=120,last_call_timeout=5",
+    )
     agents, logs = [], []
     for i in range(nodes):
         log_path = run_dir / f"node{i}.log"
         with open(log_path, "ab") as log:
-            agents.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env(),
-                                           start_new_session=True))
+            agents.append(
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env(), start_new_session=True)
+            )
         logs.append(log_path)
     return ElasticJob(run_id, workdir / "tracker.db", run_dir, config, agents, store, logs)

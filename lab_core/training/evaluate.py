@@ -1,4 +1,5 @@
 """Evaluation: held-out loss and perplexity, sample generations, and recording both in the registry."""
+
 from __future__ import annotations
 
 import math
@@ -51,9 +52,7 @@ def _batches(source: Any, max_batches: int | None) -> Iterable[tuple[torch.Tenso
     return (b for _, b in zip(range(max_batches), source))
 
 
-def perplexity(
-    model: nn.Module, loader_or_batches: Any, *, max_batches: int | None = None
-) -> tuple[float, float]:
+def perplexity(model: nn.Module, loader_or_batches: Any, *, max_batches: int | None = None) -> tuple[float, float]:
     """Token-weighted mean cross-entropy over ``(x, y)`` batches (targets -100 ignored) and its perplexity.
 
     A loader with ``next_batch()`` is rewound afterwards when it has ``state_dict()``, so every evaluation
@@ -117,7 +116,7 @@ def generate(
     # BOS, padding and ids past the tokenizer's vocabulary are never valid output.
     banned = torch.zeros(cfg.vocab_size, dtype=torch.bool, device=device)
     banned[[tokenizer.bos_id, tokenizer.pad_id]] = True
-    banned[tokenizer.vocab_size:] = True
+    banned[tokenizer.vocab_size :] = True
     gen = torch.Generator(device=device).manual_seed(seed)
     out: list[int] = []
     was_training = model.training

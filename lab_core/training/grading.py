@@ -20,6 +20,7 @@
 Every check raises ``AssertionError`` with a readable message; a ``NotImplementedError`` from a blank
 exercise is let through unchanged. Hypothesis runs derandomized.
 """
+
 from __future__ import annotations
 
 from lab_core.grading_kit import hypothesis_settings, run_property  # before hypothesis: sets its cache folder
@@ -58,6 +59,7 @@ __all__ = [
 
 # --- exercise 1: gradient accumulation ----------------------------------------------------------
 
+
 class _RecordingSGD(torch.optim.SGD):
     """SGD that keeps a copy of the gradients each ``step`` applies, so the grader can compare them."""
 
@@ -66,8 +68,13 @@ class _RecordingSGD(torch.optim.SGD):
         self.applied: list[list[torch.Tensor | None]] = []
 
     def step(self, closure: Callable | None = None) -> None:  # type: ignore[override]
-        self.applied.append([None if p.grad is None else p.grad.detach().clone()
-                             for group in self.param_groups for p in group["params"]])
+        self.applied.append(
+            [
+                None if p.grad is None else p.grad.detach().clone()
+                for group in self.param_groups
+                for p in group["params"]
+            ]
+        )
         super().step(closure)
 
 
@@ -93,7 +100,8 @@ def _accumulate_once(step_fn: Callable, k: int, micro: int, max_norm: float, see
     assert got_loss is not None and math.isfinite(float(got_loss)), f"{what}: return the mean loss as a float"
     assert abs(float(got_loss) - want_loss) <= 1e-5 * abs(want_loss), (
         f"{what}: returned loss {float(got_loss):.6f}, but the whole batch's mean loss is {want_loss:.6f} "
-        "(return the mean of the unscaled micro-batch losses)")
+        "(return the mean of the unscaled micro-batch losses)"
+    )
     names = [n for n, _ in model.named_parameters()]
     for name, got, want in zip(names, opt.applied[0], want_grads):
         assert got is not None, f"{what}: {name} had no gradient when optimizer.step() ran"
@@ -103,7 +111,8 @@ def _accumulate_once(step_fn: Callable, k: int, micro: int, max_norm: float, see
         assert err <= 1e-4, (
             f"{what}: the gradient of {name} that optimizer.step() applied differs from the whole batch's "
             f"(relative error {err:.2e}; its norm is {ratio:.3f}x the right one). Each micro-batch's loss "
-            "must count 1/k, gradients must add up over all k micro-batches, and clipping comes after the last")
+            "must count 1/k, gradients must add up over all k micro-batches, and clipping comes after the last"
+        )
     for name, p in model.named_parameters():
         assert p.grad is None or not p.grad.any(), f"{what}: gradients left in {name}: zero them after the step"
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters())), f"{what}: the model did not change"
@@ -137,7 +146,7 @@ def _counting_ddp(seed: int) -> tuple[nn.Module, list[int]]:
     calls = [0]
 
     # No annotations: DDP checks them at run time, and this module's are strings (postponed evaluation).
-    def hook(state, bucket):  # noqa: ANN001, ANN202
+    def hook(state, bucket):
         calls[0] += 1
         fut: torch.futures.Future = torch.futures.Future()
         fut.set_result(bucket.buffer())  # one rank: the all-reduced mean is the local gradient
@@ -167,7 +176,8 @@ def check_accumulation_sync(step_fn: Callable) -> None:
                     f"DDP, {k} micro-batches per step: {rounds} gradient all-reduce bucket(s) in optimiser step "
                     f"{step + 1}, but one synchronised backward issues {per_backward}. Wrap every micro-batch but "
                     "the last in no_sync() so gradients are all-reduced once per step"
-                    + (" (with none synchronised, replicas would drift apart)" if rounds == 0 else ""))
+                    + (" (with none synchronised, replicas would drift apart)" if rounds == 0 else "")
+                )
             assert len(opt.applied) == 2, f"DDP: optimizer.step() ran {len(opt.applied)} times in 2 calls"
 
 
@@ -183,14 +193,16 @@ def compare_zero_memory(fn: Callable, max_examples: int = 150) -> None:
         got = fn(num_params, stage, dp, k=k)
         assert got is not None and math.isclose(float(got), want, rel_tol=1e-9), (
             f"zero_bytes_per_gpu({num_params:,}, stage={stage}, dp={dp}, k={k}) = {got!r}; expected {want:,.1f} "
-            f"bytes ({want / 1e9:.3f} GB)")
+            f"bytes ({want / 1e9:.3f} GB)"
+        )
 
     for args in explicit:
         case(*args)
     default = fn(10**9, 0, 4)
     assert default is not None and math.isclose(float(default), 16e9), (
         f"zero_bytes_per_gpu(1e9 params, stage 0) with the default k = {default!r}; expected 16e9 "
-        "(2 + 2 + 12 bytes per parameter)")
+        "(2 + 2 + 12 bytes per parameter)"
+    )
 
     @hypothesis_settings(max_examples)
     @given(st.integers(1, 10**12), st.sampled_from([0, 1, 2, 3]), st.integers(1, 4096), st.sampled_from([4, 8, 12, 16]))
@@ -228,16 +240,24 @@ def check_min_dp(answer: object) -> None:
 
 # --- exercise 3: checkpoints ---------------------------------------------------------------------
 
-def _compare_resumed(what: str, want_losses: list[float], want_params: list[torch.Tensor], step: object,
-                     losses: list[float], params: list[torch.Tensor]) -> None:
+
+def _compare_resumed(
+    what: str,
+    want_losses: list[float],
+    want_params: list[torch.Tensor],
+    step: object,
+    losses: list[float],
+    params: list[torch.Tensor],
+) -> None:
     assert step == STEPS // 2, f"{what}: load_checkpoint returned {step!r}; expected the saved step {STEPS // 2}"
-    tail = want_losses[STEPS // 2:]
+    tail = want_losses[STEPS // 2 :]
     for i, (got, want) in enumerate(zip(losses, tail)):
         assert got == want, (
             f"{what}: step {STEPS // 2 + i + 1} after resuming has loss {got:.6f}, the uninterrupted run "
             f"{want:.6f}.\n  resumed:       {[round(v, 6) for v in losses]}\n  uninterrupted: "
             f"{[round(v, 6) for v in tail]}\nA resume must restore the model, the optimizer, the LR schedule, "
-            "the data position and the random generators (torch, NumPy, Python)")
+            "the data position and the random generators (torch, NumPy, Python)"
+        )
     for got, want in zip(params, want_params):
         assert torch.equal(got, want), f"{what}: the final weights differ from the uninterrupted run's"
 
@@ -310,8 +330,9 @@ def check_atomic_save(save: Callable, load: Callable) -> None:
             loop = first_half(store, save, path)
         leftovers = sorted(set(os.listdir(folder)) - {path.name})
         assert not leftovers, f"after a successful save the folder holds {leftovers} besides {path.name}: clean up"
-        assert fsyncs[0] >= 1, ("save_checkpoint never called os.fsync: after a power cut the rename could reach "
-                                "the disk before the data")
+        assert fsyncs[0] >= 1, (
+            "save_checkpoint never called os.fsync: after a power cut the rename could reach the disk before the data"
+        )
         # The job trains on and tries to save again; the machine dies half way through the write.
         for _ in range(2):
             loop.step()
@@ -330,7 +351,8 @@ def check_atomic_save(save: Callable, load: Callable) -> None:
             raise AssertionError(
                 f"after a crash half way through the second save, {path.name} no longer loads "
                 f"({type(exc).__name__}: {str(exc)[:120]}). Write to a temporary file in the same folder, flush "
-                "and fsync it, then os.replace it onto the path") from None
+                "and fsync it, then os.replace it onto the path"
+            ) from None
         _compare_resumed("after a crash during the next save", want_losses, want_params, *after)
 
 

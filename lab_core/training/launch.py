@@ -5,6 +5,7 @@ dataset once, open a tracker run, and run the workers in their own process group
 jobs pass ``nnodes="MIN:MAX"`` and a rendezvous endpoint, and ``torchrun`` restarts the workers on the
 nodes that are left, up to ``max_restarts`` times.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,14 +73,37 @@ class LaunchedRun(RunInfo):
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
-def torchrun_command(worker_args: list[str], *, nproc: int, nnodes: str = "1", rdzv_endpoint: str | None = None,
-                     rdzv_id: str = "syslab", max_restarts: int = 0, rdzv_conf: str | None = None) -> list[str]:
+def torchrun_command(
+    worker_args: list[str],
+    *,
+    nproc: int,
+    nnodes: str = "1",
+    rdzv_endpoint: str | None = None,
+    rdzv_id: str = "syslab",
+    max_restarts: int = 0,
+    rdzv_conf: str | None = None,
+) -> list[str]:
     """The ``torchrun`` command line: a fixed single-node world by default, or an elastic one with a
     c10d rendezvous when ``rdzv_endpoint`` is given."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--nnodes", nnodes,
-           "--max-restarts", str(max_restarts)]
-    cmd += ["--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv_endpoint or f"127.0.0.1:{free_port()}",
-            "--rdzv-id", rdzv_id]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "--nnodes",
+        nnodes,
+        "--max-restarts",
+        str(max_restarts),
+    ]
+    cmd += [
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        rdzv_endpoint or f"127.0.0.1:{free_port()}",
+        "--rdzv-id",
+        rdzv_id,
+    ]
     if rdzv_conf:
         cmd += ["--rdzv-conf", rdzv_conf]
     return cmd + ["-m", "lab_core.training.worker", *worker_args]
@@ -93,8 +117,14 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def prepare_run(config: TrainConfig, *, workdir: Path | None = None, world_sizes: tuple[int, ...] = (1,),
-                run_name: str | None = None, run_id: str | None = None) -> tuple[Path, Path, str, str]:
+def prepare_run(
+    config: TrainConfig,
+    *,
+    workdir: Path | None = None,
+    world_sizes: tuple[int, ...] = (1,),
+    run_name: str | None = None,
+    run_id: str | None = None,
+) -> tuple[Path, Path, str, str]:
     """Check ``config`` for every world size the job may take, prepare the dataset, open the tracker run
     and write the config. Returns (workdir, run folder, run id, dataset URL)."""
     for world in world_sizes:
@@ -103,8 +133,9 @@ def prepare_run(config: TrainConfig, *, workdir: Path | None = None, world_sizes
     data_url = str(workdir / "data")
     prepare_dataset(data_url)
     tracker = Tracker(workdir / "tracker.db")
-    run_id = tracker.start_run(run_name or f"{config.strategy}-{config.model}", json.loads(config.to_json()),
-                               run_id=run_id)
+    run_id = tracker.start_run(
+        run_name or f"{config.strategy}-{config.model}", json.loads(config.to_json()), run_id=run_id
+    )
     run_dir = workdir / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(config.to_json())
@@ -113,34 +144,64 @@ def prepare_run(config: TrainConfig, *, workdir: Path | None = None, world_sizes
 
 def worker_args(run_dir: Path, workdir: Path, run_id: str, data_url: str, fail_at_step: int | None = None) -> list[str]:
     """The worker's flags for a prepared run."""
-    args = ["--config", str(run_dir / "config.json"), "--data", data_url, "--checkpoints", str(run_dir / "checkpoints"),
-            "--tracker", str(workdir / "tracker.db"), "--run-id", run_id]
+    args = [
+        "--config",
+        str(run_dir / "config.json"),
+        "--data",
+        data_url,
+        "--checkpoints",
+        str(run_dir / "checkpoints"),
+        "--tracker",
+        str(workdir / "tracker.db"),
+        "--run-id",
+        run_id,
+    ]
     return args + (["--fail-at-step", str(fail_at_step)] if fail_at_step is not None else [])
 
 
-def start(config: TrainConfig, *, workdir: Path | None = None, nproc: int = 1, run_name: str | None = None,
-          fail_at_step: int | None = None, max_restarts: int = 0) -> LaunchedRun:
+def start(
+    config: TrainConfig,
+    *,
+    workdir: Path | None = None,
+    nproc: int = 1,
+    run_name: str | None = None,
+    fail_at_step: int | None = None,
+    max_restarts: int = 0,
+) -> LaunchedRun:
     """Launch ``nproc`` workers on this machine; returns while they run. ValueError before launch when
     the config does not fit ``nproc`` ranks."""
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be a positive integer; got {nproc!r}")
     workdir, run_dir, run_id, data_url = prepare_run(config, workdir=workdir, world_sizes=(nproc,), run_name=run_name)
-    cmd = torchrun_command(worker_args(run_dir, workdir, run_id, data_url, fail_at_step), nproc=nproc,
-                           max_restarts=max_restarts, rdzv_id=run_id)
+    cmd = torchrun_command(
+        worker_args(run_dir, workdir, run_id, data_url, fail_at_step),
+        nproc=nproc,
+        max_restarts=max_restarts,
+        rdzv_id=run_id,
+    )
     with open(run_dir / "log.txt", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env(), start_new_session=True)
     return LaunchedRun(run_id, workdir / "tracker.db", run_dir, config, proc)
 
 
-def run(config: TrainConfig, *, workdir: Path | None = None, nproc: int = 1, run_name: str | None = None,
-        progress: bool = True, timeout: float | None = None, fail_at_step: int | None = None,
-        max_restarts: int = 0) -> LaunchedRun:
+def run(
+    config: TrainConfig,
+    *,
+    workdir: Path | None = None,
+    nproc: int = 1,
+    run_name: str | None = None,
+    progress: bool = True,
+    timeout: float | None = None,
+    fail_at_step: int | None = None,
+    max_restarts: int = 0,
+) -> LaunchedRun:
     """``start`` and wait, with a tqdm bar of optimiser steps. RuntimeError with the job's output when it
     fails."""
     from tqdm.auto import tqdm
 
-    job = start(config, workdir=workdir, nproc=nproc, run_name=run_name, fail_at_step=fail_at_step,
-                max_restarts=max_restarts)
+    job = start(
+        config, workdir=workdir, nproc=nproc, run_name=run_name, fail_at_step=fail_at_step, max_restarts=max_restarts
+    )
     deadline = None if timeout is None else time.monotonic() + timeout
     with tqdm(total=config.steps, desc=f"{config.strategy} x{nproc}", unit="step", disable=not progress) as bar:
         while job.proc.poll() is None:
@@ -162,6 +223,11 @@ def run_in_process(config: TrainConfig, *, workdir: Path | None = None, run_name
     from lab_core.training.trainer import train
 
     workdir, run_dir, run_id, data_url = prepare_run(config, workdir=workdir, world_sizes=(1,), run_name=run_name)
-    train(config, data_url=data_url, checkpoint_dir=run_dir / "checkpoints", tracker_path=workdir / "tracker.db",
-          run_id=run_id)
+    train(
+        config,
+        data_url=data_url,
+        checkpoint_dir=run_dir / "checkpoints",
+        tracker_path=workdir / "tracker.db",
+        run_id=run_id,
+    )
     return RunInfo(run_id, workdir / "tracker.db", run_dir, config)

@@ -1,6 +1,7 @@
 """The runs of one experiment tracker, for a live view: list them, read one as it grows, start a short real
 ``torchrun`` job on this machine and notice when it dies. The dashboard polls :meth:`LiveRuns.snapshot`.
 """
+
 from __future__ import annotations
 
 import html
@@ -50,11 +51,13 @@ class RunSnapshot:
         def metric(key: str, fmt: str) -> str:
             return format(float(latest[key]), fmt) if key in latest and not pd.isna(latest[key]) else "–"
 
-        return (f"**{html.escape(info['name'])}** ({html.escape(info['run_id'])}): {info['status']}, step "
-                f"{self.steps[0]} of {self.steps[1]}; strategy {cfg.get('strategy', '?')}, model "
-                f"{cfg.get('model', '?')}, micro-batch {cfg.get('micro_batch', '?')} × {cfg.get('seq_len', '?')} "
-                f"tokens. Loss {metric('loss', '.3f')} nats/token, {metric('tokens_per_s', ',.0f')} tokens/s, "
-                f"{metric('step_time_s', '.3f')} s/step.")
+        return (
+            f"**{html.escape(info['name'])}** ({html.escape(info['run_id'])}): {info['status']}, step "
+            f"{self.steps[0]} of {self.steps[1]}; strategy {cfg.get('strategy', '?')}, model "
+            f"{cfg.get('model', '?')}, micro-batch {cfg.get('micro_batch', '?')} × {cfg.get('seq_len', '?')} "
+            f"tokens. Loss {metric('loss', '.3f')} nats/token, {metric('tokens_per_s', ',.0f')} tokens/s, "
+            f"{metric('step_time_s', '.3f')} s/step."
+        )
 
 
 def example_run() -> RunSnapshot:

@@ -8,6 +8,7 @@ therefore depends only on ``(seed, epoch, position)``, never on the world size: 
 a different number of ranks with the same global batch sees exactly the batches it would have
 seen. Ranks fetch only the shards their rows touch, through a small LRU cache.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -22,8 +23,19 @@ from lab_core.training.shards import ShardIndex, read_shard
 class ShardedLoader:
     """Batches ``(x, y)`` of shape ``[batch_size, seq_len]`` (y is x shifted by one token) for one rank."""
 
-    def __init__(self, store: ObjectStore | str, prefix: str, *, seq_len: int, batch_size: int, rank: int = 0,
-                 world_size: int = 1, seed: int = 0, cache_shards: int = 4, verify: bool = True) -> None:
+    def __init__(
+        self,
+        store: ObjectStore | str,
+        prefix: str,
+        *,
+        seq_len: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        cache_shards: int = 4,
+        verify: bool = True,
+    ) -> None:
         if seq_len < 1:
             raise ValueError(f"seq_len={seq_len}: need at least 1")
         if batch_size < 1:
@@ -39,14 +51,18 @@ class ShardedLoader:
         per_shard = np.array([max(0, (s.tokens - 1) // seq_len) for s in self.index.shards], dtype=np.int64)
         if per_shard.sum() == 0:
             longest = max((s.tokens for s in self.index.shards), default=0)
-            raise ValueError(f"seq_len={seq_len}: every shard of {prefix!r} is too short "
-                             f"(longest holds {longest} tokens, a sample needs seq_len + 1)")
+            raise ValueError(
+                f"seq_len={seq_len}: every shard of {prefix!r} is too short "
+                f"(longest holds {longest} tokens, a sample needs seq_len + 1)"
+            )
         self._starts = np.concatenate([[0], np.cumsum(per_shard)])
         self.global_batch = batch_size * world_size
         n = int(per_shard.sum())
         if n < self.global_batch:
-            raise ValueError(f"batch_size={batch_size} x world_size={world_size}: a global batch needs "
-                             f"{self.global_batch} samples but {prefix!r} has {n} of seq_len={seq_len}")
+            raise ValueError(
+                f"batch_size={batch_size} x world_size={world_size}: a global batch needs "
+                f"{self.global_batch} samples but {prefix!r} has {n} of seq_len={seq_len}"
+            )
         self.num_samples = n
         self._epoch, self._position = 0, 0
         self._perm_epoch, self._perm = -1, np.empty(0, dtype=np.int64)
@@ -94,7 +110,7 @@ class ShardedLoader:
             self._epoch += 1
             self._position = 0
         start = self._position + self.rank * self.batch_size
-        samples = self._order()[start:start + self.batch_size]
+        samples = self._order()[start : start + self.batch_size]
         shard_ids = np.searchsorted(self._starts, samples, side="right") - 1
         rows = np.empty((self.batch_size, self.seq_len + 1), dtype=np.int64)
         # Group rows by shard so each shard is fetched once per batch even with a tiny cache.
@@ -102,7 +118,7 @@ class ShardedLoader:
             tokens = self._shard(int(s))
             for r in np.flatnonzero(shard_ids == s):
                 off = int(samples[r] - self._starts[s]) * self.seq_len
-                rows[r] = tokens[off:off + self.seq_len + 1]
+                rows[r] = tokens[off : off + self.seq_len + 1]
         self._position += self.global_batch
         data = torch.from_numpy(rows)
         return data[:, :-1].contiguous(), data[:, 1:].contiguous()
@@ -123,6 +139,8 @@ class ShardedLoader:
         self._perm_epoch = -1
 
     def __repr__(self) -> str:
-        return (f"ShardedLoader({self.store.url!r}, {self.index.prefix!r}, seq_len={self.seq_len}, "
-                f"batch_size={self.batch_size}, rank={self.rank}, world_size={self.world_size}, "
-                f"epoch={self._epoch}, position={self._position})")
+        return (
+            f"ShardedLoader({self.store.url!r}, {self.index.prefix!r}, seq_len={self.seq_len}, "
+            f"batch_size={self.batch_size}, rank={self.rank}, world_size={self.world_size}, "
+            f"epoch={self._epoch}, position={self._position})"
+        )

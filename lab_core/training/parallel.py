@@ -5,6 +5,7 @@ Each strategy answers the same questions for the trainer (:class:`Parallel`): wh
 and the checkpoint see, which data-parallel rank this process reads data for, how to skip the gradient
 all-reduce on the micro-steps of an accumulation, and how to run one micro-step forward and backward.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -130,12 +131,18 @@ class Parallel:
         return float(loss.detach())
 
 
-def _pipeline(config: TrainConfig, full: Transformer, mesh: Mesh, rank: int, device: torch.device,
-              grad_accum: int) -> tuple[StageModule, object]:
+def _pipeline(
+    config: TrainConfig, full: Transformer, mesh: Mesh, rank: int, device: torch.device, grad_accum: int
+) -> tuple[StageModule, object]:
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
-    stage = StageModule(full, stage_layers(full.cfg.n_layers, mesh.pp, rank), first=rank == 0,
-                        last=rank == mesh.pp - 1, precision=config.precision).to(device)
+    stage = StageModule(
+        full,
+        stage_layers(full.cfg.n_layers, mesh.pp, rank),
+        first=rank == 0,
+        last=rank == mesh.pp - 1,
+        precision=config.precision,
+    ).to(device)
 
     # The schedule's own scale_grads would rescale gradients accumulated by earlier steps too, so the
     # loss carries the whole 1 / (micro-batches x accumulation steps) instead.
@@ -220,12 +227,17 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(module: nn.Module, config: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def make_optimizer(
+    module: nn.Module, config: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW with weight decay on matrices only (not norms), and the warmup + cosine schedule."""
     decay = [p for p in module.parameters() if p.ndim >= 2]
     no_decay = [p for p in module.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.95),
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(config.warmup_steps, config.steps, config.min_lr_ratio))
     return opt, sched
 

@@ -5,6 +5,7 @@ every rank builds the same seeded model twice, once laid out by the strategy and
 global batch (each data-parallel rank its slice), gathers the strategy's gradients to full tensors and
 prints, per strategy and precision, the largest per-tensor relative difference ``|g - g_ref| / |g_ref|``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,16 +26,22 @@ def _full(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if isinstance(t, DTensor) else t
 
 
-def gradient_parity(strategy: str, precision: str, *, model: str = "tiny", batch: int = 8, seq_len: int = 32,
-                    grad_accum: int = 2) -> float:
+def gradient_parity(
+    strategy: str, precision: str, *, model: str = "tiny", batch: int = 8, seq_len: int = 32, grad_accum: int = 2
+) -> float:
     """Largest relative gradient difference between ``strategy`` and one process, over all tensors
     (collective: every rank calls it; all get the same number)."""
     world = dist.get_world_size()
-    probe = TrainConfig(model=model, strategy=strategy, tp=2 if strategy == "fsdp+tp" else 1,
-                        pp_microbatches=2 if strategy == "pp" else 4)
+    probe = TrainConfig(
+        model=model,
+        strategy=strategy,
+        tp=2 if strategy == "fsdp+tp" else 1,
+        pp_microbatches=2 if strategy == "pp" else 4,
+    )
     dp = probe.mesh(world).dp
-    config = dataclasses.replace(probe, micro_batch=batch // grad_accum // dp, grad_accum=grad_accum, seq_len=seq_len,
-                                 precision=precision)
+    config = dataclasses.replace(
+        probe, micro_batch=batch // grad_accum // dp, grad_accum=grad_accum, seq_len=seq_len, precision=precision
+    )
     par = parallelize(config, config.model_config())
     gen = torch.Generator().manual_seed(1)
     cfg = config.model_config()

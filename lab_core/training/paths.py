@@ -1,4 +1,5 @@
 """Where training jobs keep their data, checkpoints, tracker and registry by default."""
+
 from __future__ import annotations
 
 import os

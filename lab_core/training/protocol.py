@@ -2,6 +2,7 @@
 dashboard (``dashboard(accumulation_step=..., zero_bytes_per_gpu=..., save_checkpoint=..., load_checkpoint=...)``)
 call. The lab's own implementations are in :mod:`lab_core.training.reference`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,9 +21,15 @@ class AccumulationStep(Protocol):
     gradients all-reduced once (every micro-step but the last inside ``no_sync()``), clipped to ``max_norm``,
     then ``optimizer.step()`` and cleared gradients. Returns the mean of the unscaled micro-batch losses."""
 
-    def __call__(self, model: nn.Module, micro_batches: Sequence[Batch], optimizer: torch.optim.Optimizer, *,
-                 no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                 max_norm: float = 1.0) -> float: ...
+    def __call__(
+        self,
+        model: nn.Module,
+        micro_batches: Sequence[Batch],
+        optimizer: torch.optim.Optimizer,
+        *,
+        no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        max_norm: float = 1.0,
+    ) -> float: ...
 
 
 class ZeroBytesPerGPU(Protocol):
@@ -36,12 +43,27 @@ class SaveCheckpoint(Protocol):
     """Exercise 3: write ``step``, the model, optimiser, scheduler, loader position and the torch, Python and
     NumPy generators to one file at ``path``, atomically (temporary file, fsync, rename)."""
 
-    def __call__(self, path: str | os.PathLike, *, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scheduler: Any, loader: Any) -> None: ...
+    def __call__(
+        self,
+        path: str | os.PathLike,
+        *,
+        step: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        loader: Any,
+    ) -> None: ...
 
 
 class LoadCheckpoint(Protocol):
     """Exercise 3: restore everything :class:`SaveCheckpoint` wrote into the given objects; returns the step."""
 
-    def __call__(self, path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scheduler: Any, loader: Any) -> int: ...
+    def __call__(
+        self,
+        path: str | os.PathLike,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        loader: Any,
+    ) -> int: ...

@@ -2,6 +2,7 @@
 process, one file, what the dashboard runs beside the student's. The jobs themselves use the distributed
 versions (``Parallel.micro_step``, :class:`~lab_core.training.checkpoint.CheckpointManager`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,9 +22,14 @@ from lab_core.training.protocol import Batch
 __all__ = ["accumulation_step", "load_checkpoint", "save_checkpoint", "zero_memory"]
 
 
-def accumulation_step(model: nn.Module, micro_batches: Sequence[Batch], optimizer: torch.optim.Optimizer, *,
-                      no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                      max_norm: float = 1.0) -> float:
+def accumulation_step(
+    model: nn.Module,
+    micro_batches: Sequence[Batch],
+    optimizer: torch.optim.Optimizer,
+    *,
+    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    max_norm: float = 1.0,
+) -> float:
     """One optimiser step over ``micro_batches``, all-reducing once (the last backward runs outside ``no_sync``)."""
     k = len(micro_batches)
     total = 0.0
@@ -38,13 +44,25 @@ def accumulation_step(model: nn.Module, micro_batches: Sequence[Batch], optimize
     return total / k
 
 
-def save_checkpoint(path: str | os.PathLike, *, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, loader: Any) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loader: Any,
+) -> None:
     """Everything a bit-exact resume needs, in one file, replaced atomically."""
     path = os.fspath(path)
-    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "loader": loader.state_dict(),
-             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}}
+    state = {
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "loader": loader.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+    }
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-ckpt-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -57,8 +75,9 @@ def save_checkpoint(path: str | os.PathLike, *, step: int, model: nn.Module, opt
         raise
 
 
-def load_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    loader: Any) -> int:
+def load_checkpoint(
+    path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, loader: Any
+) -> int:
     """Restore what :func:`save_checkpoint` wrote into the given objects; returns the saved step."""
     state = torch.load(path, weights_only=False)
     model.load_state_dict(state["model"])

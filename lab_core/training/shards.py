@@ -6,6 +6,7 @@ each rank can fetch on its own. Documents are concatenated with EOS after each o
 its token count and sha256 and is written last, so a reader never sees an index naming shards
 that are not there yet.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,11 +65,17 @@ class ShardIndex:
 
     def to_json(self) -> str:
         """The index as written to the store."""
-        return json.dumps({
-            "format": FORMAT, "dtype": "uint16", "shard_tokens": self.shard_tokens, "total_tokens": self.total_tokens,
-            "shards": [{"name": s.name, "tokens": s.tokens, "sha256": s.sha256} for s in self.shards],
-            "meta": self.meta,
-        }, indent=1)
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "dtype": "uint16",
+                "shard_tokens": self.shard_tokens,
+                "total_tokens": self.total_tokens,
+                "shards": [{"name": s.name, "tokens": s.tokens, "sha256": s.sha256} for s in self.shards],
+                "meta": self.meta,
+            },
+            indent=1,
+        )
 
     @classmethod
     def load(cls, store: ObjectStore, prefix: str) -> ShardIndex:
@@ -82,23 +89,38 @@ class ShardIndex:
             raise ShardIndexError(f"shard index {key!r} in store {store.url!r} is not JSON ({exc})") from None
         try:
             if data["format"] != FORMAT or data["dtype"] != "uint16":
-                raise ShardIndexError(f"shard index {key!r}: format {data['format']!r}/{data['dtype']!r}, "
-                                      f"expected {FORMAT}/uint16")
+                raise ShardIndexError(
+                    f"shard index {key!r}: format {data['format']!r}/{data['dtype']!r}, expected {FORMAT}/uint16"
+                )
             shards = [ShardInfo(str(s["name"]), int(s["tokens"]), str(s["sha256"])) for s in data["shards"]]
-            index = cls(prefix=prefix, shard_tokens=int(data["shard_tokens"]), total_tokens=int(data["total_tokens"]),
-                        shards=shards, meta=dict(data.get("meta") or {}))
+            index = cls(
+                prefix=prefix,
+                shard_tokens=int(data["shard_tokens"]),
+                total_tokens=int(data["total_tokens"]),
+                shards=shards,
+                meta=dict(data.get("meta") or {}),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ShardIndexError):
                 raise
             raise ShardIndexError(f"shard index {key!r} in store {store.url!r} is malformed ({exc!r})") from None
         if sum(s.tokens for s in shards) != index.total_tokens:
-            raise ShardIndexError(f"shard index {key!r}: total_tokens={index.total_tokens} but the shards "
-                                  f"hold {sum(s.tokens for s in shards)}")
+            raise ShardIndexError(
+                f"shard index {key!r}: total_tokens={index.total_tokens} but the shards "
+                f"hold {sum(s.tokens for s in shards)}"
+            )
         return index
 
 
-def write_shards(store: ObjectStore, prefix: str, token_docs: Iterable[list[int]], *, shard_tokens: int = 65536,
-                 eos_id: int = 257, meta: dict | None = None) -> ShardIndex:
+def write_shards(
+    store: ObjectStore,
+    prefix: str,
+    token_docs: Iterable[list[int]],
+    *,
+    shard_tokens: int = 65536,
+    eos_id: int = 257,
+    meta: dict | None = None,
+) -> ShardIndex:
     """Write the documents, each followed by ``eos_id``, as uint16 shards of ``shard_tokens`` ids, then the index.
 
     Shards left under ``prefix`` by an earlier, larger write are deleted after the new index is in place.
@@ -127,7 +149,7 @@ def write_shards(store: ObjectStore, prefix: str, token_docs: Iterable[list[int]
         pos = 0
         while pos < arr.size:
             take = min(shard_tokens - fill, arr.size - pos)
-            buf[fill:fill + take] = arr[pos:pos + take]
+            buf[fill : fill + take] = arr[pos : pos + take]
             fill += take
             pos += take
             if fill == shard_tokens:
@@ -135,8 +157,13 @@ def write_shards(store: ObjectStore, prefix: str, token_docs: Iterable[list[int]
                 fill = 0
     if fill:
         flush(fill)
-    index = ShardIndex(prefix=prefix, shard_tokens=shard_tokens, total_tokens=sum(s.tokens for s in shards),
-                       shards=shards, meta=dict(meta or {}))
+    index = ShardIndex(
+        prefix=prefix,
+        shard_tokens=shard_tokens,
+        total_tokens=sum(s.tokens for s in shards),
+        shards=shards,
+        meta=dict(meta or {}),
+    )
     store.put(f"{prefix}/index.json", index.to_json().encode())
     current = {index.key(i) for i in range(len(index))}
     for key in store.list(f"{prefix}/shard_"):
@@ -155,8 +182,10 @@ def read_shard(store: ObjectStore, index: ShardIndex, i: int, *, verify: bool = 
     except MissingObjectError:
         raise MissingShardError(key, store.url) from None
     if len(data) != info.tokens * DTYPE.itemsize:
-        raise CorruptShardError(f"shard {key!r} in store {store.url!r} has {len(data)} bytes, "
-                                f"the index says {info.tokens} tokens ({info.tokens * DTYPE.itemsize} bytes)")
+        raise CorruptShardError(
+            f"shard {key!r} in store {store.url!r} has {len(data)} bytes, "
+            f"the index says {info.tokens} tokens ({info.tokens * DTYPE.itemsize} bytes)"
+        )
     if verify and hashlib.sha256(data).hexdigest() != info.sha256:
         raise CorruptShardError(f"shard {key!r} in store {store.url!r} fails its sha256 check: the bytes changed")
     return np.frombuffer(data, dtype=DTYPE)

@@ -4,6 +4,7 @@ The training job (rank 0) writes; a dashboard or notebook in another process rea
 while the run goes on. SQLite in WAL mode lets one writer and many readers work at once, and every
 ``log`` commits straight away, so a reader sees a step as soon as ``log`` returns.
 """
+
 from __future__ import annotations
 
 import json

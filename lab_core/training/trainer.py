@@ -4,6 +4,7 @@ cosine LR, checkpoints, and per-step metrics into the tracker (rank 0 writes).
 ``train`` runs inside a process group set up by ``torchrun`` (see :mod:`lab_core.training.worker`) or
 alone in one process; the code path is the same.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,9 +46,16 @@ def _global_loss(par: Parallel, local: float | None) -> float:
     return float(value)
 
 
-def train(config: TrainConfig, *, data_url: str, checkpoint_dir: Path | None = None, tracker_path: Path | None = None,
-          run_id: str | None = None, device: torch.device | None = None,
-          fail_at_step: int | None = None) -> dict[int, float]:
+def train(
+    config: TrainConfig,
+    *,
+    data_url: str,
+    checkpoint_dir: Path | None = None,
+    tracker_path: Path | None = None,
+    run_id: str | None = None,
+    device: torch.device | None = None,
+    fail_at_step: int | None = None,
+) -> dict[int, float]:
     """Train ``config.steps`` optimiser steps on the dataset at ``data_url``, resuming from the newest
     valid checkpoint in ``checkpoint_dir`` if there is one. ``fail_at_step`` kills this process (exit 1)
     once that step is done: the fault the checkpoint and elastic tests inject. Returns the global loss
@@ -58,8 +66,15 @@ def train(config: TrainConfig, *, data_url: str, checkpoint_dir: Path | None = N
     cfg = config.model_config(tokenizer.vocab_size)
     par = parallelize(config, cfg, device=device)
     opt, sched = make_optimizer(par.module, config)
-    loader = ShardedLoader(ObjectStore(data_url), "train", seq_len=config.seq_len, batch_size=config.micro_batch,
-                           rank=par.dp_rank, world_size=par.dp_size, seed=config.seed)
+    loader = ShardedLoader(
+        ObjectStore(data_url),
+        "train",
+        seq_len=config.seq_len,
+        batch_size=config.micro_batch,
+        rank=par.dp_rank,
+        world_size=par.dp_size,
+        seed=config.seed,
+    )
     losses: dict[int, float] = {}
     step = 0
     ckpt = CheckpointManager(checkpoint_dir, keep_last=config.keep_last) if checkpoint_dir else None
@@ -95,16 +110,37 @@ def train(config: TrainConfig, *, data_url: str, checkpoint_dir: Path | None = N
             seconds = time.perf_counter() - t0
             losses[step] = loss
             if tracker is not None and (step % config.log_every == 0 or step == config.steps):
-                tracker.log(run_id, step, {"loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tokens / seconds,
-                                           "mfu": per_token * tokens / seconds / peak, "step_time_s": seconds,
-                                           "world_size": world})
-            if ckpt is not None and (step == config.steps or config.checkpoint_every
-                                     and step % config.checkpoint_every == 0):
-                saved = ckpt.save(step, par.module, opt, scheduler=sched, loader_state=loader.state_dict(),
-                                  asynchronous=config.async_checkpoint and step != config.steps)
+                tracker.log(
+                    run_id,
+                    step,
+                    {
+                        "loss": loss,
+                        "lr": lr,
+                        "grad_norm": norm,
+                        "tokens_per_s": tokens / seconds,
+                        "mfu": per_token * tokens / seconds / peak,
+                        "step_time_s": seconds,
+                        "world_size": world,
+                    },
+                )
+            if ckpt is not None and (
+                step == config.steps or config.checkpoint_every and step % config.checkpoint_every == 0
+            ):
+                saved = ckpt.save(
+                    step,
+                    par.module,
+                    opt,
+                    scheduler=sched,
+                    loader_state=loader.state_dict(),
+                    asynchronous=config.async_checkpoint and step != config.steps,
+                )
                 if tracker is not None:
                     tracker.log(run_id, step, {"checkpoint_blocked_s": saved.blocked_s})
-            if fail_at_step is not None and step == fail_at_step and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+            if (
+                fail_at_step is not None
+                and step == fail_at_step
+                and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+            ):
                 if ckpt is not None:
                     ckpt.wait()
                 os._exit(1)

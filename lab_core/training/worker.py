@@ -4,6 +4,7 @@ It joins the process group (gloo on CPU, NCCL when a GPU is present), trains, an
 and rendezvous come from the environment ``torchrun`` sets, so the same command serves a fixed world, an
 elastic one (``--nnodes MIN:MAX``) and a restart after a failure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,12 @@ def init_process_group(backend: str) -> None:
         return
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False)
-    dist.init_process_group(backend, store=dist.PrefixStore(f"attempt{attempt}", store),
-                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+    dist.init_process_group(
+        backend,
+        store=dist.PrefixStore(f"attempt{attempt}", store),
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,8 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     if distributed:
         init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        train(config, data_url=args.data, checkpoint_dir=args.checkpoints, tracker_path=args.tracker,
-              run_id=args.run_id, device=device, fail_at_step=args.fail_at_step)
+        train(
+            config,
+            data_url=args.data,
+            checkpoint_dir=args.checkpoints,
+            tracker_path=args.tracker,
+            run_id=args.run_id,
+            device=device,
+            fail_at_step=args.fail_at_step,
+        )
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

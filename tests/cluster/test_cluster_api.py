@@ -1,4 +1,5 @@
 """The cluster job-submission API in process (time moved by hand), its wall-clock thread, and a real server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -125,7 +126,14 @@ BAD_REQUESTS = [
     ("POST", "/jobs", {"num_gpus": 1, "duration": 1e308}, 422, "invalid_field", "duration must be at most"),
     ("POST", "/jobs", {"num_gpus": 1, "duration": 10**400}, 400, "bad_number", "duration"),
     ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "priority": 10**100}, 400, "bad_number", "priority"),
-    ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "priority": 10**6}, 422, "invalid_field", "priority must be at most"),
+    (
+        "POST",
+        "/jobs",
+        {"num_gpus": 1, "duration": 60, "priority": 10**6},
+        422,
+        "invalid_field",
+        "priority must be at most",
+    ),
     ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "estimate": 1e308}, 422, "invalid_field", "estimate"),
     ("POST", "/jobs", b'{"num_gpus": 1, "duration": 60, "name": "gpu\\ud800"}', 400, "bad_text", "name"),
     ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "gpu_milli": 1500}, 422, "invalid_field", "gpu_milli"),
@@ -134,14 +142,35 @@ BAD_REQUESTS = [
     ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "cpu_milli": -1}, 422, "invalid_field", "cpu_milli"),
     ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "tenant": ""}, 422, "invalid_field", "tenant"),
     ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "gpu_type": ["H100"]}, 422, "invalid_field", "gpu_type"),
-    ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "checkpoint_interval": 0}, 422, "invalid_field", "checkpoint_interval"),
+    (
+        "POST",
+        "/jobs",
+        {"num_gpus": 1, "duration": 60, "checkpoint_interval": 0},
+        422,
+        "invalid_field",
+        "checkpoint_interval",
+    ),
     ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "estimate": -1}, 422, "invalid_field", "estimate"),
     ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "name": "x" * 300}, 422, "invalid_field", "name"),
-    ("POST", "/jobs", {"num_gpus": 65, "duration": 60}, 422, "unschedulable", "the job asks for 65 GPUs; the cluster has 64"),
+    (
+        "POST",
+        "/jobs",
+        {"num_gpus": 65, "duration": 60},
+        422,
+        "unschedulable",
+        "the job asks for 65 GPUs; the cluster has 64",
+    ),
     ("POST", "/jobs", {"num_gpus": 12, "duration": 60}, 422, "unschedulable", "multiple of 8"),
     ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "gpu_type": "A100"}, 422, "unschedulable", "A100"),
     ("POST", "/jobs", {"num_gpus": 1, "duration": 60, "memory_mib": 10**9}, 422, "unschedulable", "MiB"),
-    ("POST", "/jobs", b'{"num_gpus": 1, "duration": 60, "name": "' + b"x" * 70_000 + b'"}', 413, "body_too_large", "limit"),
+    (
+        "POST",
+        "/jobs",
+        b'{"num_gpus": 1, "duration": 60, "name": "' + b"x" * 70_000 + b'"}',
+        413,
+        "body_too_large",
+        "limit",
+    ),
     ("GET", "/jobs?state=paused", None, 400, "bad_state", "paused"),
     ("GET", "/jobs?limit=0", None, 400, "bad_limit", "1..1000"),
     ("GET", "/jobs?limit=ten", None, 400, "bad_limit", "ten"),
@@ -181,8 +210,11 @@ def snapshot(app) -> tuple:
     )
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "error", "mentions"), BAD_REQUESTS,
-                         ids=[f"{m} {str(b)[:40]} {p[:30]} {e}" for m, p, b, _, e, _ in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "error", "mentions"),
+    BAD_REQUESTS,
+    ids=[f"{m} {str(b)[:40]} {p[:30]} {e}" for m, p, b, _, e, _ in BAD_REQUESTS],
+)
 def test_bad_input_gets_json_4xx_and_loses_nothing(method, path, body, status, error, mentions):
     app = fresh_app()
     live = app.state.cluster
@@ -228,7 +260,10 @@ def test_node_failure_kills_and_requeues_the_job_which_restarts_from_its_checkpo
         assert all(g["owner"] is None for g in grid["nodes"][node]["gpus"])
         events = (await c.get("/events", params={"since": 250})).json()
         assert [(e["event"], e.get("node"), e.get("job")) for e in events["events"]] == [
-            ("node failed", node, None), ("node lost", None, job["id"]), ("node declared dead", node, None)]
+            ("node failed", node, None),
+            ("node lost", None, job["id"]),
+            ("node declared dead", node, None),
+        ]
         assert events["detections"] is None  # no heartbeat monitor: failures are seen at once
         assert (await c.get("/events", params={"since": 251})).json()["events"] == []
         assert_json_error(await c.post("/failures", json={"node": node}), 409, "already_down", f"node {node}")
@@ -307,9 +342,13 @@ def test_cluster_owner_grid_matches_each_jobs_placement():
     live = app.state.cluster
 
     async def scenario(c):
-        shapes = [dict(num_gpus=4, duration=500), dict(num_gpus=1, gpu_milli=500, duration=500),
-                  dict(num_gpus=1, gpu_milli=250, duration=500), dict(num_gpus=16, duration=500),
-                  dict(num_gpus=2, duration=500)]
+        shapes = [
+            dict(num_gpus=4, duration=500),
+            dict(num_gpus=1, gpu_milli=500, duration=500),
+            dict(num_gpus=1, gpu_milli=250, duration=500),
+            dict(num_gpus=16, duration=500),
+            dict(num_gpus=2, duration=500),
+        ]
         ids = [(await submit(c, **s))["id"] for s in shapes]
         live.advance(1)
         grid = (await c.get("/cluster")).json()
@@ -341,8 +380,15 @@ def test_index_names_the_endpoints_and_the_documented_default_cluster():
     async def scenario(c):
         index = (await c.get("/")).json()
         assert "POST /jobs" in index["endpoints"] and "POST /failures" in index["endpoints"]
-        assert index["config"] == {"racks": 2, "nodes": 8, "gpus": 64, "gpu_types": ["H100"],
-                                   "scheduler": DEFAULTS["scheduler"], "placer": DEFAULTS["placer"], "speed": 60.0}
+        assert index["config"] == {
+            "racks": 2,
+            "nodes": 8,
+            "gpus": 64,
+            "gpu_types": ["H100"],
+            "scheduler": DEFAULTS["scheduler"],
+            "placer": DEFAULTS["placer"],
+            "speed": 60.0,
+        }
 
     run_asgi(app, scenario)
 
@@ -415,7 +461,9 @@ def test_a_crash_inside_the_simulation_freezes_it_with_503s():
         await submit(c, num_gpus=1, duration=10)
         with pytest.raises(Exception, match="scheduler bug"):
             live.advance(1)
-        assert_json_error(await c.post("/jobs", json={"num_gpus": 1, "duration": 5}), 503, "cluster_stopped", "scheduler bug")
+        assert_json_error(
+            await c.post("/jobs", json={"num_gpus": 1, "duration": 5}), 503, "cluster_stopped", "scheduler bug"
+        )
         assert_json_error(await c.post("/failures", json={"node": 0}), 503, "cluster_stopped", "scheduler bug")
         assert (await c.get("/metrics")).json()["error"] == "RuntimeError: scheduler bug"
         assert (await c.get(f"/jobs/{job['id']}")).status_code == 200  # what was stored can still be read
@@ -423,12 +471,15 @@ def test_a_crash_inside_the_simulation_freezes_it_with_503s():
     run_asgi(app, scenario)
 
 
-@pytest.mark.parametrize(("options", "mentions"), [
-    ({"scheduler": "lottery"}, "lottery"),
-    ({"placer": "random"}, "random"),
-    ({"speed": 0}, "speed"),
-    ({"racks": 0}, "racks"),
-])
+@pytest.mark.parametrize(
+    ("options", "mentions"),
+    [
+        ({"scheduler": "lottery"}, "lottery"),
+        ({"placer": "random"}, "random"),
+        ({"speed": 0}, "speed"),
+        ({"racks": 0}, "racks"),
+    ],
+)
 def test_bad_options_are_refused_by_name(options, mentions):
     with pytest.raises(ValueError, match=mentions):
         fresh_app(**options)
@@ -453,12 +504,15 @@ def test_demo_serves_over_loopback(tmp_path: Path):
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", SERVE, "--port", str(port), "--speed", "600", "--background-jobs", "30"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(url + "/", timeout=0.5).status_code == 200, proc,
-                   timeout=30, what="cluster demo", log=log)
+        wait_until(
+            lambda: httpx.get(url + "/", timeout=0.5).status_code == 200, proc, timeout=30, what="cluster demo", log=log
+        )
         with httpx.Client(base_url=url, timeout=5) as http:
             created = http.post("/jobs", json={"num_gpus": 2, "duration": 120, "name": "smoke"})
             assert created.status_code == 201, created.text

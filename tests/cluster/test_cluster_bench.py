@@ -6,6 +6,7 @@ overwritten. Until ``cluster`` is registered in ``lab_core.labs`` the benchmark 
 shared data folder, so the run skips without it (and fails under ``CI=true``, like every
 ``shared_data`` test).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,7 @@ RUN = (
 def quick_run(tmp_path_factory, shared_data) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path_factory.mktemp("bench-results")
     env = {**os.environ, "SYSLAB_BENCH_RESULTS": str(out), "SYSLAB_DATA": str(shared_data)}
-    proc = subprocess.run([sys.executable, "-c", RUN], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=400)
+    proc = subprocess.run([sys.executable, "-c", RUN], capture_output=True, text=True, env=env, cwd=ROOT, timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc, json.loads((out / "cluster.json").read_text())
 
@@ -104,5 +104,7 @@ def test_quick_run_has_the_calibrated_migration_figures(quick_run):
     _, record = quick_run
     migration = _named(record, "migration of a", "measured checkpoint")
     assert len(migration) == 2 and all(f["unit"] == "s" and f["value"] > 30 for f in migration)  # at least the restart
-    assert all(f["baseline"].startswith("SimConfig.migration_seconds") and f["baseline_value"] == 120 for f in migration)
+    assert all(
+        f["baseline"].startswith("SimConfig.migration_seconds") and f["baseline_value"] == 120 for f in migration
+    )
     assert record["machine"]["cluster_checkpoint"]["write_MBps"] > 0

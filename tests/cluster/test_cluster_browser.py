@@ -1,5 +1,6 @@
 """Lab 09 in a real browser: the cluster dashboard draws its plots; changing the scheduler, or stepping
 through time, redraws them."""
+
 from __future__ import annotations
 
 import hashlib

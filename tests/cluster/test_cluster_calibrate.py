@@ -1,5 +1,6 @@
 """Migration cost from a real checkpoint written and read on this machine: the model, its validation
 against a real torch job, and the simulator charging the measured cost."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,8 +42,12 @@ def test_the_simulator_charges_the_measured_migration_cost():
     assert 30 + 2 * shard / 1e11 < cost < 30 + 2 * shard / 1e6
     c = Cluster.build(racks=1, nodes_per_rack=2, gpus_per_node=8)
     # As in the defrag test: a move is needed so the 8-GPU job fits.
-    jobs = [Job(1, 0, 10_000, num_gpus=4), Job(2, 0, 10, num_gpus=4), Job(3, 1, 10_000, num_gpus=4),
-            Job(5, 20, 100, num_gpus=8)]
+    jobs = [
+        Job(1, 0, 10_000, num_gpus=4),
+        Job(2, 0, 10, num_gpus=4),
+        Job(3, 1, 10_000, num_gpus=4),
+        Job(5, 20, 100, num_gpus=8),
+    ]
     sim = Simulation(c, jobs, "defrag", "first_fit", SimConfig(check_invariants=True))
     assert sim.migration_seconds() == cost
     result = sim.run()

@@ -1,5 +1,6 @@
 """Lab 09 dashboard without a browser: it builds, every control changes what it shows, the GPU map marks
 stranded, dead and reserved GPUs, the player steps, and students' schedulers and placers plug in."""
+
 from __future__ import annotations
 
 import hashlib
@@ -126,8 +127,11 @@ def test_every_control_is_in_the_sidebar(default):
 
 
 def test_stranded_cells_add_up_to_the_stranded_gpus_at_every_snapshot():
-    for scheduler, mix, rate in (("easy_backfill", "published", 25.0), ("greedy", "published", 25.0),
-                                 ("fifo", "heavy8", 12.0)):
+    for scheduler, mix, rate in (
+        ("easy_backfill", "published", 25.0),
+        ("greedy", "published", 25.0),
+        ("fifo", "heavy8", 12.0),
+    ):
         dash = dashboard(**{**PRESSURE, "scheduler": scheduler, "mix": mix, "rate": rate})
         assert dash.errors == {}
         seen = 0
@@ -213,7 +217,8 @@ def test_student_scheduler_and_placer_appear_as_yours():
     assert table.loc[YOURS, "mean_jct_h"] == pytest.approx(table.loc["fifo", "mean_jct_h"])
     reference = dashboard(scheduler="fifo", placer="first_fit", **SMALL)
     assert dash.comparison().set_index("scheduler").loc["fifo", "mean_jct_h"] == pytest.approx(
-        reference.comparison().set_index("scheduler").loc["fifo", "mean_jct_h"])
+        reference.comparison().set_index("scheduler").loc["fifo", "mean_jct_h"]
+    )
 
 
 def test_without_student_code_there_is_no_yours(default):
@@ -276,8 +281,10 @@ def test_settings_are_bounded():
 
 
 def test_the_reference_plugins_run_as_yours_and_match_the_built_in_ones():
-    assert {name: p.reference for name, p in Dashboard.plugins.items()} == {"scheduler": easy_backfill,
-                                                                              "placer": best_fit}
+    assert {name: p.reference for name, p in Dashboard.plugins.items()} == {
+        "scheduler": easy_backfill,
+        "placer": best_fit,
+    }
     dash = dashboard(**{name: p.reference for name, p in Dashboard.plugins.items()}, **SMALL)
     assert dash.errors == {} and dash.scheduler == YOURS and dash.placer == YOURS
     table = dash.comparison().drop(columns="seconds").set_index("scheduler")

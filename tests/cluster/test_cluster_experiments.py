@@ -1,5 +1,6 @@
 """What notebooks, benchmarks and the dashboard run (``lab_core.cluster.experiments``): one run loop with
 failures as input, snapshots, and the comparison tables in the units the page shows."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,14 @@ def jobs():
 
 def test_a_run_takes_its_failure_as_input_and_snapshots_it(jobs):
     seen = []
-    run = ex.run_policy(SHAPE, jobs, SCHEDULERS["easy_backfill"](), best_fit,
-                        [Failure(3600.0, rack=1, repair_after=1800.0)], progress=lambda *a: seen.append(a))
+    run = ex.run_policy(
+        SHAPE,
+        jobs,
+        SCHEDULERS["easy_backfill"](),
+        best_fit,
+        [Failure(3600.0, rack=1, repair_after=1800.0)],
+        progress=lambda *a: seen.append(a),
+    )
     assert run.result.stopped is None and run.result.summary["done"] == len(jobs)
     assert len(run.frames) >= ex.FRAMES + 1 and run.frames[0].t == 0
     assert seen[-1] == (100, 100, "done")
@@ -33,8 +40,10 @@ def test_a_run_takes_its_failure_as_input_and_snapshots_it(jobs):
 
 
 def test_the_comparison_is_in_hours_and_percent(jobs):
-    results = {name: ex.run_policy(SHAPE, jobs, SCHEDULERS[name](), best_fit, frames=False).result
-               for name in ("fifo", "easy_backfill")}
+    results = {
+        name: ex.run_policy(SHAPE, jobs, SCHEDULERS[name](), best_fit, frames=False).result
+        for name in ("fifo", "easy_backfill")
+    }
     table = ex.comparison(results).set_index("scheduler")
     assert list(ex.comparison(results).columns) == ex.COMPARE_COLUMNS == list(ex.COMPARE_LABELS)
     fifo = results["fifo"].summary

@@ -1,4 +1,5 @@
 """The FGD fragmentation measure and the stranded-GPU ratio, on states worked out by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,9 @@ def test_node_fragmentation_follows_the_paper_cases():
     mix = workload((1, 500, 0.5), (4, FULL_GPU, 0.5))
     assert node_fragmentation(free, cpu, mem, mix)[0] == pytest.approx(0.5 * 300 + 0.5 * 1800)
     starved = workload((1, 500, 1.0))
-    starved = Workload(starved.num_gpus, starved.gpu_milli, np.array([20_000.0]), starved.memory_mib, starved.popularity)
+    starved = Workload(
+        starved.num_gpus, starved.gpu_milli, np.array([20_000.0]), starved.memory_mib, starved.popularity
+    )
     assert node_fragmentation(free, cpu, mem, starved)[0] == 1800  # not enough CPU: the job cannot run here
 
 

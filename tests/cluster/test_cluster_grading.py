@@ -4,6 +4,7 @@
 the helpers in `lab_core.cluster.grading`, by running each mutant's function (exactly the source
 that `syslab check` splices into the notebook) against the graders it must fail.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,8 +57,14 @@ def test_every_mutant_file_parses_and_names_a_cell():
     assert set(EXPECTED) <= mutants, "EXPECTED names a mutant file that does not exist"
     for m in load_mutants(get_lab("cluster")):
         assert m.description, f"mutant {m.name} needs a one-line docstring"
-        assert set(m.cells) <= {"best_fit", "easy_backfill", "stranded_ratio", "answer_stranded",
-                                "answer_schedulers", "answer_detection"}, m.cells.keys()
+        assert set(m.cells) <= {
+            "best_fit",
+            "easy_backfill",
+            "stranded_ratio",
+            "answer_stranded",
+            "answer_schedulers",
+            "answer_detection",
+        }, m.cells.keys()
 
 
 def test_reference_passes_every_grader():
@@ -75,9 +82,10 @@ def test_backfill_workloads_block_the_head():
         assert len(promised) >= 5, f"workload {name!r} barely blocks the head ({len(promised)} reservations)"
 
 
-@pytest.mark.parametrize(("mutant", "grade_id", "grader"), [
-    (m, gid, g) for m, cells in EXPECTED.items() for gid, graders in cells.items() for g in graders
-])
+@pytest.mark.parametrize(
+    ("mutant", "grade_id", "grader"),
+    [(m, gid, g) for m, cells in EXPECTED.items() for gid, graders in cells.items() for g in graders],
+)
 def test_mutant_against_grader(mutant: str, grade_id: str, grader: str):
     fn = _function(mutant, grade_id)
     check = GRADERS[grade_id][grader]
@@ -93,8 +101,13 @@ def test_a_blank_exercise_raises_not_implemented():
     def blank(*args, **kwargs):
         raise NotImplementedError()
 
-    for check in (grading.check_best_fit_invariants, grading.compare_best_fit, grading.compare_stranded,
-                  grading.check_backfill_keeps_promises, grading.compare_backfill):
+    for check in (
+        grading.check_best_fit_invariants,
+        grading.compare_best_fit,
+        grading.compare_stranded,
+        grading.check_backfill_keeps_promises,
+        grading.compare_backfill,
+    ):
         with pytest.raises(NotImplementedError):
             check(blank)
 

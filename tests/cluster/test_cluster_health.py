@@ -1,5 +1,6 @@
 """Failures: a schedule given to the simulation, detection by heartbeats, restarts from checkpoints,
 lost GPU-hours counted."""
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,9 @@ def test_heartbeat_timeout_delays_detection_and_the_wait_is_lost_work():
     assert table["real"].tolist() == [True]
     delay = float(table["delay"].iloc[0])
     assert 30 - 10 <= delay <= 30 + 10  # silence for the timeout, noticed at the next tick
-    assert job.lost_gpu_seconds == pytest.approx((55 + delay) * 8)  # work since the checkpoint + GPUs idle until noticed
+    assert job.lost_gpu_seconds == pytest.approx(
+        (55 + delay) * 8
+    )  # work since the checkpoint + GPUs idle until noticed
     assert job.end == pytest.approx(255 + delay + 800)
 
 
@@ -45,8 +48,14 @@ def test_job_without_checkpoints_starts_over():
 def test_rack_failure_and_repair():
     c = Cluster.build(racks=2, nodes_per_rack=2, gpus_per_node=8)
     jobs = [Job(i, 0, 1000, num_gpus=8, checkpoint_interval=100) for i in range(4)]
-    sim = Simulation(c, jobs, "fifo", "first_fit", SimConfig(check_invariants=True),
-                     failures=[Failure(100, rack=0, repair_after=500)])
+    sim = Simulation(
+        c,
+        jobs,
+        "fifo",
+        "first_fit",
+        SimConfig(check_invariants=True),
+        failures=[Failure(100, rack=0, repair_after=500)],
+    )
     result = sim.run()
     assert sorted(result.jobs[result.jobs["restarts"] > 0]["id"]) == [0, 1]
     assert (result.events["event"] == "node back").sum() == 2
@@ -63,8 +72,9 @@ def test_failures_given_now_and_injected_later_are_the_same_run():
     def jobs():
         return [Job(i, 10 * i, 1000, num_gpus=4, checkpoint_interval=100) for i in range(8)]
 
-    given = Simulation(c, jobs(), "easy_backfill", "best_fit",
-                       failures=[Failure(150, node=1, repair_after=300), Failure(600, rack=1)]).run()
+    given = Simulation(
+        c, jobs(), "easy_backfill", "best_fit", failures=[Failure(150, node=1, repair_after=300), Failure(600, rack=1)]
+    ).run()
     later = Simulation(Cluster.build(racks=2, nodes_per_rack=2, gpus_per_node=8), jobs(), "easy_backfill", "best_fit")
     later.env.timeout(150).callbacks.append(lambda _e: later.fail_nodes([1], repair_after=300))
     later.env.timeout(600).callbacks.append(lambda _e: later.fail_rack(1))
@@ -73,12 +83,15 @@ def test_failures_given_now_and_injected_later_are_the_same_run():
     assert given.summary["restarts"] > 0 and (given.events["event"] == "node back").sum() == 1
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"at": 1.0}, "exactly one of node or rack"),
-    ({"at": 1.0, "node": 0, "rack": 0}, "exactly one of node or rack"),
-    ({"at": -1.0, "node": 0}, "at must be"),
-    ({"at": 1.0, "node": 0, "repair_after": 0.0}, "repair_after must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"at": 1.0}, "exactly one of node or rack"),
+        ({"at": 1.0, "node": 0, "rack": 0}, "exactly one of node or rack"),
+        ({"at": -1.0, "node": 0}, "at must be"),
+        ({"at": 1.0, "node": 0, "repair_after": 0.0}, "repair_after must be"),
+    ],
+)
 def test_a_failure_is_checked_when_made(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Failure(**kwargs)
@@ -100,7 +113,9 @@ def test_lost_heartbeats_cause_false_positives_that_a_longer_timeout_avoids():
     assert delays[0] < delays[1] < delays[2] and all(math.isfinite(d) for d in delays)
 
 
-@pytest.mark.parametrize("kwargs, word", [({"interval": 0}, "interval"), ({"timeout": 5}, "timeout"), ({"loss": 1.0}, "loss")])
+@pytest.mark.parametrize(
+    "kwargs, word", [({"interval": 0}, "interval"), ({"timeout": 5}, "timeout"), ({"loss": 1.0}, "loss")]
+)
 def test_health_config_is_checked(kwargs, word):
     with pytest.raises(ValueError, match=word):
         HealthConfig(**kwargs)

@@ -1,5 +1,6 @@
 """Lab 09's modules import one another one way only: no loop, not even one hidden in a function
 (a back-reference for type hints, under ``TYPE_CHECKING``, is not an import at run time)."""
+
 from __future__ import annotations
 
 import ast

@@ -1,4 +1,5 @@
 """Cluster bookkeeping: allocations are checked, released exactly, and never double-book a GPU."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,11 @@ def test_build_shapes_topology():
 
 @pytest.mark.parametrize(
     "kwargs, word",
-    [({"racks": 0}, "racks"), ({"gpus_per_node": 8, "nvlink_domain": 3}, "nvlink_domain"), ({"gpu_type": "Z9"}, "gpu_type")],
+    [
+        ({"racks": 0}, "racks"),
+        ({"gpus_per_node": 8, "nvlink_domain": 3}, "nvlink_domain"),
+        ({"gpu_type": "Z9"}, "gpu_type"),
+    ],
 )
 def test_build_rejects_bad_shapes(kwargs, word):
     with pytest.raises(ValueError, match=word):

@@ -1,4 +1,5 @@
 """Placement policies: always legal, None only when nothing fits, and each with its own preference."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -65,7 +66,10 @@ def test_best_fit_keeps_a_job_inside_one_nvlink_domain():
 def test_topology_prefers_a_node_with_a_whole_domain():
     c = Cluster.build(racks=1, nodes_per_rack=2, gpus_per_node=8, nvlink_domain=4)
     # node 0: 3 free, split over both domains; node 1: one domain entirely free
-    c.allocate(Job(1, 0, 1, num_gpus=5), ((0, 0, FULL_GPU), (0, 1, FULL_GPU), (0, 4, FULL_GPU), (0, 5, FULL_GPU), (0, 6, FULL_GPU)))
+    c.allocate(
+        Job(1, 0, 1, num_gpus=5),
+        ((0, 0, FULL_GPU), (0, 1, FULL_GPU), (0, 4, FULL_GPU), (0, 5, FULL_GPU), (0, 6, FULL_GPU)),
+    )
     c.allocate(Job(2, 0, 1, num_gpus=4), ((1, 0, FULL_GPU), (1, 1, FULL_GPU), (1, 2, FULL_GPU), (1, 3, FULL_GPU)))
     job = Job(3, 0, 1, num_gpus=3)
     assert {n for n, _, _ in best_fit(c, job)} == {0}
@@ -93,7 +97,7 @@ def test_fgd_takes_the_smallest_fragmentation_increase():
     c.allocate(Job(1, 0, 1, gpu_milli=500), ((0, 0, 500),))
     c.allocate(Job(2, 0, 1, num_gpus=2), ((1, 0, FULL_GPU), (1, 1, FULL_GPU)))
     job = Job(3, 0, 1, gpu_milli=500)
-    (node, gpu, _), = FGD(WORKLOAD)(c, job)
+    ((node, gpu, _),) = FGD(WORKLOAD)(c, job)
     # brute force every legal spot
     deltas = {}
     for n in range(3):

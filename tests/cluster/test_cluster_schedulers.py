@@ -1,4 +1,5 @@
 """Queue policies on generated workloads: invariants that must always hold, and each policy's point."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,7 +12,13 @@ CHECKED = SimConfig(check_invariants=True)
 
 
 def run(jobs, scheduler, placer="best_fit", cluster=None, **config):
-    sim = Simulation(cluster or Cluster.build(racks=2, nodes_per_rack=2), jobs, scheduler, placer, SimConfig(check_invariants=True, **config))
+    sim = Simulation(
+        cluster or Cluster.build(racks=2, nodes_per_rack=2),
+        jobs,
+        scheduler,
+        placer,
+        SimConfig(check_invariants=True, **config),
+    )
     return sim, sim.run()
 
 
@@ -47,7 +54,9 @@ def test_fifo_starts_jobs_in_submission_order():
 
 
 def test_backfill_beats_fifo_on_a_queue_of_big_jobs():
-    jobs = lambda: synthetic(200, rate=1 / 60, mix="heavy8", seed=2)  # noqa: E731
+    def jobs():
+        return synthetic(200, rate=1 / 60, mix="heavy8", seed=2)
+
     _, fifo = run(jobs(), "fifo")
     _, easy = run(jobs(), "easy_backfill")
     assert easy.summary["mean_jct"] < fifo.summary["mean_jct"]
@@ -56,14 +65,19 @@ def test_backfill_beats_fifo_on_a_queue_of_big_jobs():
 
 def test_greedy_starves_the_big_job_that_reservation_protects():
     one_node = Cluster.build(racks=1, nodes_per_rack=1, gpus_per_node=8)
+
     def stream():
         jobs = [Job(0, 0, 100, num_gpus=1)]
         jobs += [Job(1, 1, 100, num_gpus=8)]
         jobs += [Job(i, 2 + 20 * (i - 2), 100, num_gpus=1) for i in range(2, 60)]  # always ~5 running
         return jobs
+
     _, greedy = run(stream(), "greedy", cluster=one_node)
     _, reserve = run(stream(), "reservation", cluster=Cluster.build(racks=1, nodes_per_rack=1, gpus_per_node=8))
-    wait = lambda r: float(r.jobs.set_index("id").loc[1, "wait"])  # noqa: E731
+
+    def wait(r):
+        return float(r.jobs.set_index("id").loc[1, "wait"])
+
     assert wait(reserve) == pytest.approx(99)  # starts when job 0 ends
     assert wait(greedy) > 10 * wait(reserve)
 
@@ -87,8 +101,12 @@ def test_defrag_migrates_small_jobs_so_the_head_fits():
     sim, result = run(jobs, "defrag", placer="first_fit", cluster=c, migration_seconds=60)
     table = result.jobs.set_index("id")
     assert table.loc[5, "wait"] < 100 and table["migrations"].sum() >= 1
-    _, fifo = run([Job(j.id, j.submit, j.duration, num_gpus=j.num_gpus) for j in jobs], "fifo", placer="first_fit",
-                  cluster=Cluster.build(racks=1, nodes_per_rack=2, gpus_per_node=8))
+    _, fifo = run(
+        [Job(j.id, j.submit, j.duration, num_gpus=j.num_gpus) for j in jobs],
+        "fifo",
+        placer="first_fit",
+        cluster=Cluster.build(racks=1, nodes_per_rack=2, gpus_per_node=8),
+    )
     assert fifo.jobs.set_index("id").loc[5, "wait"] > 9000
     moved = table[table["migrations"] > 0]
     assert (moved["end"] - moved["start"] >= moved["duration"] + 60 - 1e-6).all()  # the move cost time

@@ -1,4 +1,5 @@
 """The simulator as an API user meets it: validation, live submission, cancel, samples and progress."""
+
 from __future__ import annotations
 
 import pytest
@@ -53,7 +54,8 @@ def test_live_submission_step_and_cancel():
 def test_samples_and_progress():
     seen = []
     result = Simulation(Cluster.build(), synthetic(100, seed=4), "fifo", "best_fit", SimConfig(sample_every=600)).run(
-        progress=lambda done, total, label: seen.append((done, total, label)))
+        progress=lambda done, total, label: seen.append((done, total, label))
+    )
     done = [d for d, _, _ in seen]
     assert len(seen) > 2 and done == sorted(done) and {t for _, t, _ in seen} == {100}
     assert seen[-1] == (100, 100, "done") and all(d < 100 for d in done[:-1])  # full only once finished
@@ -67,7 +69,11 @@ def test_samples_and_progress():
 
 
 def test_per_tenant_table_and_fairness():
-    jobs = [Job(1, 0, 100, num_gpus=8, tenant="a"), Job(2, 0, 100, num_gpus=8, tenant="b"), Job(3, 0, 100, num_gpus=8, tenant="b")]
+    jobs = [
+        Job(1, 0, 100, num_gpus=8, tenant="a"),
+        Job(2, 0, 100, num_gpus=8, tenant="b"),
+        Job(3, 0, 100, num_gpus=8, tenant="b"),
+    ]
     result = Simulation(Cluster.build(racks=1, nodes_per_rack=1), jobs, "fifo", "best_fit").run()
     table = per_tenant(result.jobs).set_index("tenant")
     assert table.loc["a", "mean_slowdown"] == 1 and table.loc["b", "mean_slowdown"] == pytest.approx((2 + 3) / 2)
@@ -81,10 +87,13 @@ def test_run_is_watched_step_by_step_and_says_why_it_stopped():
     span = max(j.submit + j.duration for j in jobs)
     seen = []
     result = Simulation(Cluster.build(racks=1, nodes_per_rack=2), jobs, "fifo", "best_fit").run(
-        steps=10, observe=lambda sim: seen.append(sim.env.now))
+        steps=10, observe=lambda sim: seen.append(sim.env.now)
+    )
     assert result.stopped is None and result.summary["done"] == 30
     assert seen[0] == 0 and seen[1] == pytest.approx(span / 10) and seen == sorted(seen) and len(seen) >= 11
-    idle = Simulation(Cluster.build(racks=1, nodes_per_rack=2), synthetic(5, seed=2), lambda view: None).run(give_up_after=3)
+    idle = Simulation(Cluster.build(racks=1, nodes_per_rack=2), synthetic(5, seed=2), lambda view: None).run(
+        give_up_after=3
+    )
     assert "5 jobs still waiting" in idle.stopped and idle.summary["done"] == 0
     slow = Simulation(Cluster.build(racks=1, nodes_per_rack=2), synthetic(30, seed=2), "fifo").run(max_wall_seconds=0)
     assert "of computing" in slow.stopped and slow.summary["done"] < 30

@@ -1,5 +1,6 @@
 """Trace files: the lab's CSV schema (round trip, every kind of bad row), the shipped demo trace,
 and the Alibaba openb trace (hand-written files here, the real one from the shared data folder)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -36,6 +37,7 @@ def write(tmp_path: Path, text: str, name: str = "trace.csv") -> Path:
 
 
 # ----------------------------------------------------------------------------- round trip
+
 
 def test_save_then_load_gives_equal_jobs(tmp_path):
     jobs = synthetic(200, mix="sharing", seed=3, overestimate=2.5, priorities=3)
@@ -111,7 +113,11 @@ def test_optional_fields_are_checked_too(tmp_path):
     text = "submit_time,duration,num_gpus,cpu_milli,checkpoint_interval,estimate,tenant\n"
     rows = ["0,10,1,-5,,,a", "0,10,1,0,0,,a", "0,10,1,0,,-1,a", "0,10,1,0,,,"]
     load = load_csv(write(tmp_path, text + "\n".join(rows) + "\n"), skip_bad=True)
-    assert [m.split(":", 1)[1].strip().split()[0] for m in load.skipped] == ["cpu_milli", "checkpoint_interval", "estimate"]
+    assert [m.split(":", 1)[1].strip().split()[0] for m in load.skipped] == [
+        "cpu_milli",
+        "checkpoint_interval",
+        "estimate",
+    ]
     assert load.jobs[0].tenant == "default"
 
 
@@ -138,6 +144,7 @@ def test_empty_and_absent_files_are_trace_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- shipped demo trace
 
+
 def test_shipped_demo_trace_is_what_the_generator_writes(tmp_path):
     fresh = write_demo_trace(tmp_path / "demo.csv")
     assert DEMO_TRACE.read_bytes() == fresh.read_bytes(), "regenerate with lab_core.cluster.traces.write_demo_trace()"
@@ -146,6 +153,7 @@ def test_shipped_demo_trace_is_what_the_generator_writes(tmp_path):
 
 
 # ----------------------------------------------------------------------------- data folder
+
 
 def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SYSLAB_DATA", str(tmp_path))
@@ -156,16 +164,24 @@ def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
 
 # ----------------------------------------------------------------------------- openb, hand-written
 
-POD_HEADER = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
+POD_HEADER = (
+    "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
+)
 
 
 def test_openb_pods_become_jobs_in_creation_order(tmp_path):
-    pods = POD_HEADER + "\n".join([
-        "p0,4000,8192,1,500,,LS,Running,100,160,100",
-        "p1,2000,1024,0,0,,BE,Failed,50,70,",
-        "p2,8000,4096,4,1000,V100M32,Burstable,Running,100,400,101",
-        "p3,1000,1024,1,1000,V100M16|V100M32,LS,Running,10,20,10",
-    ]) + "\n"
+    pods = (
+        POD_HEADER
+        + "\n".join(
+            [
+                "p0,4000,8192,1,500,,LS,Running,100,160,100",
+                "p1,2000,1024,0,0,,BE,Failed,50,70,",
+                "p2,8000,4096,4,1000,V100M32,Burstable,Running,100,400,101",
+                "p3,1000,1024,1,1000,V100M16|V100M32,LS,Running,10,20,10",
+            ]
+        )
+        + "\n"
+    )
     jobs = load_openb(write(tmp_path, pods)).jobs
     assert [j.name for j in jobs] == ["p3", "p1", "p0", "p2"]
     p3, p1, p0, p2 = jobs
@@ -177,13 +193,19 @@ def test_openb_pods_become_jobs_in_creation_order(tmp_path):
 
 
 def test_openb_bad_pods(tmp_path):
-    pods = POD_HEADER + "\n".join([
-        "ok,1000,1024,1,1000,,LS,Running,0,10,0",
-        "zero,1000,1024,1,1000,,LS,Pending,5,5,",
-        "back,1000,1024,1,1000,,LS,Running,9,3,",
-        "share,1000,1024,2,500,,LS,Running,1,3,",
-        "blank,,1024,1,1000,,LS,Running,1,3,",
-    ]) + "\n"
+    pods = (
+        POD_HEADER
+        + "\n".join(
+            [
+                "ok,1000,1024,1,1000,,LS,Running,0,10,0",
+                "zero,1000,1024,1,1000,,LS,Pending,5,5,",
+                "back,1000,1024,1,1000,,LS,Running,9,3,",
+                "share,1000,1024,2,500,,LS,Running,1,3,",
+                "blank,,1024,1,1000,,LS,Running,1,3,",
+            ]
+        )
+        + "\n"
+    )
     path = write(tmp_path, pods)
     with pytest.raises(TraceError, match=r"row 2: lives 0 s \(deletion_time 5 <= creation_time 5\)"):
         load_openb(path)
@@ -206,8 +228,12 @@ def test_openb_cluster_from_a_node_list(tmp_path):
     assert cluster.gpu_count[35] == 0 and not cluster.exists[35].any()
     cpu_pod = Job(id=0, submit=0, duration=1, num_gpus=0, cpu_milli=90000)
     assert best_fit(cluster, cpu_pod) == ((35, -1, 0),)
-    assert openb_cluster(write(tmp_path, "sn,cpu_milli,memory_mib,gpu,model\n" + "\n".join(rows) + "\n", "n.csv"),
-                         nodes_per_rack=4).rack.max() == 8
+    assert (
+        openb_cluster(
+            write(tmp_path, "sn,cpu_milli,memory_mib,gpu,model\n" + "\n".join(rows) + "\n", "n.csv"), nodes_per_rack=4
+        ).rack.max()
+        == 8
+    )
 
 
 def test_openb_cluster_rejects_bad_node_lists(tmp_path):
@@ -222,6 +248,7 @@ def test_openb_cluster_rejects_bad_node_lists(tmp_path):
 
 
 # ----------------------------------------------------------------------------- openb, the real trace
+
 
 def test_real_openb_trace(shared_data):
     folder = shared_data / "openb"

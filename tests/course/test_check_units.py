@@ -1,18 +1,32 @@
 """The pieces of `syslab check` that need no nbgrader run: mutant files, splicing, staleness."""
+
 from __future__ import annotations
 
 import nbformat
 import pytest
 
-from lab_core.course import LabReport, _comparable, blank_problems, fill, format_report, parse_mutant, reference_answers, run_errors
+from lab_core.course import (
+    LabReport,
+    _comparable,
+    blank_problems,
+    fill,
+    format_report,
+    parse_mutant,
+    reference_answers,
+    run_errors,
+)
 
 
 def _cell(source: str, grade_id: str | None = None, solution: bool = False, grade: bool = False):
     cell = nbformat.v4.new_code_cell(source)
     if grade_id:
         cell.metadata["nbgrader"] = {
-            "grade_id": grade_id, "solution": solution, "grade": grade, "locked": not solution,
-            "schema_version": 3, **({"points": 1} if grade else {}),
+            "grade_id": grade_id,
+            "solution": solution,
+            "grade": grade,
+            "locked": not solution,
+            "schema_version": 3,
+            **({"points": 1} if grade else {}),
         }
     return cell
 
@@ -125,7 +139,10 @@ def test_cell_differences_name_each_cell_that_scored_differently():
     assert cell_differences(cold, Grade(3.0, 4.0, dict(cold.cells))) == []
     fast = Grade(3.0, 4.0, {"a": (1.0, 1.0), "b": (1.0, 1.0), "c": (1.0, 2.0)})
     assert cell_differences(cold, fast) == ["b: (0.0, 1.0) -> (1.0, 1.0)", "c: (2.0, 2.0) -> (1.0, 2.0)"]
-    assert cell_differences(cold, Grade(1.0, 1.0, {"a": (1.0, 1.0)})) == ["b: (0.0, 1.0) -> None", "c: (2.0, 2.0) -> None"]
+    assert cell_differences(cold, Grade(1.0, 1.0, {"a": (1.0, 1.0)})) == [
+        "b: (0.0, 1.0) -> None",
+        "c: (2.0, 2.0) -> None",
+    ]
     assert cell_differences(cold, None) == ["not graded by the fast path"]
 
 
@@ -133,7 +150,9 @@ def test_a_mutant_that_does_not_parse_is_refused_not_counted_as_caught(tmp_path)
     from lab_core.course import parse_mutant
 
     path = tmp_path / "broken.py"
-    path.write_text('"""Indentation broken while copying."""\n\n# %% grade_id: token_bucket\nclass A:\n    x = 1\n        y = 2\n')
+    path.write_text(
+        '"""Indentation broken while copying."""\n\n# %% grade_id: token_bucket\nclass A:\n    x = 1\n        y = 2\n'
+    )
     with pytest.raises(ValueError, match=r"broken.py: cell 'token_bucket' is not valid Python"):
         parse_mutant(path)
     path.write_text('"""Top-level await is fine in a notebook cell."""\n\n# %% grade_id: demo\nawait send(apps, 3)\n')

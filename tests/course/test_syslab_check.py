@@ -8,6 +8,7 @@ This is also where each notebook is executed in the suite: the check's rows say 
 with no error in any cell and the blank student version breaks only at its exercises (both read
 from the notebooks nbgrader executed), and that ``labs/`` is what nbgrader makes from ``solutions/``.
 """
+
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,5 @@
 """`syslab grade LAB DIR`: submission layouts, bad folders, and a class with hostile notebooks."""
+
 from __future__ import annotations
 
 import csv
@@ -55,11 +56,14 @@ def test_a_folder_that_cannot_be_graded_is_refused_naming_the_entry(tmp_path, ma
         find_submissions(tmp_path, "lab.ipynb")
 
 
-@pytest.mark.parametrize("content", [
-    b"{not json",
-    b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5, "x": "\\ud800"}\xff',
-    b"[" * 100_000 + b"]" * 100_000,
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5, "x": "\\ud800"}\xff',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+)
 def test_an_unreadable_notebook_is_that_students_zero_not_the_classs(tmp_path, content):
     _nb(tmp_path / "ada.ipynb")
     (tmp_path / "broken.ipynb").write_bytes(content)
@@ -71,7 +75,9 @@ def test_an_unreadable_notebook_is_that_students_zero_not_the_classs(tmp_path, c
 def test_a_missing_folder_and_bad_options_exit_2_with_the_reason(tmp_path):
     proc = subprocess.run([SYSLAB, "grade", "ratelimit", str(tmp_path / "nope")], capture_output=True, text=True)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
-    proc = subprocess.run([SYSLAB, "grade", "ratelimit", str(tmp_path), "--timeout", "0"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [SYSLAB, "grade", "ratelimit", str(tmp_path), "--timeout", "0"], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "--timeout" in proc.stderr
     proc = subprocess.run([SYSLAB, "grade", "nolab", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown lab" in proc.stderr
@@ -82,7 +88,7 @@ def test_failures_are_read_from_nbgrader_log():
         "[AutogradeApp | ERROR] Kernel died while waiting for execute reply.\n"
         "[AutogradeApp | ERROR] There was an error processing assignment: /c/submitted/eve/01_rate_limiter\n"
         "[AutogradeApp | ERROR] Traceback (most recent call last):\n"
-        "      File \"x.py\", line 1, in f\n"
+        '      File "x.py", line 1, in f\n'
         "    nbclient.exceptions.DeadKernelError: Kernel died\n"
         "[AutogradeApp | ERROR] While processing assignment /c/submitted/hal/01_rate_limiter, the kernel became unresponsive and we could not interrupt it.\n"
         "[AutogradeApp | ERROR] There was an error processing assignment '01_rate_limiter' for student 'eve'\n"
@@ -118,8 +124,12 @@ def test_a_class_with_hostile_notebooks_is_graded_and_harms_nothing(tmp_path):
     nbformat.write(release, subs / "blank.ipynb")
     (subs / "corrupt.ipynb").write_text("{half an upload")
     course = tmp_path / "course"
-    proc = subprocess.run([SYSLAB, "grade", "ratelimit", str(subs), "--course", str(course), "--timeout", "20"],
-                          capture_output=True, text=True, timeout=380)
+    proc = subprocess.run(
+        [SYSLAB, "grade", "ratelimit", str(subs), "--course", str(course), "--timeout", "20"],
+        capture_output=True,
+        text=True,
+        timeout=380,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "grading 01_rate_limiter" in proc.stderr and "6/6" in proc.stderr  # the progress bar (readable ones)
 
@@ -138,10 +148,12 @@ def test_a_class_with_hostile_notebooks_is_graded_and_harms_nothing(tmp_path):
         assert score["deleter"] < top and canary.read_text() == "keep me"
 
     executed = course / "autograded"
+
     def solution_error(student):
         nb = nbformat.read(executed / student / lab.folder / lab.notebook, as_version=4)
         cell = next(c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == first)
         return next((o.ename for o in cell.outputs if o.output_type == "error"), None)
+
     assert solution_error("printer") == "OutputLimitExceeded"
     if sandbox.landlock_abi():
         assert solution_error("deleter") == "PermissionError"

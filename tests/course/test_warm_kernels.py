@@ -1,4 +1,5 @@
 """Warm kernels: the same notebook view as a cold ipykernel, isolation between kernels, the sandbox."""
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,14 @@ def _run(nb: nbformat.NotebookNode, folder: Path, env: dict[str, str], timeout: 
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3", interrupt_on_timeout=True,
-                       resources={"metadata": {"path": str(folder)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=timeout,
+            allow_errors=True,
+            kernel_name="python3",
+            interrupt_on_timeout=True,
+            resources={"metadata": {"path": str(folder)}},
+        ).execute()
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -66,37 +73,51 @@ def test_a_warm_kernel_sees_what_a_cold_one_sees(warm, tmp_path):
 
 
 def test_kernels_share_no_globals_monkeypatches_threads_or_randomness(warm, tmp_path):
-    first = _run(_notebook(
-        "import statistics, threading, random, numpy as np\n"
-        "statistics.mean = None\nLEAK = 1\n"
-        "threading.Thread(target=__import__('time').sleep, args=(30,), daemon=True).start()\n"
-        "print(random.random(), np.random.random())"
-    ), tmp_path, warm)
-    second = _run(_notebook(
-        "import statistics, threading, random, numpy as np\n"
-        "assert statistics.mean([1, 3]) == 2, 'a monkeypatch leaked'\n"
-        "assert 'LEAK' not in globals(), 'a global leaked'\n"
-        "print(threading.active_count())\nprint(random.random(), np.random.random())"
-    ), tmp_path, warm)
-    assert _error(first.cells[0]) is None and _error(second.cells[0]) is None, (_error(second.cells[0]))
+    first = _run(
+        _notebook(
+            "import statistics, threading, random, numpy as np\n"
+            "statistics.mean = None\nLEAK = 1\n"
+            "threading.Thread(target=__import__('time').sleep, args=(30,), daemon=True).start()\n"
+            "print(random.random(), np.random.random())"
+        ),
+        tmp_path,
+        warm,
+    )
+    second = _run(
+        _notebook(
+            "import statistics, threading, random, numpy as np\n"
+            "assert statistics.mean([1, 3]) == 2, 'a monkeypatch leaked'\n"
+            "assert 'LEAK' not in globals(), 'a global leaked'\n"
+            "print(threading.active_count())\nprint(random.random(), np.random.random())"
+        ),
+        tmp_path,
+        warm,
+    )
+    assert _error(first.cells[0]) is None and _error(second.cells[0]) is None, _error(second.cells[0])
     count, draws = _text(second.cells[0]).splitlines()
     baseline = _run(_notebook("import threading; print(threading.active_count())"), tmp_path, warm)
     assert count == _text(baseline.cells[0]).strip(), "a thread from another kernel survived"
     assert draws != _text(first.cells[0]).strip(), "two kernels drew the same random numbers"
 
 
-@pytest.mark.skipif(sandbox.landlock_abi() == 0, reason="this Linux kernel has no Landlock: the sandbox cannot confine writes")
+@pytest.mark.skipif(
+    sandbox.landlock_abi() == 0, reason="this Linux kernel has no Landlock: the sandbox cannot confine writes"
+)
 def test_writes_outside_the_folder_fail_and_harm_nothing(warm, tmp_path):
     outside = tmp_path / "gradebook.db"
     outside.write_text("precious")
     folder = tmp_path / "student"
     folder.mkdir()
-    nb = _run(_notebook(
-        f"import os; os.remove({str(outside)!r})",
-        f"open({str(tmp_path / 'new.txt')!r}, 'w')",
-        "open('mine.txt', 'w').write('ok'); import tempfile; open(tempfile.mktemp(), 'w').write('ok')",
-        "os.kill(os.getppid(), 9)",
-    ), folder, warm)
+    nb = _run(
+        _notebook(
+            f"import os; os.remove({str(outside)!r})",
+            f"open({str(tmp_path / 'new.txt')!r}, 'w')",
+            "open('mine.txt', 'w').write('ok'); import tempfile; open(tempfile.mktemp(), 'w').write('ok')",
+            "os.kill(os.getppid(), 9)",
+        ),
+        folder,
+        warm,
+    )
     assert "PermissionError" in _error(nb.cells[0]) and "PermissionError" in _error(nb.cells[1])
     assert _error(nb.cells[2]) is None and (folder / "mine.txt").read_text() == "ok"
     if sandbox.landlock_abi() >= 6:
@@ -105,8 +126,16 @@ def test_writes_outside_the_folder_fail_and_harm_nothing(warm, tmp_path):
 
 
 def test_a_cell_that_prints_too_much_fails_and_the_next_cell_runs(warm, tmp_path):
-    nb = _run(_notebook("print('x' * (sandbox.DEFAULT_OUTPUT_LIMIT + 10))".replace(
-        "sandbox.DEFAULT_OUTPUT_LIMIT", str(sandbox.DEFAULT_OUTPUT_LIMIT)), "print('after')"), tmp_path, warm)
+    nb = _run(
+        _notebook(
+            "print('x' * (sandbox.DEFAULT_OUTPUT_LIMIT + 10))".replace(
+                "sandbox.DEFAULT_OUTPUT_LIMIT", str(sandbox.DEFAULT_OUTPUT_LIMIT)
+            ),
+            "print('after')",
+        ),
+        tmp_path,
+        warm,
+    )
     assert _error(nb.cells[0]).startswith("OutputLimitExceeded")
     assert _text(nb.cells[1]) == "after\n"
 
@@ -120,8 +149,9 @@ def test_a_loop_is_interrupted_at_the_timeout_and_the_kernel_goes_on(warm, tmp_p
 def test_a_kernel_that_exits_ends_only_itself(warm, tmp_path):
     nb = _notebook("import os; os._exit(3)")
     with pytest.raises(Exception, match="(?i)dead|died"):
-        NotebookClient(nb, timeout=30, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}, env=warm).execute()
+        NotebookClient(
+            nb, timeout=30, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}, env=warm
+        ).execute()
     again = _run(_notebook("print('next')"), tmp_path, warm)
     assert _text(again.cells[0]) == "next\n"
 
@@ -177,7 +207,12 @@ def test_preload_takes_imports_of_ungraded_cells_only():
         cell("import hypothesis\nimport pandas as pd\nfrom . import sibling"),
         cell("%matplotlib inline\nimport scipy"),
     ]
-    assert preload_statements(nb) == ["import os", "import numpy as np", "from lab_core import labs", "import pandas as pd"]
+    assert preload_statements(nb) == [
+        "import os",
+        "import numpy as np",
+        "from lab_core import labs",
+        "import pandas as pd",
+    ]
 
 
 def test_the_sandbox_in_a_plain_process(tmp_path):
@@ -190,12 +225,12 @@ def test_the_sandbox_in_a_plain_process(tmp_path):
         import subprocess, sys
         from lab_core.autograde import sandbox
         sandbox.restrict_writes([{str(inside)!r}])
-        open({str(inside / 'a')!r}, 'w').write('ok')
+        open({str(inside / "a")!r}, 'w').write('ok')
         try:
-            open({str(tmp_path / 'b')!r}, 'w')
+            open({str(tmp_path / "b")!r}, 'w')
         except PermissionError:
             print('denied')
-        rc = subprocess.run(['touch', {str(tmp_path / 'c')!r}]).returncode
+        rc = subprocess.run(['touch', {str(tmp_path / "c")!r}]).returncode
         print('child', rc)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

@@ -1,11 +1,11 @@
 """The feed HTTP API in process: happy path, paging, ranking hook, and a JSON 4xx for every bad input."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import assert_json_error, run_asgi
 
+from conftest import assert_json_error, run_asgi
 from lab_core.feed.config import FeedConfig
 from lab_core.feed.demo import CELEBRITY, SEED_USERS, create_app
 from lab_core.sim.clock import ManualClock
@@ -65,7 +65,9 @@ def test_post_follow_read_unfollow():
         assert drain(app) == 2
         feed = (await c.get(f"/feed/{a}")).json()
         assert [(i["author"], i["text"], i["source"]) for i in feed["items"]] == [
-            ("star", "star here", "pull"), ("bob", "bob here", "push")]
+            ("star", "star here", "pull"),
+            ("bob", "bob here", "push"),
+        ]
         assert feed["next_cursor"] is None and feed["user"] == a
         assert app.state.feed.timelines.post_ids(f1) == []  # the celebrity's post was not pushed
         r = await c.request("DELETE", "/follow", json={"follower": a, "followee": b})
@@ -172,8 +174,11 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "error", "mentions"), BAD_REQUESTS,
-                         ids=[f"{m} {p[:30]} {e}" for m, p, _, _, e, _ in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "error", "mentions"),
+    BAD_REQUESTS,
+    ids=[f"{m} {p[:30]} {e}" for m, p, _, _, e, _ in BAD_REQUESTS],
+)
 def test_bad_input_gets_json_4xx_and_changes_nothing(method, path, body, status, error, mentions):
     app = fresh_app()
 

@@ -4,6 +4,7 @@ The run goes to a temporary folder (``SYSLAB_BENCH_RESULTS``) so the committed r
 overwritten. Until ``feed`` is registered in ``lab_core.labs`` the benchmark is run through
 ``run_benchmark`` with the lab's catalogue entry spelled out here.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ import sys
 import pytest
 
 from conftest import ROOT, assert_bench_record, assert_bench_table, need
-
 
 RUN = (
     "import sys\n"
@@ -31,8 +31,7 @@ def quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path_factory.mktemp("bench-results")
     env = {**os.environ, "SYSLAB_BENCH_RESULTS": str(out)}
     env.pop("REDIS_URL", None)
-    proc = subprocess.run([sys.executable, "-c", RUN], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", RUN], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc, json.loads((out / "feed.json").read_text())
 

@@ -1,4 +1,5 @@
 """Lab 03 in a real browser: the feed dashboard loads, and moving the threshold slider recomputes it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM_ARGS, serve_lab
 
+from conftest import CHROMIUM_ARGS, serve_lab
 
 HEADLINE = "Recomputed in"  # the sentence over the badges stating hybrid's numbers
 

@@ -13,6 +13,7 @@ the errors are a few percent to ~30 % (``docs/labs/03_feed.md``), so 50 % leaves
 while still catching a model that is off by a factor (the uncalibrated defaults put the cost per
 pushed follower at 10 us against ~40-60 us measured on real Redis).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -59,8 +60,14 @@ def test_simulator_predicts_real_fanout_writes_per_post_exactly_on_fakeredis():
 
 
 def test_validation_table_is_the_shared_one():
-    v = Validation(real_writes=np.array([0, 4, 8]), sim_writes=np.array([0, 4, 8]), real_fanout_mean=2e-3,
-                   sim_fanout_mean=3e-3, real_read_mean=1e-3, sim_read_mean=0.5e-3)
+    v = Validation(
+        real_writes=np.array([0, 4, 8]),
+        sim_writes=np.array([0, 4, 8]),
+        real_fanout_mean=2e-3,
+        sim_fanout_mean=3e-3,
+        real_read_mean=1e-3,
+        sim_read_mean=0.5e-3,
+    )
     table = v.table()
     assert list(table.columns) == list(COLUMNS)
     by = table.set_index("metric")

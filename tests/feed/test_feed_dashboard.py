@@ -1,4 +1,5 @@
 """Lab 03 dashboard without a browser: it builds, follows its settings, sweeps thresholds, shows a mixed feed."""
+
 from __future__ import annotations
 
 import holoviews as hv
@@ -19,8 +20,13 @@ def default() -> FeedDashboard:
 def test_builds_and_renders(default):
     assert default.errors == {}
     assert list(default.summary()["strategy"]) == ["push", "pull", "hybrid"]
-    for view in (default.writes_plot, default.visibility_plot, default.read_plot, default.memory_plot,
-                 default.tradeoff_plot):
+    for view in (
+        default.writes_plot,
+        default.visibility_plot,
+        default.read_plot,
+        default.memory_plot,
+        default.tradeoff_plot,
+    ):
         hv.render(view())
     pn.panel(default).get_root()
 

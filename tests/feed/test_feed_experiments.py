@@ -1,5 +1,6 @@
 """Lab 03's experiments: the fan-out study over ``simulate.compare``, the reader's page through the
 student seams, the seams' protocols, and the reference timeline write."""
+
 from __future__ import annotations
 
 import importlib
@@ -93,15 +94,22 @@ def test_reader_page_mixes_sources_and_keeps_the_cap(g):
 
 def test_reader_page_goes_through_each_given_seam(g):
     ref = ex.reader_page(g, 100, timeline_cap=10, seed=1)
-    same = ex.reader_page(g, 100, timeline_cap=10, seed=1, merge_fn=policy.merge, timeline_write=add_to_timeline,
-                          features=ranker.features, ranker=ex.trained_ranker(ranker.features))
+    same = ex.reader_page(
+        g,
+        100,
+        timeline_cap=10,
+        seed=1,
+        merge_fn=policy.merge,
+        timeline_write=add_to_timeline,
+        features=ranker.features,
+        ranker=ex.trained_ranker(ranker.features),
+    )
     pd.testing.assert_frame_equal(same, ref)
 
     def never_trimmed(redis, user, post_id, created_at, length):
         redis.zadd(timeline_key(user), {f"{post_id:019d}": created_at})
 
-    assert ex.reader_page(g, 100, timeline_cap=10, seed=1,
-                          timeline_write=never_trimmed).attrs["timeline_entries"] > 10
+    assert ex.reader_page(g, 100, timeline_cap=10, seed=1, timeline_write=never_trimmed).attrs["timeline_entries"] > 10
 
     def oldest_first(sources, *, limit, cursor=None):
         items = sorted({i.post_id: i for s in sources for i in s}.values(), key=lambda i: i.order)
@@ -113,14 +121,17 @@ def test_reader_page_goes_through_each_given_seam(g):
     def no_recency(item, viewer, stats):
         return np.array([0.0, *ranker.features(item, viewer, stats)[1:]])
 
-    blind = ex.reader_page(g, 100, timeline_cap=10, seed=1, features=no_recency,
-                           ranker=ex.trained_ranker(no_recency))
+    blind = ex.reader_page(g, 100, timeline_cap=10, seed=1, features=no_recency, ranker=ex.trained_ranker(no_recency))
     assert list(blind["post_id"]) == list(ref["post_id"]) and list(blind["ranked"]) != list(ref["ranked"])
 
 
 def test_the_references_follow_their_protocols():
-    pairs = [(protocol.FanoutPolicy, policy.fanout_targets), (protocol.Merge, policy.merge),
-             (protocol.TimelineWrite, add_to_timeline), (protocol.Features, ranker.features)]
+    pairs = [
+        (protocol.FanoutPolicy, policy.fanout_targets),
+        (protocol.Merge, policy.merge),
+        (protocol.TimelineWrite, add_to_timeline),
+        (protocol.Features, ranker.features),
+    ]
     for seam, reference in pairs:
         want = list(inspect.signature(seam.__call__).parameters)[1:]
         got = list(inspect.signature(reference).parameters)

@@ -1,4 +1,5 @@
 """Fan-out on write through a Redis stream consumer group, including a worker that dies mid-batch."""
+
 from __future__ import annotations
 
 import subprocess
@@ -167,8 +168,12 @@ def test_sigkilled_worker_process_loses_no_post(redis_real, redis_server, tmp_pa
     store.follow(2, 1), store.follow(3, 1)
     FanoutWorker(store, tl, r, config=cfg, name="setup")
     posts = [publish(store, r, 1, f"p{i}")["id"] for i in range(6)]
-    proc = subprocess.Popen([sys.executable, "-c", DOOMED_WORKER, redis_server, str(tmp_path / "feed.db")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DOOMED_WORKER, redis_server, str(tmp_path / "feed.db")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "half", proc.stderr.read()
         proc.kill()  # SIGKILL mid-batch: no cleanup, no ack

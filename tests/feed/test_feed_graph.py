@@ -1,4 +1,5 @@
 """The synthetic social graph: CSR consistency, a heavy tail of followers, seeds, scale."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -88,8 +89,12 @@ def test_from_edges_drops_self_follows_and_duplicates():
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"n_users": 1}, "n_users"), ({"exponent": 1.0}, "exponent"), ({"mean_follows": 0.5}, "mean_follows"),
-     ({"celebrity_boost": 0}, "celebrity_boost")],
+    [
+        ({"n_users": 1}, "n_users"),
+        ({"exponent": 1.0}, "exponent"),
+        ({"mean_follows": 0.5}, "mean_follows"),
+        ({"celebrity_boost": 0}, "celebrity_boost"),
+    ],
 )
 def test_bad_parameters_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):

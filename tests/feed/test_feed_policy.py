@@ -1,4 +1,5 @@
 """The pure seams: celebrity cut, fan-out targets, merge with dedup, stable cursors."""
+
 from __future__ import annotations
 
 import pytest
@@ -87,7 +88,7 @@ def test_merge_rejects_bad_limit():
 )
 def test_paging_yields_every_post_once_in_order(times, limit, split):
     posts = [item(pid, float(t)) for pid, t in enumerate(times, start=1)]
-    push, pull = posts[:split], posts[split // 2:]  # overlapping sources: duplicates must vanish
+    push, pull = posts[:split], posts[split // 2 :]  # overlapping sources: duplicates must vanish
     seen: list[FeedItem] = []
     cursor = None
     for _ in range(len(posts) + 2):

@@ -1,4 +1,5 @@
 """The feed ranker: the features seam, simulated engagement, deterministic training, held-out quality."""
+
 from __future__ import annotations
 
 import math

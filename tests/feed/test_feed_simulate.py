@@ -1,4 +1,5 @@
 """The feed simulator: write amplification, visibility, read latency and cache per strategy."""
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,9 @@ def small() -> SocialGraph:
 
 @pytest.fixture(scope="module")
 def runs(small):
-    return {s: simulate(small, s, 50 if s == "hybrid" else None, seed=7, duration=1.0) for s in ("push", "pull", "hybrid")}
+    return {
+        s: simulate(small, s, 50 if s == "hybrid" else None, seed=7, duration=1.0) for s in ("push", "pull", "hybrid")
+    }
 
 
 def test_hybrid_cuts_fanout_writes_by_ninety_percent_vs_push(celebrity_heavy):
@@ -140,7 +143,9 @@ def test_read_latency_reflects_pulls_and_queueing(runs):
     assert p99["push"] < p99["hybrid"] < p99["pull"]
     # A hybrid read pays for exactly the celebrity lists it pulls.
     cost = runs["hybrid"].cost
-    expected = cost.timeline_read + cost.celebrity_pull * hybrid["pulled"] + cost.merge_per_item * hybrid["items_merged"]
+    expected = (
+        cost.timeline_read + cost.celebrity_pull * hybrid["pulled"] + cost.merge_per_item * hybrid["items_merged"]
+    )
     assert np.allclose(hybrid["service"], expected)
 
 

@@ -1,4 +1,5 @@
 """FeedConfig validation and the SQLite store: users, follows, posts, typed errors, nothing half-written."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,8 +21,16 @@ from lab_core.sim.clock import ManualClock
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("celebrity_threshold", 0), ("timeline_length", 0), ("max_post_chars", -1), ("active_window", 0),
-     ("active_window", float("inf")), ("default_page_size", True), ("max_page_size", 2.5), ("claim_idle_ms", 0)],
+    [
+        ("celebrity_threshold", 0),
+        ("timeline_length", 0),
+        ("max_post_chars", -1),
+        ("active_window", 0),
+        ("active_window", float("inf")),
+        ("default_page_size", True),
+        ("max_page_size", 2.5),
+        ("claim_idle_ms", 0),
+    ],
 )
 def test_config_names_the_bad_field(field, value):
     with pytest.raises(ValueError, match=f"FeedConfig.{field}"):
@@ -85,7 +94,9 @@ def test_posts_are_stamped_by_the_injected_clock(store):
     clock.advance(5)
     p2 = store.add_post(1, "again")
     assert (p1["created_at"], p2["created_at"]) == (100.0, 105.0)
-    assert store.posts_by_ids([p2["id"], 999]) == {p2["id"]: {"id": 2, "author": 1, "text": "again", "created_at": 105.0}}
+    assert store.posts_by_ids([p2["id"], 999]) == {
+        p2["id"]: {"id": 2, "author": 1, "text": "again", "created_at": 105.0}
+    }
 
 
 def test_bad_posts_are_refused_and_not_stored(store):

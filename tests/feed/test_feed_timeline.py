@@ -1,4 +1,5 @@
 """Redis timelines: trim on write, newest-first slices with tie-safe cursors, activity, rebuild on return."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """Answers with citations: numbering, the support check, the extractive answerer, and an
 OpenAI-compatible answerer against a mocked endpoint."""
+
 from __future__ import annotations
 
 import json
@@ -20,20 +21,26 @@ from lab_core.rag.answer import (
 )
 from lab_core.rag.documents import Chunk
 from lab_core.rag.embedding import HashEmbedder
-from lab_core.rag.retrieval import HybridIndex, Hit
+from lab_core.rag.retrieval import Hit, HybridIndex
 
-A = Chunk("a#0", "a", "Token buckets refill at a steady rate. Bursts spend saved tokens.", 0, 64, 2, "Buckets", "a.md", "A")
+A = Chunk(
+    "a#0", "a", "Token buckets refill at a steady rate. Bursts spend saved tokens.", 0, 64, 2, "Buckets", "a.md", "A"
+)
 B = Chunk("b#3", "b", "Consistent hashing maps keys onto a ring of servers.", 100, 152, 0, "", "b.md", "B")
 
 
 def test_cite_numbers_chunks_in_first_use_order():
-    text, citations = cite([
-        Sentence("Consistent hashing maps keys onto a ring of servers.", B),
-        Sentence("Token buckets refill at a steady rate.", A),
-        Sentence("Bursts spend saved tokens.", A),
-    ])
-    assert text == ("Consistent hashing maps keys onto a ring of servers. [1] Token buckets refill at a steady rate. [2] "
-                    "Bursts spend saved tokens. [2]")
+    text, citations = cite(
+        [
+            Sentence("Consistent hashing maps keys onto a ring of servers.", B),
+            Sentence("Token buckets refill at a steady rate.", A),
+            Sentence("Bursts spend saved tokens.", A),
+        ]
+    )
+    assert text == (
+        "Consistent hashing maps keys onto a ring of servers. [1] Token buckets refill at a steady rate. [2] "
+        "Bursts spend saved tokens. [2]"
+    )
     assert [(c.n, c.chunk_id) for c in citations] == [(1, "b#3"), (2, "a#0")]
     c = citations[1]
     assert (c.doc_id, c.source, c.page, c.section, c.start, c.end) == ("a", "a.md", 2, "Buckets", 0, 64)
@@ -42,9 +49,14 @@ def test_cite_numbers_chunks_in_first_use_order():
 
 def test_cited_sentences_moves_trailing_markers_back():
     assert cited_sentences("Buckets refill. [1] Bursts spend tokens. [2][3] Done [4].") == [
-        ("Buckets refill.", [1]), ("Bursts spend tokens.", [2, 3]), ("Done.", [4]),
+        ("Buckets refill.", [1]),
+        ("Bursts spend tokens.", [2, 3]),
+        ("Done.", [4]),
     ]
-    assert cited_sentences("Buckets refill [1]. Hashing uses a ring [2].") == [("Buckets refill.", [1]), ("Hashing uses a ring.", [2])]
+    assert cited_sentences("Buckets refill [1]. Hashing uses a ring [2].") == [
+        ("Buckets refill.", [1]),
+        ("Hashing uses a ring.", [2]),
+    ]
     assert cited_sentences("No citation here. Another one.") == [("No citation here.", []), ("Another one.", [])]
     assert cited_sentences("") == []
 
@@ -60,9 +72,13 @@ def test_supports_verbatim_and_near_verbatim():
 
 def test_check_citations_flags_unsupported_and_unknown_markers():
     chunks = {1: A, 2: B}
-    ok = check_citations("Token buckets refill at a steady rate. [1] Keys sit on a ring of servers, by consistent hashing. [2]", chunks)
+    ok = check_citations(
+        "Token buckets refill at a steady rate. [1] Keys sit on a ring of servers, by consistent hashing. [2]", chunks
+    )
     assert (ok.supported, ok.cited, ok.uncited, ok.problems, ok.rate) == (2, 2, 0, [], 1.0)
-    wrong = check_citations("Consistent hashing maps keys onto a ring of servers. [1] Bursts spend saved tokens. [1]", chunks)
+    wrong = check_citations(
+        "Consistent hashing maps keys onto a ring of servers. [1] Bursts spend saved tokens. [1]", chunks
+    )
     assert (wrong.supported, wrong.cited) == (1, 2) and wrong.rate == 0.5
     assert len(wrong.problems) == 1 and wrong.problems[0].startswith("[1] does not support 'Consistent hashing")
     either = check_citations("Bursts spend saved tokens. [2][1]", chunks)
@@ -95,7 +111,7 @@ def test_extractive_answerer_answers_with_spans_in_documents(index):
     by_id = {h.chunk.chunk_id: h.chunk for h in hits}
     for c in answer.citations:
         chunk = by_id[c.chunk_id]
-        assert docs[c.doc_id].text[c.start:c.end] == chunk.text and c.section == chunk.section
+        assert docs[c.doc_id].text[c.start : c.end] == chunk.text and c.section == chunk.section
     for sentence, marks in cited_sentences(answer.text):
         assert marks and all(sentence in by_id[answer.citations[n - 1].chunk_id].text for n in marks)
     assert answer.citations[0].doc_id == "rate"
@@ -138,7 +154,9 @@ def test_openai_answerer_sends_numbered_context_and_resolves_citations():
     hits = [Hit(A, 1.0), Hit(B, 0.5)]
     seen: list[httpx.Request] = []
     reply = "Consistent hashing maps keys onto a ring of servers [2]. Token buckets refill at a steady rate [1]."
-    answerer = OpenAIAnswerer("http://gateway:8000/", "tiny-llm", api_key="sk-test", client=mock_client(reply, seen=seen))
+    answerer = OpenAIAnswerer(
+        "http://gateway:8000/", "tiny-llm", api_key="sk-test", client=mock_client(reply, seen=seen)
+    )
     answer = answerer("How do buckets and rings work?", hits)
     (request,) = seen
     assert str(request.url) == "http://gateway:8000/v1/chat/completions"
@@ -165,7 +183,9 @@ def test_openai_answerer_reports_unsupported_and_unknown_citations():
 def test_openai_answerer_only_sends_top_chunks_and_refuses():
     hits = [Hit(A, 1.0), Hit(B, 0.5)]
     seen: list[httpx.Request] = []
-    answer = OpenAIAnswerer("http://x", "m", chunks=1, client=mock_client("Not found in the documents.", seen=seen))("q", hits)
+    answer = OpenAIAnswerer("http://x", "m", chunks=1, client=mock_client("Not found in the documents.", seen=seen))(
+        "q", hits
+    )
     assert answer.refused and answer.text == NOT_FOUND and answer.citations == []
     content = json.loads(seen[0].content)["messages"][1]["content"]
     assert "[1] Token" in content and "[2]" not in content and "authorization" not in seen[0].headers

@@ -1,6 +1,7 @@
 """The RAG service over HTTP (in process, through ASGI): answers with citations, documents added and
 deleted, metrics, and every kind of bad input refused with a JSON 4xx that names the field and
 changes nothing already indexed. One test starts the real `syslab demo rag` server."""
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,22 @@ from lab_core.rag.documents import Document, Region
 from lab_core.rag.system import build_pipeline
 
 NOTES = (
-    Document("bucket.md", "A token bucket of capacity 10 refilled at 5 tokens per second admits a burst of 10 requests.\n\n"
-             "The capacity sets the burst and the rate sets the long-run average.", "bucket.md", "Token bucket",
-             (Region(0, 155, 0, "Token bucket"),)),
-    Document("window.md", "A fixed window counter lets a client send twice its limit across a window boundary.\n\n"
-             "A sliding window counter weights the previous window to smooth the boundary.", "window.md", "Windows",
-             (Region(0, 161, 0, "Windows"),)),
+    Document(
+        "bucket.md",
+        "A token bucket of capacity 10 refilled at 5 tokens per second admits a burst of 10 requests.\n\n"
+        "The capacity sets the burst and the rate sets the long-run average.",
+        "bucket.md",
+        "Token bucket",
+        (Region(0, 155, 0, "Token bucket"),),
+    ),
+    Document(
+        "window.md",
+        "A fixed window counter lets a client send twice its limit across a window boundary.\n\n"
+        "A sliding window counter weights the previous window to smooth the boundary.",
+        "window.md",
+        "Windows",
+        (Region(0, 161, 0, "Windows"),),
+    ),
 )
 
 
@@ -93,10 +104,22 @@ def test_unparseable_and_oversized_bodies(app):
 
 def test_documents_can_be_added_queried_and_deleted():
     app = create_api(build_pipeline("hash", documents=NOTES))
-    r = _call(app, "POST", "/documents", json={"doc_id": "bloom.md", "title": "Bloom filters",
-                                              "text": "A Bloom filter answers set membership with false positives but never false negatives."})
+    r = _call(
+        app,
+        "POST",
+        "/documents",
+        json={
+            "doc_id": "bloom.md",
+            "title": "Bloom filters",
+            "text": "A Bloom filter answers set membership with false positives but never false negatives.",
+        },
+    )
     assert r.status_code == 201 and r.json() == {"doc_id": "bloom.md", "chunks": 1}
-    assert [d["doc_id"] for d in _call(app, "GET", "/documents").json()["documents"]] == ["bucket.md", "window.md", "bloom.md"]
+    assert [d["doc_id"] for d in _call(app, "GET", "/documents").json()["documents"]] == [
+        "bucket.md",
+        "window.md",
+        "bloom.md",
+    ]
     answer = _call(app, "POST", "/query", json={"query": "Does a Bloom filter give false negatives?"}).json()
     assert answer["citations"][0]["doc_id"] == "bloom.md"
     assert _call(app, "DELETE", "/documents/bloom.md").json() == {"doc_id": "bloom.md", "chunks_deleted": 1}
@@ -151,15 +174,35 @@ def test_a_missing_docs_folder_is_a_clear_error(tmp_path):
 
 def test_syslab_demo_rag_serves_on_loopback(tmp_path):
     port = free_port()
-    (tmp_path / "note.md").write_text("# Consistent hashing\n\nConsistent hashing moves only 1/n of the keys when a node joins.\n")
+    (tmp_path / "note.md").write_text(
+        "# Consistent hashing\n\nConsistent hashing moves only 1/n of the keys when a node joins.\n"
+    )
     log_path = tmp_path / "demo.log"
     log = log_path.open("w")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("syslab")), "demo", "rag", "--port", str(port),
-                             "--docs", str(tmp_path), "--embedder", "hash"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("syslab")),
+            "demo",
+            "rag",
+            "--port",
+            str(port),
+            "--docs",
+            str(tmp_path),
+            "--embedder",
+            "hash",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200, proc,
-                   timeout=60, what="syslab demo rag", log=log_path)
+        wait_until(
+            lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200,
+            proc,
+            timeout=60,
+            what="syslab demo rag",
+            log=log_path,
+        )
         r = httpx.post(f"{url}/query", json={"query": "How many keys move when a node joins?"}, timeout=10)
         assert r.status_code == 200 and r.json()["citations"][0]["doc_id"] == "note.md"
         bad = httpx.post(f"{url}/query", content=json.dumps({"query": ""}), timeout=10)

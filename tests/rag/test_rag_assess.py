@@ -1,14 +1,15 @@
 """Scoring a pipeline on labelled questions: section keys, the per-question table, its summary,
 reranker training examples; and the shipped pipeline's scores on the demo questions."""
+
 from __future__ import annotations
 
 import math
 
 import pandas as pd
 import pytest
-from conftest import need
 from test_rag_retrieval import DOCS
 
+from conftest import need
 from lab_core.rag.assess import COLUMNS, assess, examples, ranked_sections, section_key, summary
 from lab_core.rag.chunking import ChunkConfig
 from lab_core.rag.corpus import LabelledQuestion, load_questions
@@ -19,7 +20,9 @@ from lab_core.rag.retrieval import Hit
 
 QUESTIONS = [
     LabelledQuestion("q1", "How does a token bucket handle a burst?", (("rate", "Token bucket"),), "saved tokens"),
-    LabelledQuestion("q2", "What does LRU eviction drop from the cache?", (("cache", "Eviction"),), "least recently used"),
+    LabelledQuestion(
+        "q2", "What does LRU eviction drop from the cache?", (("cache", "Eviction"),), "least recently used"
+    ),
     LabelledQuestion("q3", "Who painted the Mona Lisa?", (), None),
 ]
 
@@ -59,14 +62,53 @@ def test_assess_table_on_small_corpus(pipeline):
 
 
 def test_summary_by_hand():
-    table = pd.DataFrame([
-        {"id": "a", "question": "", "nDCG@10": 1.0, "Recall@10": 1.0, "MRR": 1.0, "refused": False, "should_refuse": False, "citation_support": 1.0, "latency_ms": 10.0},
-        {"id": "b", "question": "", "nDCG@10": 0.5, "Recall@10": 0.0, "MRR": 0.5, "refused": True, "should_refuse": False, "citation_support": 1.0, "latency_ms": 30.0},
-        {"id": "c", "question": "", "nDCG@10": float("nan"), "Recall@10": float("nan"), "MRR": float("nan"), "refused": False, "should_refuse": True, "citation_support": 0.5, "latency_ms": 20.0},
-    ], columns=COLUMNS)
+    table = pd.DataFrame(
+        [
+            {
+                "id": "a",
+                "question": "",
+                "nDCG@10": 1.0,
+                "Recall@10": 1.0,
+                "MRR": 1.0,
+                "refused": False,
+                "should_refuse": False,
+                "citation_support": 1.0,
+                "latency_ms": 10.0,
+            },
+            {
+                "id": "b",
+                "question": "",
+                "nDCG@10": 0.5,
+                "Recall@10": 0.0,
+                "MRR": 0.5,
+                "refused": True,
+                "should_refuse": False,
+                "citation_support": 1.0,
+                "latency_ms": 30.0,
+            },
+            {
+                "id": "c",
+                "question": "",
+                "nDCG@10": float("nan"),
+                "Recall@10": float("nan"),
+                "MRR": float("nan"),
+                "refused": False,
+                "should_refuse": True,
+                "citation_support": 0.5,
+                "latency_ms": 20.0,
+            },
+        ],
+        columns=COLUMNS,
+    )
     s = summary(table)
-    assert s == {"nDCG@10": 0.75, "Recall@10": 0.5, "MRR": 0.75, "refusal_accuracy": pytest.approx(1 / 3),
-                 "citation_support": 0.75, "latency_ms_p50": 20.0}
+    assert s == {
+        "nDCG@10": 0.75,
+        "Recall@10": 0.5,
+        "MRR": 0.75,
+        "refusal_accuracy": pytest.approx(1 / 3),
+        "citation_support": 0.75,
+        "latency_ms_p50": 20.0,
+    }
     assert math.isnan(summary(table.assign(refused=True))["citation_support"])
 
 
@@ -84,6 +126,7 @@ def test_examples_mark_chunks_of_labelled_sections(pipeline):
 def demo_pipeline():
     need("tesseract", "the demo corpus includes an image that only OCR can read")
     from lab_core.rag.system import build_pipeline
+
     return build_pipeline()
 
 

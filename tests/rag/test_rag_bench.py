@@ -4,6 +4,7 @@ The run writes to a temporary folder (``SYSLAB_BENCH_RESULTS``) and a temporary 
 (``SYSLAB_CACHE``), so neither the committed results nor a developer's cache are touched. SciFact
 comes from the shared data folder: without it the run skips (and fails under ``CI=true``).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,15 @@ SYSLAB = str(Path(sys.executable).with_name("syslab"))
 def quick_run(tmp_path_factory, shared_data) -> tuple[subprocess.CompletedProcess, dict]:
     need("tesseract", "the demo corpus has an image to OCR")
     out = tmp_path_factory.mktemp("bench-results")
-    env = {**os.environ, "SYSLAB_BENCH_RESULTS": str(out), "SYSLAB_DATA": str(shared_data), "SYSLAB_CACHE": str(out / "cache")}
-    proc = subprocess.run([SYSLAB, "bench", "rag", "--quick"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=500)
+    env = {
+        **os.environ,
+        "SYSLAB_BENCH_RESULTS": str(out),
+        "SYSLAB_DATA": str(shared_data),
+        "SYSLAB_CACHE": str(out / "cache"),
+    }
+    proc = subprocess.run(
+        [SYSLAB, "bench", "rag", "--quick"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=500
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     return proc, json.loads((out / "rag.json").read_text())
 
@@ -48,7 +56,9 @@ def test_quick_run_has_quality_figures_against_their_baselines(quick_run):
     assert len(ndcg) == 6 and all(0 < f["value"] <= 1 for f in ndcg.values())
     hybrid = ndcg["SciFact nDCG@10, hybrid (RRF)"]
     assert hybrid["baseline"].startswith("best single retriever") and hybrid["target"] == "ratio >= 1"
-    assert hybrid["baseline_value"] == max(ndcg["SciFact nDCG@10, BM25"]["value"], ndcg["SciFact nDCG@10, dense (MiniLM)"]["value"])
+    assert hybrid["baseline_value"] == max(
+        ndcg["SciFact nDCG@10, BM25"]["value"], ndcg["SciFact nDCG@10, dense (MiniLM)"]["value"]
+    )
     rerank = ndcg["SciFact nDCG@10, hybrid + rerank (5-fold CV)"]
     assert rerank["baseline_value"] == hybrid["value"] and rerank["target"] == "ratio >= 1"
     assert len(_named(record, "SciFact Recall@100")) == 3

@@ -1,4 +1,5 @@
 """BM25Index: hand-computed scores, agreement with bm25s's Lucene variant, add/delete, save/load, quality on SciFact."""
+
 from __future__ import annotations
 
 import math
@@ -104,7 +105,7 @@ def test_incremental_add_equals_one_shot_build() -> None:
     one_shot = build(dict(zip(ids, texts)))
     incremental = BM25Index()
     for start in range(0, len(ids), 7):
-        incremental.add(ids[start:start + 7], texts[start:start + 7])
+        incremental.add(ids[start : start + 7], texts[start : start + 7])
         incremental.search("w1")  # forces a rebuild between adds
     assert len(incremental) == len(ids)
     for query in queries:
@@ -153,7 +154,9 @@ def test_load_rejects_other_format_version(tmp_path: Path) -> None:
         BM25Index.load(path)
 
 
-@pytest.mark.parametrize("k1,b,field", [(-0.1, 0.4, "k1"), (0.9, -0.1, "b"), (0.9, 1.5, "b"), (float("nan"), 0.4, "k1")])
+@pytest.mark.parametrize(
+    "k1,b,field", [(-0.1, 0.4, "k1"), (0.9, -0.1, "b"), (0.9, 1.5, "b"), (float("nan"), 0.4, "k1")]
+)
 def test_bad_parameters(k1: float, b: float, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         BM25Index(k1=k1, b=b)

@@ -2,6 +2,7 @@
 typed question, sent with Enter, changes the answer and its badges; bm25 mode shows no fused list and
 no fusion controls; an unanswerable one is refused; the evaluation tab scores the settings when it is
 first opened and draws no empty plot before."""
+
 from __future__ import annotations
 
 import os

@@ -1,15 +1,15 @@
 """Chunkers: spans are exact slices, windows overlap as configured, cover every word, and the
 structural chunkers never cross a section."""
+
 from __future__ import annotations
 
 import math
-
-from lab_core.grading_kit import hypothesis_settings  # before hypothesis: sets its cache folder
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lab_core.grading_kit import hypothesis_settings  # before hypothesis: sets its cache folder
 from lab_core.rag.chunking import (
     CHUNKERS,
     ChunkConfig,
@@ -87,7 +87,7 @@ def test_fixed_size_chunks_are_exact_slices(text, size, data):
     chunks = fixed_size(doc, size, overlap)
     assert [(c.start, c.end) for c in chunks] == window_spans(word_spans(text), size, overlap)
     for i, c in enumerate(chunks):
-        assert c.text == text[c.start:c.end] and c.chunk_id == f"d#{i}"
+        assert c.text == text[c.start : c.end] and c.chunk_id == f"d#{i}"
         assert (c.doc_id, c.source, c.title) == ("d", "d.txt", "D")
         assert 1 <= len(c.text.split()) <= size
 
@@ -102,8 +102,18 @@ def test_fixed_size_hand_example():
 
 @pytest.mark.parametrize(
     "size, overlap, field",
-    [(0, 0, "size"), (-3, 0, "size"), (2.5, 0, "size"), (True, 0, "size"), ("4", 0, "size"),
-     (4, 4, "overlap"), (4, 5, "overlap"), (4, -1, "overlap"), (4, 1.0, "overlap"), (4, True, "overlap")],
+    [
+        (0, 0, "size"),
+        (-3, 0, "size"),
+        (2.5, 0, "size"),
+        (True, 0, "size"),
+        ("4", 0, "size"),
+        (4, 4, "overlap"),
+        (4, 5, "overlap"),
+        (4, -1, "overlap"),
+        (4, 1.0, "overlap"),
+        (4, True, "overlap"),
+    ],
 )
 def test_bad_size_or_overlap_names_the_field(size, overlap, field):
     doc = Document("d", "a b c d e f")
@@ -129,7 +139,7 @@ def test_recursive_stays_in_sections_and_respects_size(doc, size, data):
     chunks = recursive(doc, size, overlap)
     covered = set()
     for c in chunks:
-        assert c.text == doc.text[c.start:c.end] and c.text == c.text.strip()
+        assert c.text == doc.text[c.start : c.end] and c.text == c.text.strip()
         region = _inside_one_region(doc, c.start, c.end)
         assert (c.section, c.page) == (region.section, region.page)
         # up to size words, plus a heading-sized piece (under size/10) and the overlap
@@ -166,7 +176,7 @@ def test_sentence_windows_stay_in_sections(doc, window, data):
     chunks = sentence_windows(doc, window, overlap)
     covered = set()
     for c in chunks:
-        assert c.text == doc.text[c.start:c.end]
+        assert c.text == doc.text[c.start : c.end]
         region = _inside_one_region(doc, c.start, c.end)
         inside = [s for s in sentence_spans(doc.text, region.start, region.end) if c.start <= s[0] and s[1] <= c.end]
         assert 1 <= len(inside) <= window
@@ -178,9 +188,14 @@ def test_sentence_windows_stay_in_sections(doc, window, data):
 def test_sentence_windows_hand_example():
     doc = Document("d", "One is here. Two is here. Three is here. Four is here.")
     assert [c.text for c in sentence_windows(doc, 2, 1)] == [
-        "One is here. Two is here.", "Two is here. Three is here.", "Three is here. Four is here.",
+        "One is here. Two is here.",
+        "Two is here. Three is here.",
+        "Three is here. Four is here.",
     ]
-    assert [c.text for c in sentence_windows(doc, 3, 0)] == ["One is here. Two is here. Three is here.", "Four is here."]
+    assert [c.text for c in sentence_windows(doc, 3, 0)] == [
+        "One is here. Two is here. Three is here.",
+        "Four is here.",
+    ]
 
 
 def test_chunk_config_validates_and_builds_chunkers():

@@ -1,4 +1,5 @@
 """The SQLite chunk store: insertion order, atomic batches, per-document delete and listing."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,15 @@ from lab_core.rag.documents import Chunk
 
 
 def chunk(doc: str, i: int, **kw) -> Chunk:
-    defaults = dict(text=f"text {doc} {i}", start=10 * i, end=10 * i + 9, page=i, section=f"S{i}", source=f"{doc}.md", title=doc.upper())
+    defaults = dict(
+        text=f"text {doc} {i}",
+        start=10 * i,
+        end=10 * i + 9,
+        page=i,
+        section=f"S{i}",
+        source=f"{doc}.md",
+        title=doc.upper(),
+    )
     return Chunk(f"{doc}#{i}", doc, **{**defaults, **kw})
 
 

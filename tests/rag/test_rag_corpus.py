@@ -1,22 +1,32 @@
 """The shipped demo corpus: every file parses, the labelled questions point at real sections, and the
 generated PDF and PNG files are reproducible from their sources."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-from conftest import need
 from PIL import Image
 
+from conftest import need
 from lab_core.rag.corpus import CORPUS_DIR, QuestionsError, load_demo_corpus, load_questions
 from lab_core.rag.documents import Document, make_chunk
 from lab_core.rag.make_corpus import SOURCE_DIR, generate
 from lab_core.rag.parsing import parse_file
 
 EXPECTED_DOCS = {
-    "agent_platform.md", "gpu_scheduler.md", "llm_serving.md", "rag.md", "rate_limiter.md", "url_shortener.md",
-    "chat.html", "news_feed.html", "distributed_training.pdf", "video_streaming.pdf", "kv_cache_card.png",
+    "agent_platform.md",
+    "gpu_scheduler.md",
+    "llm_serving.md",
+    "rag.md",
+    "rate_limiter.md",
+    "url_shortener.md",
+    "chat.html",
+    "news_feed.html",
+    "distributed_training.pdf",
+    "video_streaming.pdf",
+    "kv_cache_card.png",
 }
 
 
@@ -27,7 +37,7 @@ def corpus() -> dict[str, Document]:
 
 
 def section_text(doc: Document, section: str) -> str:
-    return "\n\n".join(doc.text[r.start:r.end] for r in doc.regions if r.section == section)
+    return "\n\n".join(doc.text[r.start : r.end] for r in doc.regions if r.section == section)
 
 
 def test_every_corpus_file_parses_into_valid_documents(corpus: dict[str, Document]) -> None:
@@ -37,7 +47,7 @@ def test_every_corpus_file_parses_into_valid_documents(corpus: dict[str, Documen
         # Regions tile the text: each starts where the previous ended (after the paragraph break).
         assert doc.regions[0].start == 0 and doc.regions[-1].end == len(doc.text)
         for before, after in zip(doc.regions, doc.regions[1:]):
-            assert after.start == before.end + 2 and doc.text[before.end:after.start] == "\n\n"
+            assert after.start == before.end + 2 and doc.text[before.end : after.start] == "\n\n"
         for r in doc.regions:
             chunk = make_chunk(doc, r.start, r.end, 0)
             assert (chunk.page, chunk.section) == (r.page, r.section)
@@ -67,14 +77,29 @@ def test_labelled_questions_point_at_real_sections_that_contain_the_answer(corpu
             assert q.answer.lower() in text.lower(), f"{q.id}: {q.answer!r} not in {doc_id} § {section}"
 
 
-@pytest.mark.parametrize(("item", "message"), [
-    ({"id": "q9", "question": "", "relevant": [], "answer": None}, "question 'q9': field 'question'"),
-    ({"id": "q9", "question": "Why?", "relevant": [{"doc": "a.md"}], "answer": "x"}, "question 'q9': field 'relevant'"),
-    ({"id": "q9", "question": "Why?", "relevant": [], "answer": "x"}, "question 'q9': fields 'relevant' and 'answer'"),
-    ({"id": "q9", "question": "Why?", "relevant": [{"doc": "a.md", "section": "S"}], "answer": 3}, "question 'q9': field 'answer'"),
-    ({"question": "Why?", "relevant": [], "answer": None}, "question #1: field 'id'"),
-    ({"id": "q9", "question": "Why?", "relevant": [], "answer": None, "notes": 1}, "question 'q9': unknown field(s) notes"),
-])
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"id": "q9", "question": "", "relevant": [], "answer": None}, "question 'q9': field 'question'"),
+        (
+            {"id": "q9", "question": "Why?", "relevant": [{"doc": "a.md"}], "answer": "x"},
+            "question 'q9': field 'relevant'",
+        ),
+        (
+            {"id": "q9", "question": "Why?", "relevant": [], "answer": "x"},
+            "question 'q9': fields 'relevant' and 'answer'",
+        ),
+        (
+            {"id": "q9", "question": "Why?", "relevant": [{"doc": "a.md", "section": "S"}], "answer": 3},
+            "question 'q9': field 'answer'",
+        ),
+        ({"question": "Why?", "relevant": [], "answer": None}, "question #1: field 'id'"),
+        (
+            {"id": "q9", "question": "Why?", "relevant": [], "answer": None, "notes": 1},
+            "question 'q9': unknown field(s) notes",
+        ),
+    ],
+)
 def test_bad_questions_are_rejected_naming_the_question_and_field(tmp_path: Path, item: dict, message: str) -> None:
     path = tmp_path / "questions.json"
     path.write_text(json.dumps([item]))

@@ -2,6 +2,7 @@
 shows, a mode shows only the lists and controls that apply to it, each stage keeps its colour, students'
 chunkers, fusions, rerankers, citations and nDCG plug in as "yours", and the evaluation tab's numbers
 are ``summary(assess(...))`` of the same configuration. The hash embedder keeps all but one test fast."""
+
 from __future__ import annotations
 
 import hashlib
@@ -120,7 +121,11 @@ def test_bm25_mode_has_no_dense_list_and_nothing_fused():
     assert list(dash.asked.timings["stage"]) == ["bm25", "rerank", "answer"]
     dash.mode = "dense"
     assert titles(dash) == ["Dense", "Reranked"] and list(dash.asked.timings["stage"]) == [
-        "embed", "dense", "rerank", "answer"]
+        "embed",
+        "dense",
+        "rerank",
+        "answer",
+    ]
     dash.reranker = "off"
     assert titles(dash) == ["Dense"] and "rerank" not in set(dash.asked.timings["stage"])
 
@@ -197,8 +202,10 @@ def test_the_weight_moves_weighted_fusion_and_is_hidden_where_it_does_not_apply(
 
 def test_every_control_is_in_the_sidebar(default):
     names = {w.name for w in default.controls().select(pn.widgets.Widget)}
-    labels = {default.param[n].label for n in ("query", "strategy", "size", "overlap", "mode", "fusion", "weight",
-                                                "k", "reranker")}
+    labels = {
+        default.param[n].label
+        for n in ("query", "strategy", "size", "overlap", "mode", "fusion", "weight", "k", "reranker")
+    }
     assert labels <= names, labels - names
 
 
@@ -298,8 +305,12 @@ def test_evaluation_equals_summary_of_assess_for_the_same_configuration():
     table = e.summary.set_index("configuration")
     assert list(table.index) == ["bm25", "dense", "hybrid (rrf)", "hybrid (rrf) + rerank"]
     questions = evaluation_questions()
-    for label, mode, rerank in (("bm25", "bm25", False), ("dense", "dense", False),
-                                ("hybrid (rrf)", "hybrid", False), ("hybrid (rrf) + rerank", "hybrid", True)):
+    for label, mode, rerank in (
+        ("bm25", "bm25", False),
+        ("dense", "dense", False),
+        ("hybrid (rrf)", "hybrid", False),
+        ("hybrid (rrf) + rerank", "hybrid", True),
+    ):
         pipeline = build_pipeline("hash", ChunkConfig("recursive", 150, 20), RetrievalConfig(mode=mode))
         expected = summary(assess(pipeline, questions, rerank=rerank))
         for metric in ("nDCG@10", "Recall@10", "MRR", "refusal_accuracy", "citation_support"):
@@ -364,8 +375,15 @@ def test_minilm_requeries_in_under_a_second_once_embedded(record_property):
     assert not answer.refused and answer.citations[0].doc_id == "rate_limiter.md"
     dash.size = 120  # a new chunking: embedded (or read from the disk cache) once
     record_property("build_s_new_chunking", dash.asked.build_seconds)
-    for name, value in [("mode", "bm25"), ("mode", "hybrid"), ("fusion", "weighted"), ("k", 10),
-                        ("reranker", "off"), ("query", "What does time to first token measure?"), ("size", 200)]:
+    for name, value in [
+        ("mode", "bm25"),
+        ("mode", "hybrid"),
+        ("fusion", "weighted"),
+        ("k", 10),
+        ("reranker", "off"),
+        ("query", "What does time to first token measure?"),
+        ("size", 200),
+    ]:
         started = time.perf_counter()
         setattr(dash, name, value)
         dash.answer_view(), dash.stages_view(), hv.render(dash.timing_plot())

@@ -1,4 +1,5 @@
 """Documents, regions and chunks: validation, locating an offset, and a chunk's citation."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,6 @@
 """Embedders: the hash embedder is deterministic and unit-length, MiniLM matches
 sentence-transformers, and the SQLite cache returns what the model would."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Ranking metrics against pytrec_eval and by hand; the BEIR loader on small files and on scifact."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import need
-
 from lab_core.rag.evaluation import (
     evaluate,
     load_beir,
@@ -43,7 +43,9 @@ def test_metrics_match_pytrec_eval(data) -> None:
     run, qrels = data
     # Distinct descending scores, so pytrec_eval's tie-breaking (docid descending) never applies.
     scored = {q: {d: float(len(ranked) - i) for i, d in enumerate(ranked)} for q, ranked in run.items() if ranked}
-    reference = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10", "recall_100", "recip_rank", "P_10"}).evaluate(scored)
+    reference = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10", "recall_100", "recip_rank", "P_10"}).evaluate(
+        scored
+    )
     for qid, expected in reference.items():
         ranked, relevant = run[qid], qrels[qid]
         assert ndcg_at_k(ranked, relevant, 10) == pytest.approx(expected["ndcg_cut_10"], abs=1e-9)
@@ -100,8 +102,10 @@ def test_evaluate_averages_over_qrels_and_missing_runs_score_zero() -> None:
 
 def write_beir(folder: Path, qrels_text: str, corpus_lines: list[str] | None = None, newline: str = "\n") -> Path:
     (folder / "qrels").mkdir(parents=True)
-    corpus = corpus_lines or [json.dumps({"_id": "d1", "title": "T1", "text": "one"}),
-                              json.dumps({"_id": 2, "text": "two, untitled"})]
+    corpus = corpus_lines or [
+        json.dumps({"_id": "d1", "title": "T1", "text": "one"}),
+        json.dumps({"_id": 2, "text": "two, untitled"}),
+    ]
     queries = [json.dumps({"_id": "q1", "text": "first?"}), json.dumps({"_id": "q2", "text": "unjudged"})]
     (folder / "corpus.jsonl").write_bytes(newline.join(corpus).encode() + newline.encode())
     (folder / "queries.jsonl").write_bytes(newline.join(queries).encode())

@@ -1,6 +1,7 @@
 """What the RAG dashboard runs, without the dashboard: pipelines kept per chunking, the lists and stages
 each retrieval setting produces, a configured copy that leaves its base alone, the evaluation sweep and
 its progress reports. The hash embedder keeps them fast."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,13 +53,21 @@ def test_chunk_config_counts_sentences_and_keeps_overlap_below_size():
     assert reference_chunker(doc) == DEFAULT_CHUNKING.chunker()(doc)
 
 
-@pytest.mark.parametrize(("mode", "reranked", "lists", "stages"), [
-    ("hybrid", True, ["bm25", "dense", "fused", "reranked"], ["embed", "dense", "bm25", "fuse", "rerank", "answer"]),
-    ("hybrid", False, ["bm25", "dense", "fused"], ["embed", "dense", "bm25", "fuse", "answer"]),
-    ("dense", True, ["dense", "reranked"], ["embed", "dense", "rerank", "answer"]),
-    ("bm25", True, ["bm25", "reranked"], ["bm25", "rerank", "answer"]),
-    ("bm25", False, ["bm25"], ["bm25", "answer"]),
-])
+@pytest.mark.parametrize(
+    ("mode", "reranked", "lists", "stages"),
+    [
+        (
+            "hybrid",
+            True,
+            ["bm25", "dense", "fused", "reranked"],
+            ["embed", "dense", "bm25", "fuse", "rerank", "answer"],
+        ),
+        ("hybrid", False, ["bm25", "dense", "fused"], ["embed", "dense", "bm25", "fuse", "answer"]),
+        ("dense", True, ["dense", "reranked"], ["embed", "dense", "rerank", "answer"]),
+        ("bm25", True, ["bm25", "reranked"], ["bm25", "rerank", "answer"]),
+        ("bm25", False, ["bm25"], ["bm25", "answer"]),
+    ],
+)
 def test_a_setting_shows_the_lists_and_stages_it_runs(pipelines, mode, reranked, lists, stages):
     setting = Setting(mode, reranker=RERANKER if reranked else None)
     asked = ask(pipelines, DEFAULT_CHUNKING, QUESTION, setting, k=4)

@@ -1,4 +1,5 @@
 """Rank fusion: reciprocal rank fusion by hand, ties, validation; the min-max weighted sum."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,7 +12,10 @@ def test_rrf_hand_example():
     assert fused["a"] == pytest.approx(1 / 61 + 1 / 63)
     assert fused["b"] == pytest.approx(1 / 62) and fused["y"] == pytest.approx(1 / 62)
     assert [d for d, _ in rrf([["a", "b", "c"], ["x", "y", "a"]], k=60)] == ["a", "x", "b", "y", "c"]
-    assert rrf([["a", "b"], ["b", "a"], ["b"]], k=0) == [("b", pytest.approx(1 / 2 + 1 + 1)), ("a", pytest.approx(1 + 1 / 2))]
+    assert rrf([["a", "b"], ["b", "a"], ["b"]], k=0) == [
+        ("b", pytest.approx(1 / 2 + 1 + 1)),
+        ("a", pytest.approx(1 + 1 / 2)),
+    ]
     assert rrf([]) == [] and rrf([[], []]) == []
 
 
@@ -37,7 +41,9 @@ def test_weighted_sum_scales_and_handles_missing_docs():
     dense = [("a", 0.9), ("b", 0.5), ("c", 0.1)]
     sparse = [("c", 12.0), ("d", 6.0), ("a", 0.0)]
     fused = dict(weighted_sum(dense, sparse, 0.5))
-    assert fused == pytest.approx({"a": 0.5 * 1.0 + 0.5 * 0.0, "b": 0.5 * 0.5, "c": 0.5 * 0.0 + 0.5 * 1.0, "d": 0.5 * 0.5})
+    assert fused == pytest.approx(
+        {"a": 0.5 * 1.0 + 0.5 * 0.0, "b": 0.5 * 0.5, "c": 0.5 * 0.0 + 0.5 * 1.0, "d": 0.5 * 0.5}
+    )
     ordered = weighted_sum(dense, sparse, 0.5)
     assert [d for d, _ in ordered] == ["a", "c", "b", "d"]  # ties in first appearance, dense list first
     fused = dict(weighted_sum(dense, sparse, 0.8))

@@ -4,6 +4,7 @@
 helpers in `lab_core.rag.grading`, by running each mutant's function (exactly the source that
 `syslab check` splices into the notebook) against the graders it must fail.
 """
+
 from __future__ import annotations
 
 import math
@@ -92,10 +93,10 @@ def test_reference_passes_every_grader():
     grading.compare_cite(reference_cite, max_examples=60)
 
 
-@pytest.mark.parametrize(("mutant", "grade_id", "grader"), [
-    (m, gid, g) for m, cells in EXPECTED.items() for gid, graders in cells.items() for g in graders
-    if g != "corpus"
-])
+@pytest.mark.parametrize(
+    ("mutant", "grade_id", "grader"),
+    [(m, gid, g) for m, cells in EXPECTED.items() for gid, graders in cells.items() for g in graders if g != "corpus"],
+)
 def test_mutant_against_grader(mutant: str, grade_id: str, grader: str):
     fn = _function(mutant, grade_id)
     check = GRADERS[grade_id][grader]

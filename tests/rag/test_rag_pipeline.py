@@ -1,5 +1,6 @@
 """The pipeline end to end with the hash embedder: ingest replaces, delete removes everywhere,
 queries are validated, and the reranker and answerer seams are used."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,7 +33,9 @@ def test_ingest_reports_and_replaces_a_document(pipeline):
     assert (report.documents, report.errors) == (1, []) and report.seconds >= 0
     assert report.chunks == len(pipeline.index.chunks.doc_chunk_ids("rate"))
     assert len(pipeline.index) == len(pipeline.index.chunks) == len(pipeline.index.bm25) == n
-    changed = sectioned("rate", "Rate limiter", {"Leaky bucket": "A leaky bucket drains requests at a fixed pace like water."})
+    changed = sectioned(
+        "rate", "Rate limiter", {"Leaky bucket": "A leaky bucket drains requests at a fixed pace like water."}
+    )
     pipeline.ingest([changed])
     texts = " ".join(c.text for c in pipeline.index.chunks.get(pipeline.index.chunks.doc_chunk_ids("rate")))
     assert "leaky" in texts and "token" not in texts
@@ -60,11 +63,17 @@ def test_delete_removes_a_document_from_every_list(pipeline):
     assert pipeline.delete("queue") == 0
 
 
-@pytest.mark.parametrize("query, message", [
-    ("", "query is empty"), ("   \n\t ", "query is empty"), (None, "must be a string, got NoneType"),
-    (42, "must be a string, got int"), (b"bytes", "must be a string, got bytes"),
-    ("x" * (MAX_QUERY_CHARS + 1), f"{MAX_QUERY_CHARS + 1} characters; the limit is {MAX_QUERY_CHARS}"),
-])
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("", "query is empty"),
+        ("   \n\t ", "query is empty"),
+        (None, "must be a string, got NoneType"),
+        (42, "must be a string, got int"),
+        (b"bytes", "must be a string, got bytes"),
+        ("x" * (MAX_QUERY_CHARS + 1), f"{MAX_QUERY_CHARS + 1} characters; the limit is {MAX_QUERY_CHARS}"),
+    ],
+)
 def test_bad_queries_are_refused(pipeline, query, message):
     with pytest.raises(ValueError, match=message):
         check_query(query)
@@ -138,6 +147,7 @@ def test_custom_chunker_and_ingest_folder(tmp_path):
 
     def one_chunk(doc):
         from lab_core.rag.documents import make_chunk
+
         calls.append(doc.doc_id)
         return [make_chunk(doc, 0, len(doc.text.rstrip()), 0)]
 
@@ -154,6 +164,9 @@ def test_pipeline_with_a_path_persists_and_reloads(tmp_path):
     p.ingest(DOCS)
     p.index.save(tmp_path / "idx")
     from lab_core.rag.retrieval import HybridIndex
+
     loaded = HybridIndex.load(tmp_path / "idx", HashEmbedder(256))
     q = "consistent hashing ring servers"
-    assert [h.chunk for h in loaded.search(q, 5).stages["fused"]] == [h.chunk for h in p.index.search(q, 5).stages["fused"]]
+    assert [h.chunk for h in loaded.search(q, 5).stages["fused"]] == [
+        h.chunk for h in p.index.search(q, 5).stages["fused"]
+    ]

@@ -1,4 +1,5 @@
 """The learned linear reranker: features, fitting on synthetic data, save/load, cross-validation."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,15 @@ def test_feature_ranges_on_random_hits():
     rng = np.random.default_rng(1)
     words = ["token", "bucket", "ring", "cache", "queue", "shard", "burst"]
     hits = [
-        hit(f"d{i}#0", " ".join(rng.choice(words, 6)), " ".join(rng.choice(words, 2)), dense=float(rng.uniform(-1, 1)),
-            sparse=float(rng.uniform(0, 9)), dense_rank=int(rng.integers(0, 20)), sparse_rank=int(rng.integers(0, 20)))
+        hit(
+            f"d{i}#0",
+            " ".join(rng.choice(words, 6)),
+            " ".join(rng.choice(words, 2)),
+            dense=float(rng.uniform(-1, 1)),
+            sparse=float(rng.uniform(0, 9)),
+            dense_rank=int(rng.integers(0, 20)),
+            sparse_rank=int(rng.integers(0, 20)),
+        )
         for i in range(40)
     ]
     x = features("token bucket burst cache", hits)
@@ -61,8 +69,13 @@ def synthetic_examples(n_queries: int = 12, seed: int = 3) -> list[Example]:
         for i in range(10):
             good = i % 4 == 0
             cid = f"q{q}d{i}#0"
-            hits.append(hit(cid, dense=float(rng.uniform(0.2, 0.6) - (0.1 if good else 0)),
-                            sparse=float(rng.uniform(6, 9) if good else rng.uniform(0, 4))))
+            hits.append(
+                hit(
+                    cid,
+                    dense=float(rng.uniform(0.2, 0.6) - (0.1 if good else 0)),
+                    sparse=float(rng.uniform(6, 9) if good else rng.uniform(0, 4)),
+                )
+            )
             if good:
                 relevant[cid] = 1
         rng.shuffle(hits)

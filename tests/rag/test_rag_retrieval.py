@@ -1,5 +1,6 @@
 """The hybrid index: BM25, dense and fused lists per mode, scores carried on every hit, the three
 stores kept in step by add and delete, and save/load."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,13 +24,33 @@ def sectioned(doc_id: str, title: str, sections: dict[str, str]) -> Document:
 
 
 DOCS = [
-    sectioned("rate", "Rate limiter", {
-        "Token bucket": "A token bucket refills at a steady rate. A burst spends the saved tokens at once, then requests wait for the refill.",
-        "Sliding window": "A sliding window log counts the requests of each client in the last minute and rejects the excess.",
-    }),
-    sectioned("hash", "Sharding", {"Ring": "Consistent hashing maps keys onto a ring of servers. Adding a server moves only a few keys."}),
-    sectioned("queue", "Queues", {"Delivery": "A message queue decouples producers from consumers. Consumers acknowledge messages after processing them."}),
-    sectioned("cache", "Caching", {"Eviction": "A cache keeps hot data in memory. LRU eviction drops the least recently used entry when the cache is full."}),
+    sectioned(
+        "rate",
+        "Rate limiter",
+        {
+            "Token bucket": "A token bucket refills at a steady rate. A burst spends the saved tokens at once, then requests wait for the refill.",
+            "Sliding window": "A sliding window log counts the requests of each client in the last minute and rejects the excess.",
+        },
+    ),
+    sectioned(
+        "hash",
+        "Sharding",
+        {"Ring": "Consistent hashing maps keys onto a ring of servers. Adding a server moves only a few keys."},
+    ),
+    sectioned(
+        "queue",
+        "Queues",
+        {
+            "Delivery": "A message queue decouples producers from consumers. Consumers acknowledge messages after processing them."
+        },
+    ),
+    sectioned(
+        "cache",
+        "Caching",
+        {
+            "Eviction": "A cache keeps hot data in memory. LRU eviction drops the least recently used entry when the cache is full."
+        },
+    ),
 ]
 CHUNKS = chunk_all(DOCS, ChunkConfig("fixed", 12, 3).chunker())
 
@@ -45,11 +66,14 @@ def ids(hits) -> list[str]:
     return [h.chunk.chunk_id for h in hits]
 
 
-@pytest.mark.parametrize("mode, stages, timings", [
-    ("hybrid", {"dense", "bm25", "fused"}, {"embed", "dense", "bm25", "fuse"}),
-    ("dense", {"dense", "fused"}, {"embed", "dense", "fuse"}),
-    ("bm25", {"bm25", "fused"}, {"bm25", "fuse"}),
-])
+@pytest.mark.parametrize(
+    "mode, stages, timings",
+    [
+        ("hybrid", {"dense", "bm25", "fused"}, {"embed", "dense", "bm25", "fuse"}),
+        ("dense", {"dense", "fused"}, {"embed", "dense", "fuse"}),
+        ("bm25", {"bm25", "fused"}, {"bm25", "fuse"}),
+    ],
+)
 def test_stages_per_mode(index, mode, stages, timings):
     r = index.search("token bucket burst refill", 5, RetrievalConfig(mode=mode))
     assert set(r.stages) == stages and set(r.timings_ms) == timings
@@ -118,8 +142,13 @@ def test_candidates_bound_the_fused_list(index):
 
 
 def test_retrieval_config_validation():
-    for kwargs, field in [({"mode": "sparse"}, "mode"), ({"fusion": "max"}, "fusion"), ({"weight": 1.2}, "weight"),
-                          ({"candidates": 0}, "candidates"), ({"candidates": True}, "candidates")]:
+    for kwargs, field in [
+        ({"mode": "sparse"}, "mode"),
+        ({"fusion": "max"}, "fusion"),
+        ({"weight": 1.2}, "weight"),
+        ({"candidates": 0}, "candidates"),
+        ({"candidates": True}, "candidates"),
+    ]:
         with pytest.raises(ValueError, match=f"^{field} must"):
             RetrievalConfig(**kwargs)
 
@@ -156,8 +185,9 @@ def test_save_load_gives_identical_results(tmp_path, kind):
     for q in ["token bucket burst", "queue consumers", "cache eviction memory", "consistent hashing ring"]:
         a, b = index.search(q, 5), loaded.search(q, 5)
         for stage in a.stages:
-            assert [(h.chunk, round(h.score, 6), round(h.dense, 6), round(h.sparse, 6)) for h in a.stages[stage]] == \
-                   [(h.chunk, round(h.score, 6), round(h.dense, 6), round(h.sparse, 6)) for h in b.stages[stage]]
+            assert [(h.chunk, round(h.score, 6), round(h.dense, 6), round(h.sparse, 6)) for h in a.stages[stage]] == [
+                (h.chunk, round(h.score, 6), round(h.dense, 6), round(h.sparse, 6)) for h in b.stages[stage]
+            ]
     with pytest.raises(IndexMismatch, match="hash-256.*hash-128"):
         HybridIndex.load(tmp_path / "idx", HashEmbedder(128))
 
@@ -185,12 +215,15 @@ def test_indexed_text_puts_the_title_first():
     c = CHUNKS[0]
     assert _indexed_text(c) == f"Rate limiter\n{c.text}"
     from dataclasses import replace
+
     assert _indexed_text(replace(c, title="")) == c.text
     assert _indexed_text(replace(c, text="Rate limiter rules")) == "Rate limiter rules"
     index = HybridIndex(HashEmbedder(64))
     index.add(CHUNKS)
     # the title alone finds every chunk of the document through BM25
-    assert {h.chunk.doc_id for h in index.search("sharding", 10, RetrievalConfig(mode="bm25")).stages["bm25"]} == {"hash"}
+    assert {h.chunk.doc_id for h in index.search("sharding", 10, RetrievalConfig(mode="bm25")).stages["bm25"]} == {
+        "hash"
+    }
 
 
 def test_empty_index_searches_to_nothing():

@@ -1,13 +1,14 @@
 """The ready-made pipeline over the demo corpus (MiniLM): it answers with citations from the right
 note and refuses what the notes do not cover."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from conftest import need
 from test_rag_retrieval import DOCS
 
+from conftest import need
 from lab_core.rag.answer import cited_sentences
 from lab_core.rag.chunking import ChunkConfig
 from lab_core.rag.system import MIN_SCORE, build_pipeline, cache_path, demo_documents

@@ -1,4 +1,5 @@
 """Terms (stopwords, stemming) and sentence spans on examples a reader can check by eye."""
+
 from __future__ import annotations
 
 from lab_core.rag.text import sentence_spans, stem, terms
@@ -10,24 +11,37 @@ def sentences(text: str, start: int = 0, end: int | None = None) -> list[str]:
 
 def test_sentence_spans_split_on_end_marks_and_blank_lines():
     assert sentences("Redis keeps data in memory. It is fast! Is it durable? Yes, with AOF.") == [
-        "Redis keeps data in memory.", "It is fast!", "Is it durable?", "Yes, with AOF.",
+        "Redis keeps data in memory.",
+        "It is fast!",
+        "Is it durable?",
+        "Yes, with AOF.",
     ]
     assert sentences("# Heading\n\nBody text follows\nover two lines.\n\n\n  Last part  ") == [
-        "# Heading", "Body text follows\nover two lines.", "Last part",
+        "# Heading",
+        "Body text follows\nover two lines.",
+        "Last part",
     ]
-    assert sentences("It is fast! 3 people saw it. [Note] follows.") == ["It is fast!", "3 people saw it.", "[Note] follows."]
+    assert sentences("It is fast! 3 people saw it. [Note] follows.") == [
+        "It is fast!",
+        "3 people saw it.",
+        "[Note] follows.",
+    ]
 
 
 def test_sentence_spans_keep_closing_quotes_and_brackets():
     """A quote or bracket closing a sentence belongs to it: the span must not cut it off."""
     assert sentences('He said "stop." Then he left. (Quietly.) 3 people saw it.') == [
-        'He said "stop."', "Then he left.", "(Quietly.)", "3 people saw it.",
+        'He said "stop."',
+        "Then he left.",
+        "(Quietly.)",
+        "3 people saw it.",
     ]
 
 
 def test_sentence_spans_keep_abbreviations_decimals_and_lower_case_continuations():
     assert sentences("Use a cache, e.g. the Redis one. Then measure it.") == [
-        "Use a cache, e.g. the Redis one.", "Then measure it.",
+        "Use a cache, e.g. the Redis one.",
+        "Then measure it.",
     ]
     assert sentences("Latency fell from 3.5 ms to 1.2 ms. Good.") == ["Latency fell from 3.5 ms to 1.2 ms.", "Good."]
     assert sentences("ends with etc. and goes on") == ["ends with etc. and goes on"]

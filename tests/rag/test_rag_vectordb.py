@@ -1,5 +1,6 @@
 """The faiss-backed vector index: add/search/delete/compact for every kind, save/load that refuses
 another vector space, errors that change nothing, and approximate recall against exact search."""
+
 from __future__ import annotations
 
 import numpy as np

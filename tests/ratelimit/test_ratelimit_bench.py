@@ -1,4 +1,5 @@
 """Lab 01's benchmark, quick: `syslab bench ratelimit --quick` writes the documented record and table."""
+
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ from conftest import assert_bench_record, assert_bench_table, need
 from lab_core.ratelimit import REDIS_ALGORITHMS
 
 SYSLAB = str(Path(sys.executable).with_name("syslab"))
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
@@ -40,7 +42,11 @@ def test_quick_run_covers_every_algorithm_against_limits(quick_run):
     _, record = quick_run
     figures = record["figures"]
     throughput = [f for f in figures if f["unit"] == "decisions/s"]
-    pairs = {"fixed_window": "FixedWindow", "sliding_window_log": "MovingWindow", "sliding_window_counter": "SlidingWindowCounter"}
+    pairs = {
+        "fixed_window": "FixedWindow",
+        "sliding_window_log": "MovingWindow",
+        "sliding_window_counter": "SlidingWindowCounter",
+    }
     for algorithm in REDIS_ALGORITHMS:
         mine = [f for f in throughput if f["name"].startswith(f"{algorithm} ")]
         with_headers = [f for f in mine if "with header data" in f["name"]]
@@ -55,11 +61,15 @@ def test_quick_run_covers_every_algorithm_against_limits(quick_run):
         assert all(theirs in f["baseline"] for f in throughput if f["name"].startswith(f"{ours} "))
     error = [f for f in figures if f["unit"] == "% of requests"]
     assert {("allowed" in f["name"], "Cloudflare" in f["name"]) for f in error} == {
-        (True, True), (False, True), (True, False), (False, False)
+        (True, True),
+        (False, True),
+        (True, False),
+        (False, False),
     }
     latency = [f for f in figures if f["unit"] == "us"]
     assert len(latency) == 4 and {f["name"].split(",")[0] for f in latency} == {
-        "middleware added p50", "middleware added p99"
+        "middleware added p50",
+        "middleware added p99",
     }
     assert all(f["baseline_value"] > 0 and math.isfinite(f["value"]) for f in latency), latency
 

@@ -1,4 +1,5 @@
 """Lab 01 in a real browser: ``syslab serve`` answers, the index links to the lab, a slider redraws the results."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM_ARGS, serve_lab
 
+from conftest import CHROMIUM_ARGS, serve_lab
 
 HEADLINE = "Recomputed in"  # the sentence under the title that states the computed boundary burst
 

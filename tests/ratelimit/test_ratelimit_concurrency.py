@@ -3,6 +3,7 @@
 A long period makes refill during the test negligible (N per 10^6 s), so "exactly N" holds with
 Redis server time as well as with a frozen injected clock.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,7 +86,7 @@ def test_separate_api_servers_share_one_limit(name: str, redis_server: str, redi
     servers = [redis.Redis.from_url(redis_server, decode_responses=True) for _ in range(5)]
     limiters = [make(name, c, None) for c in servers]
     try:
-        verdicts = hammer(lambda i: (lambda lim=limiters[i % 5]: lim.acquire("shared").allowed))
+        verdicts = hammer(lambda i: lambda lim=limiters[i % 5]: lim.acquire("shared").allowed)
     finally:
         for c in servers:
             c.close()

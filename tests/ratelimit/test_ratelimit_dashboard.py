@@ -1,4 +1,5 @@
 """Lab 01 dashboard without a browser: it builds, follows its settings, shows the boundary burst, runs student code."""
+
 from __future__ import annotations
 
 import holoviews as hv
@@ -87,7 +88,10 @@ def test_changing_a_setting_changes_the_plotted_data():
 def test_the_plots_follow_the_run():
     dash = dashboard(pattern="boundary")
     frames = {
-        "rate": dash.rate_plot(), "quota": dash.quota_plot(), "rejects": dash.rejects_plot(), "peak": dash.peak_plot(),
+        "rate": dash.rate_plot(),
+        "quota": dash.quota_plot(),
+        "rejects": dash.rejects_plot(),
+        "peak": dash.peak_plot(),
     }
     peak_bars = frames["peak"].get(0)
     assert isinstance(peak_bars, hv.Bars)

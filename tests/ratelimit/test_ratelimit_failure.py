@@ -1,4 +1,5 @@
 """Redis down: each rule's fail policy decides, the API never crashes, one warning, and recovery."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +23,9 @@ OPEN_ONLY = [
     Rule("user-open", "user", limit=2, period=3600, algorithm="token_bucket", fail="open"),
     Rule("ip-open", "ip", limit=100, period=3600, algorithm="sliding_window_log", fail="open"),
 ]
-WITH_CLOSED = OPEN_ONLY + [Rule("global-closed", "global", limit=100, period=3600, algorithm="fixed_window", fail="closed")]
+WITH_CLOSED = OPEN_ONLY + [
+    Rule("global-closed", "global", limit=100, period=3600, algorithm="fixed_window", fail="closed")
+]
 
 
 def quick_client(url: str) -> redis.Redis:

@@ -3,6 +3,7 @@
 `syslab check` proves this through nbgrader; these tests prove it in seconds, directly on the
 helpers in `lab_core.ratelimit.grading`, so a change to a grader that weakens it fails fast.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,13 @@ class WrongWeightCounter(SlidingWindowCounter):
         if allowed:
             curr += cost
         self._state[key] = (window, prev, curr)
-        return Decision(allowed, self.limit, max(0, math.floor(self.limit - estimate - (cost if allowed else 0))),
-                        self.period, 0.0 if allowed else self.period)
+        return Decision(
+            allowed,
+            self.limit,
+            max(0, math.floor(self.limit - estimate - (cost if allowed else 0))),
+            self.period,
+            0.0 if allowed else self.period,
+        )
 
 
 class ReadThenWrite(RedisTokenBucket):

@@ -1,4 +1,5 @@
 """The demo API through the middleware: headers, 429s, exemptions, bad input, shaping, a real server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +14,8 @@ import httpx
 import pytest
 import redis
 
-from lab_core.procs import free_port, stop_process, wait_until
 from lab_core import cli
+from lab_core.procs import free_port, stop_process, wait_until
 from lab_core.ratelimit import Rule, create_app
 
 SYSLAB = str(Path(sys.executable).with_name("syslab"))
@@ -155,7 +156,13 @@ def test_forwarded_for_only_when_trusted():
 
 
 BAD_REQUESTS = [
-    ("POST", "/api/items", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "bad_request"),
+    (
+        "POST",
+        "/api/items",
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        400,
+        "bad_request",
+    ),
     ("POST", "/api/items", {"content": b"\xff\xfe\x00"}, 400, "bad_request"),
     ("POST", "/api/items", {"content": b""}, 400, "bad_request"),
     ("POST", "/api/items", {"json": [1, 2]}, 422, "invalid_item"),
@@ -303,12 +310,19 @@ def test_syslab_demo_serves_over_loopback_with_real_redis(redis_server: str, red
     with log.open("w") as out:
         proc = subprocess.Popen(
             [SYSLAB, "demo", "ratelimit", "--port", str(port), "--redis-url", redis_server],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(url + "/healthz", timeout=0.5).status_code == 200, proc,
-                   timeout=20, what="syslab demo ratelimit", log=log)
+        wait_until(
+            lambda: httpx.get(url + "/healthz", timeout=0.5).status_code == 200,
+            proc,
+            timeout=20,
+            what="syslab demo ratelimit",
+            log=log,
+        )
         statuses, last = [], None
         with httpx.Client(base_url=url, timeout=5) as http:
             created = http.post("/api/items", json={"name": "pen", "price": 2}, headers={"X-User": "dora"})
@@ -345,7 +359,9 @@ def test_syslab_demo_refuses_a_bad_rules_file(tmp_path: Path, filename: str):
     path.write_text(BAD_RULES)
     done = subprocess.run(
         [SYSLAB, "demo", "ratelimit", "--port", str(free_port()), "--rules", str(path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert "rule 'broken-rule': field 'limit' must be a positive integer, got -5" in done.stderr

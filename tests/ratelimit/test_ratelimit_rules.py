@@ -1,4 +1,5 @@
 """Rules: loading and validation (errors name the rule and the field), matching, order, verdicts."""
+
 from __future__ import annotations
 
 import random
@@ -75,13 +76,26 @@ def test_missing_rules_file_is_named(tmp_path: Path):
 def test_default_rules_load_as_documented():
     rules = {r.name: r for r in default_rules()}
     assert list(rules) == ["per-user", "per-ip", "expensive-report", "global"]
-    assert (rules["per-user"].scope, rules["per-user"].algorithm, rules["per-user"].limit,
-            rules["per-user"].period, rules["per-user"].burst) == ("user", "token_bucket", 60, 60, 10)
-    assert (rules["per-ip"].scope, rules["per-ip"].algorithm, rules["per-ip"].limit) == ("ip", "sliding_window_counter", 120)
+    assert (
+        rules["per-user"].scope,
+        rules["per-user"].algorithm,
+        rules["per-user"].limit,
+        rules["per-user"].period,
+        rules["per-user"].burst,
+    ) == ("user", "token_bucket", 60, 60, 10)
+    assert (rules["per-ip"].scope, rules["per-ip"].algorithm, rules["per-ip"].limit) == (
+        "ip",
+        "sliding_window_counter",
+        120,
+    )
     report = rules["expensive-report"]
     assert (report.algorithm, report.cost, report.match.endpoints) == ("gcra", 10, ("/api/report",))
     assert (rules["global"].scope, rules["global"].fail, rules["global"].limit, rules["global"].period) == (
-        "global", "closed", 1000, 1)
+        "global",
+        "closed",
+        1000,
+        1,
+    )
     assert all(isinstance(r, Rule) for r in rules.values())
 
 
@@ -117,7 +131,10 @@ def test_engine_accepts_yaml_path_and_dict(tmp_path: Path):
         (rule(name=...), r"^rule '#1': field 'name' is required"),
         (rule(name=""), r"^rule '': field 'name' must be a non-empty string"),
         (rule(name=42), r"^rule 42: field 'name' must be a non-empty string"),
-        (rule(algorithm="fixed_window", burst=10), r"^rule 'r1': field 'burst' does not apply to algorithm 'fixed_window'"),
+        (
+            rule(algorithm="fixed_window", burst=10),
+            r"^rule 'r1': field 'burst' does not apply to algorithm 'fixed_window'",
+        ),
         (rule(algorithm="sliding_window_log", burst=10), r"^rule 'r1': field 'burst' does not apply"),
         (rule(algorithm="sliding_window_counter", burst=10), r"^rule 'r1': field 'burst' does not apply"),
         (rule(burst=0), r"^rule 'r1': field 'burst' must be a positive integer, got 0"),
@@ -301,8 +318,9 @@ def test_ip_rule_limits_users_together_user_rule_separately():
 
 
 def test_cost_from_the_rule():
-    engine = RulesEngine([rule(name="report", scope="user", algorithm="gcra", limit=30, period=60, cost=10)],
-                         clock=ManualClock())
+    engine = RulesEngine(
+        [rule(name="report", scope="user", algorithm="gcra", limit=30, period=60, cost=10)], clock=ManualClock()
+    )
     verdicts = [engine.check(req(user="a")) for _ in range(4)]
     assert [v.allowed for v in verdicts] == [True, True, True, False]
     assert [v.deciding.decision.remaining for v in verdicts[:3]] == [20, 10, 0]
@@ -319,8 +337,15 @@ def test_limiter_inspection():
 
 MIXED = [  # one rule per algorithm; every one of them refuses something in the traffic below
     rule(name="user-tb", scope="user", algorithm="token_bucket", limit=3, period=2, burst=4),
-    rule(name="user-report", scope="user", algorithm="gcra", limit=3, period=4, cost=2,
-         match={"endpoints": ["/api/report"]}),
+    rule(
+        name="user-report",
+        scope="user",
+        algorithm="gcra",
+        limit=3,
+        period=4,
+        cost=2,
+        match={"endpoints": ["/api/report"]},
+    ),
     rule(name="ip-log", scope="ip", algorithm="sliding_window_log", limit=8, period=4),
     rule(name="ip-lb", scope="ip", algorithm="leaky_bucket", limit=3, period=2, burst=4),
     rule(name="ep-counter", scope="endpoint", algorithm="sliding_window_counter", limit=5, period=2),
@@ -347,8 +372,13 @@ def verdict_trace(engine: RulesEngine, clock: ManualClock) -> list[tuple]:
     for dt, request in scripted_traffic():
         clock.advance(dt)
         v = engine.check(request)
-        out.append((v.allowed, v.deciding and v.deciding.rule.name,
-                    tuple((rd.rule.name, rd.key, rd.decision) for rd in v.checked)))
+        out.append(
+            (
+                v.allowed,
+                v.deciding and v.deciding.rule.name,
+                tuple((rd.rule.name, rd.key, rd.decision) for rd in v.checked),
+            )
+        )
     return out
 
 
@@ -389,11 +419,17 @@ def test_batched_rules_decide_exactly_like_one_script_per_rule():
         step = rng.choice([0.0, 0.0, 0.125, 0.5, 1.5])
         clock_a.advance(step)
         clock_b.advance(step)
-        request = RequestInfo(ip=rng.choice(["a", "b"]), endpoint=rng.choice(["/items", "/report"]),
-                              user=rng.choice(["u1", "u2", None]))
+        request = RequestInfo(
+            ip=rng.choice(["a", "b"]), endpoint=rng.choice(["/items", "/report"]), user=rng.choice(["u1", "u2", None])
+        )
         got, want = batched.check(request), one_by_one.check(request)
-        assert (got.allowed, got.deciding and got.deciding.rule.name) == (want.allowed, want.deciding and want.deciding.rule.name)
-        assert [(rd.rule.name, rd.decision) for rd in got.checked] == [(rd.rule.name, rd.decision) for rd in want.checked]
+        assert (got.allowed, got.deciding and got.deciding.rule.name) == (
+            want.allowed,
+            want.deciding and want.deciding.rule.name,
+        )
+        assert [(rd.rule.name, rd.decision) for rd in got.checked] == [
+            (rd.rule.name, rd.decision) for rd in want.checked
+        ]
 
 
 def test_batched_rules_take_one_round_trip_per_request():
@@ -416,7 +452,8 @@ def test_a_custom_limiter_class_turns_batching_off():
         pass
 
     engine = RulesEngine(
-        [Rule(name="u", scope="user", limit=2, period=1)], store=redis_client(fresh=True),
+        [Rule(name="u", scope="user", limit=2, period=1)],
+        store=redis_client(fresh=True),
         algorithms={"token_bucket": lambda *a, client=None, prefix=None, **kw: Mine(*a, **kw)},
     )
     assert engine._batch is None

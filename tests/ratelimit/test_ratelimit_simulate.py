@@ -1,4 +1,5 @@
 """Simulated traffic: deterministic per seed, the boundary attack, shared IPs, and the summary tables."""
+
 from __future__ import annotations
 
 import numpy as np

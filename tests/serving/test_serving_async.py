@@ -1,5 +1,6 @@
 """The colocated replica the gateway drives: the engine on its own thread, tokens to coroutines,
 a consumer that leaves frees its blocks, refusals and a stopped engine reach the caller."""
+
 from __future__ import annotations
 
 import asyncio

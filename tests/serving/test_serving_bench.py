@@ -5,6 +5,7 @@ overwritten. Until ``serving`` is registered in ``lab_core.labs`` the benchmark 
 ``run_benchmark`` with the lab's catalogue entry spelled out here. Only the shape of the record
 is checked: targets met or missed are results, and timings are never asserted on.
 """
+
 from __future__ import annotations
 
 import json

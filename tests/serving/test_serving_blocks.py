@@ -1,5 +1,6 @@
 """The block manager: allocation, sharing by prefix, LRU eviction, and its invariants under any
 sequence of operations."""
+
 from __future__ import annotations
 
 import pytest
@@ -103,8 +104,11 @@ def test_bad_sizes_are_refused(num_blocks: object, block_size: object) -> None:
 
 
 ops = st.lists(
-    st.tuples(st.sampled_from(["new", "grow", "free"]), st.integers(0, 5),
-              st.lists(st.integers(0, 3), min_size=1, max_size=12)),
+    st.tuples(
+        st.sampled_from(["new", "grow", "free"]),
+        st.integers(0, 5),
+        st.lists(st.integers(0, 3), min_size=1, max_size=12),
+    ),
     max_size=40,
 )
 

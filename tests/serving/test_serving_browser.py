@@ -1,5 +1,6 @@
 """Lab 07 in a real browser: the serving dashboard draws its plots and SLA badges; moving the decode-GPU
 slider changes the numbers; the live engine's request timelines appear while the real engine runs."""
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,9 @@ def _serve_app(log: Path) -> Iterator[str]:
     """``widgets.serving.app`` on its own Panel server (until ``serving`` is in the course catalogue)."""
     port = free_port()
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(port)], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVE, str(port)], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
     try:
         wait_until(lambda: _listening(port), proc, timeout=60, what="panel serve widgets.serving", log=log)
         yield f"http://127.0.0.1:{port}"
@@ -90,7 +92,10 @@ def test_plots_render_a_slider_changes_the_numbers_and_the_live_engine_draws_tim
             tpot = page.locator(".sla-badge", has_text="TPOT p99")
             expect(tpot).not_to_have_text(before, timeout=30_000)
             after = tpot.inner_text()
-            ms = lambda text: float(text.split(":")[1].split("ms")[0])  # noqa: E731
+
+            def ms(text):
+                return float(text.split(":")[1].split("ms")[0])
+
             assert ms(after) < ms(before), (before, after)
 
             page.locator(".bk-tab", has_text="Live engine").click()

@@ -5,6 +5,7 @@ and the simulator on the very same requests, charged step costs fitted to that r
 and asks for throughput and the TTFT / TPOT medians within 20 %. No test asserts on wall-clock
 time itself: only on two measurements of the same run.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,17 @@ pytestmark = pytest.mark.timed
 TINY = EngineConfig(model="tiny", token_budget=256, max_seqs=64, num_blocks=1024)
 # About 12 requests/s of ~64-token prompts and ~32-token answers: the tiny engine is busy about half
 # the time with a few sequences in flight, so latencies are steps, not a growing queue.
-WORKLOAD = Workload(rate=12.0, duration=15.0, prompt_median=64, prompt_sigma=0.6, output_median=32,
-                    output_sigma=0.6, max_prompt=256, max_output=128, seed=7)
+WORKLOAD = Workload(
+    rate=12.0,
+    duration=15.0,
+    prompt_median=64,
+    prompt_sigma=0.6,
+    output_median=32,
+    output_sigma=0.6,
+    max_prompt=256,
+    max_output=128,
+    seed=7,
+)
 
 
 @pytest.fixture()
@@ -83,8 +93,11 @@ def test_trace_needs_an_open_loop_and_the_engine_run_a_seed():
     with pytest.raises(ValueError, match="seed"):
         run_engine_workload(TINY, Workload(seed=None, max_prompt=256, max_output=128))
     with pytest.raises(ValueError, match="columns"):
-        simulate(fleet_config_for(TINY, StepTimeModel(1e-4, 0, 0, 1e-4, 0, 0)), Workload(seed=1),
-                 trace=pd.DataFrame({"arrival": [0.0]}))
+        simulate(
+            fleet_config_for(TINY, StepTimeModel(1e-4, 0, 0, 1e-4, 0, 0)),
+            Workload(seed=1),
+            trace=pd.DataFrame({"arrival": [0.0]}),
+        )
 
 
 def test_run_engine_workload_serves_every_request(one_thread):

@@ -1,6 +1,7 @@
 """Lab 07 dashboard without a browser: it builds and renders, each control moves the numbers the way a
 practitioner expects, the sweeps fill their plots, the live engine draws every request's phases, and the
 student's block manager and scheduler plug in."""
+
 from __future__ import annotations
 
 import holoviews as hv
@@ -25,8 +26,16 @@ def dash() -> ServingDashboard:
 def test_it_builds_renders_and_shows_the_sla_numbers(dash: ServingDashboard) -> None:
     root = pn.Row(dash.controls(), dash.main()).get_root(Document())
     assert root is not None
-    for view in (dash.ttft_plot, dash.tpot_plot, dash.kv_plot, dash.queue_plot, dash.goodput_plot, dash.fleet_plot,
-                 dash.live_tab.timeline_plot, dash.live_tab.kv_plot):
+    for view in (
+        dash.ttft_plot,
+        dash.tpot_plot,
+        dash.kv_plot,
+        dash.queue_plot,
+        dash.goodput_plot,
+        dash.fleet_plot,
+        dash.live_tab.timeline_plot,
+        dash.live_tab.kv_plot,
+    ):
         hv.render(view())
     s = dash.summary()
     assert s["requests"] > 0 and s["finished"] == s["requests"]

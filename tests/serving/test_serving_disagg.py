@@ -5,6 +5,7 @@ pool, refused requests, and dead workers.
 Starting the two worker processes takes seconds, so one engine serves the whole module; its
 decode pool (40 blocks) is small enough for a burst of requests to fill it. The last test kills a
 worker of that engine."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,7 +39,7 @@ def kv_bytes(prompt_len: int) -> int:
     return prompt_len * 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * 4
 
 
-DECODE_BLOCKS = 40   # 640 tokens: the full context (512) fits, ten 8-block requests do not
+DECODE_BLOCKS = 40  # 640 tokens: the full context (512) fits, ten 8-block requests do not
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +137,12 @@ def test_cancelled_stream_frees_decode_blocks(engine):
             async for ev in stream:
                 seen.append(ev)
                 if ev.index >= 3 and engine.stats().kv_used_blocks > 0:
-                    break   # the decode worker holds this request's KV; now the client leaves
+                    break  # the decode worker holds this request's KV; now the client leaves
         assert seen[-1].finish_reason is None
-        await wait_for(lambda: engine.stats().kv_used_blocks == 0 and engine.stats().running == 0,
-                       "the decode pool to be empty after the cancellation")
+        await wait_for(
+            lambda: engine.stats().kv_used_blocks == 0 and engine.stats().running == 0,
+            "the decode pool to be empty after the cancellation",
+        )
 
     asyncio.run(main())
 
@@ -159,7 +162,7 @@ def test_abort_ends_the_stream_and_frees_decode_blocks(engine):
         assert [e.index for e in events] == list(range(len(events)))
         assert len(events) < params.max_tokens
         await wait_for(lambda: engine.stats().kv_used_blocks == 0, "the decode pool to be empty after abort")
-        assert not engine.abort(request_id)   # done
+        assert not engine.abort(request_id)  # done
         assert not engine.abort("never-seen")
 
     asyncio.run(main())
@@ -182,7 +185,7 @@ def test_abort_between_prefill_and_decode(engine):
                 events.append(ev)
                 if ev.index == 0:
                     assert engine.abort(request_id)
-                    await asyncio.sleep(0.05)   # lets the abort reach the queue first (usually)
+                    await asyncio.sleep(0.05)  # lets the abort reach the queue first (usually)
                     os.kill(pid, signal.SIGCONT)
         finally:
             os.kill(pid, signal.SIGCONT)
@@ -190,8 +193,9 @@ def test_abort_between_prefill_and_decode(engine):
         # abort reached it, it may decode a few tokens first. Either way the request ends aborted.
         assert [e.index for e in events] == list(range(len(events)))
         assert events[-1].finish_reason == "abort" and len(events) < params.max_tokens
-        await wait_for(lambda: engine.stats().kv_used_blocks == 0 and engine.stats().waiting == 0,
-                       "the decode pool to be empty")
+        await wait_for(
+            lambda: engine.stats().kv_used_blocks == 0 and engine.stats().waiting == 0, "the decode pool to be empty"
+        )
 
     asyncio.run(main())
     assert engine.healthy
@@ -209,8 +213,9 @@ def test_requests_the_engine_cannot_serve_raise_value_error(engine):
         with pytest.raises(ValueError, match="prompt"):
             _ = [ev async for ev in engine.stream([], GREEDY, request_id=rid())]
         # The largest request that fits still runs.
-        events = await collect(engine, "too long", SamplingParams(max_tokens=engine.max_context - len(prompt),
-                                                                      ignore_eos=True))
+        events = await collect(
+            engine, "too long", SamplingParams(max_tokens=engine.max_context - len(prompt), ignore_eos=True)
+        )
         assert events[-1].finish_reason == "length"
 
     asyncio.run(main())
@@ -225,16 +230,18 @@ def test_full_decode_pool_waits_for_blocks_and_still_matches(engine):
     done = LLMEngine(CONFIG).generate(prompts, params)
     reference = {p: c.token_ids for p, c in zip(prompts, done)}
     before = engine.transfer_stats().count
-    assert all(CONFIG.block_size * 7 < len(engine.tokenize(p)) + params.max_tokens <= CONFIG.block_size * 8
-               for p in prompts)
+    assert all(
+        CONFIG.block_size * 7 < len(engine.tokenize(p)) + params.max_tokens <= CONFIG.block_size * 8 for p in prompts
+    )
 
     async def main():
         results = await asyncio.gather(*(collect(engine, p, params) for p in prompts))
         for prompt, events in zip(prompts, results):
             check_events(events, len(engine.tokenize(prompt)), params.max_tokens)
             assert [e.token_id for e in events] == reference[prompt]
-        await wait_for(lambda: engine.stats().kv_used_blocks == 0 and engine.stats().waiting == 0,
-                       "the decode pool to drain")
+        await wait_for(
+            lambda: engine.stats().kv_used_blocks == 0 and engine.stats().waiting == 0, "the decode pool to drain"
+        )
 
     asyncio.run(main())
     assert engine.transfer_stats().count - before == len(prompts)
@@ -247,7 +254,7 @@ def test_killed_worker_fails_streams_and_health(engine):
     params = SamplingParams(max_tokens=50, ignore_eos=True)
 
     async def main():
-        os.kill(proc.pid, signal.SIGSTOP)   # frozen: the request gets its first token and no more
+        os.kill(proc.pid, signal.SIGSTOP)  # frozen: the request gets its first token and no more
         try:
             with pytest.raises(EngineError):
                 async for ev in engine.stream(prompt, params, request_id=rid()):
@@ -262,5 +269,5 @@ def test_killed_worker_fails_streams_and_health(engine):
 
     asyncio.run(main())
     assert not engine.healthy
-    engine.close()   # with one worker dead, close still returns
+    engine.close()  # with one worker dead, close still returns
     assert not engine.prefill_process.is_alive() and not engine.decode_process.is_alive()

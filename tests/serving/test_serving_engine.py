@@ -1,5 +1,6 @@
 """The engine: exact greedy outputs under batching, chunking, sharing and preemption; the
 scheduler's promises (budget, decodes first, priority); streaming, stops, aborts, bad requests."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,12 +45,21 @@ GREEDY = SamplingParams(max_tokens=12, ignore_eos=True)
     policy=st.sampled_from(["fcfs", "priority"]),
     lengths=st.lists(st.integers(1, 40), min_size=1, max_size=6),
 )
-def test_outputs_equal_a_plain_forward_under_any_configuration(block_size, num_blocks, budget, chunked, prefix,
-                                                               policy, lengths) -> None:
-    eng = engine(block_size=block_size, num_blocks=num_blocks, token_budget=budget, chunked_prefill=chunked,
-                 prefix_caching=prefix, policy=policy)
+def test_outputs_equal_a_plain_forward_under_any_configuration(
+    block_size, num_blocks, budget, chunked, prefix, policy, lengths
+) -> None:
+    eng = engine(
+        block_size=block_size,
+        num_blocks=num_blocks,
+        token_budget=budget,
+        chunked_prefill=chunked,
+        prefix_caching=prefix,
+        policy=policy,
+    )
     prompts = [eng.tokenizer.encode(SHARED + "q" * n, bos=True)[: 8 + n] for n in lengths]
-    prompts = [p for p in prompts if len(p) + 12 <= eng.max_context and eng.blocks.blocks_needed(len(p) + 12) <= num_blocks]
+    prompts = [
+        p for p in prompts if len(p) + 12 <= eng.max_context and eng.blocks.blocks_needed(len(p) + 12) <= num_blocks
+    ]
     out = eng.generate(prompts, GREEDY)
     for prompt, completion in zip(prompts, out):
         assert completion.token_ids == reference(prompt, 12)
@@ -152,10 +162,14 @@ def test_eos_stops_unless_ignored() -> None:
 
 
 def test_seeded_sampling_repeats_and_differs_from_greedy() -> None:
-    outs = [engine().generate(["abc"], SamplingParams(max_tokens=20, temperature=1.0, seed=3, ignore_eos=True))[0]
-            for _ in range(2)]
+    outs = [
+        engine().generate(["abc"], SamplingParams(max_tokens=20, temperature=1.0, seed=3, ignore_eos=True))[0]
+        for _ in range(2)
+    ]
     assert outs[0].token_ids == outs[1].token_ids
-    assert outs[0].token_ids != engine().generate(["abc"], GREEDY.__class__(max_tokens=20, ignore_eos=True))[0].token_ids
+    assert (
+        outs[0].token_ids != engine().generate(["abc"], GREEDY.__class__(max_tokens=20, ignore_eos=True))[0].token_ids
+    )
 
 
 def test_abort_frees_blocks_at_once_and_reports_abort() -> None:
@@ -171,9 +185,14 @@ def test_abort_frees_blocks_at_once_and_reports_abort() -> None:
 
 @pytest.mark.parametrize(
     ("prompt", "params", "field"),
-    [("", GREEDY, "prompt"), ("x", SamplingParams(max_tokens=0), "max_tokens"),
-     ("x", SamplingParams(max_tokens=True), "max_tokens"), ("x", SamplingParams(temperature=-1), "temperature"),
-     ("x" * 600, GREEDY, "context length"), ([1, 2, 999], GREEDY, "token ids")],
+    [
+        ("", GREEDY, "prompt"),
+        ("x", SamplingParams(max_tokens=0), "max_tokens"),
+        ("x", SamplingParams(max_tokens=True), "max_tokens"),
+        ("x", SamplingParams(temperature=-1), "temperature"),
+        ("x" * 600, GREEDY, "context length"),
+        ([1, 2, 999], GREEDY, "token ids"),
+    ],
 )
 def test_bad_requests_are_refused_by_name(prompt, params, field) -> None:
     eng = engine()

@@ -1,6 +1,7 @@
 """Lab 07's experiments, as the dashboard, notebook and benchmarks call them: one per-request table, the
 live runner (an AsyncEngine on its own thread, read through snapshots), the sweeps with progress=, the
 worked example the page shows before the first press, and the queue orders named apart."""
+
 from __future__ import annotations
 
 import asyncio
@@ -119,8 +120,10 @@ def test_the_worked_example_is_what_the_defaults_compute() -> None:
     example = ex.worked_example()
     assert example["setting"] == d.setting()
     rates = ex.load_rates(d.run.offered_rate, ex.SWEEP)
-    np.testing.assert_allclose(ex.goodput_sweep(d.run.config, d.run.workload, rates).to_numpy(dtype=float),
-                               example["sweep"].to_numpy(dtype=float))
+    np.testing.assert_allclose(
+        ex.goodput_sweep(d.run.config, d.run.workload, rates).to_numpy(dtype=float),
+        example["sweep"].to_numpy(dtype=float),
+    )
 
 
 def test_one_kv_peak_in_the_headline_and_the_plot() -> None:

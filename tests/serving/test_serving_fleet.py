@@ -1,5 +1,6 @@
 """Fleet simulator and capacity planner of Lab 07: rooflines by hand, exact step semantics on tiny
 runs, conservation and policy effects on small ones, and the planner's minimality."""
+
 from __future__ import annotations
 
 import math
@@ -81,8 +82,12 @@ def test_mixed_step_time_shares_one_overhead_and_vectorises():
 )
 def test_fit_step_model_recovers_coefficients(coef, seed):
     true = StepTimeModel(
-        prefill_a=0.002 + 0.01 * coef[0], prefill_b=1e-5 * coef[1], prefill_c=1e-9 * coef[2],
-        decode_a=0.001 + 0.01 * coef[3], decode_b=1e-7 * coef[4], decode_c=1e-4 * coef[5],
+        prefill_a=0.002 + 0.01 * coef[0],
+        prefill_b=1e-5 * coef[1],
+        prefill_c=1e-9 * coef[2],
+        decode_a=0.001 + 0.01 * coef[3],
+        decode_b=1e-7 * coef[4],
+        decode_c=1e-4 * coef[5],
     )
     g = np.random.default_rng(seed)
     tokens = g.integers(1, 4096, 400)
@@ -105,7 +110,9 @@ def test_fit_step_model_recovers_coefficients(coef, seed):
 
 def test_fit_step_model_clips_negative_coefficients():
     tokens = np.arange(1, 200)
-    fit = fit_step_model(np.column_stack([tokens, 0.01 + 1e-4 * tokens]), [(10, 1, 0.004), (20, 2, 0.004), (30, 3, 0.004)])
+    fit = fit_step_model(
+        np.column_stack([tokens, 0.01 + 1e-4 * tokens]), [(10, 1, 0.004), (20, 2, 0.004), (30, 3, 0.004)]
+    )
     assert fit.prefill_a == pytest.approx(0.01) and fit.prefill_b == pytest.approx(1e-4)
     assert fit.prefill_c == pytest.approx(0, abs=1e-12)
     assert fit.decode_a == pytest.approx(0.004)
@@ -207,8 +214,15 @@ def check_conservation(result, wl: Workload) -> None:
     drain=st.sampled_from([None, 0.5]),
 )
 def test_conservation_across_modes_and_memory_pressure(prefill, chunked, policy, kv_tokens, budget, seed, drain):
-    cfg = FleetConfig(prefill_gpus=prefill, decode_gpus=1, chunked_prefill=chunked, policy=policy,
-                      kv_tokens=kv_tokens, token_budget=budget, max_batch=64)
+    cfg = FleetConfig(
+        prefill_gpus=prefill,
+        decode_gpus=1,
+        chunked_prefill=chunked,
+        policy=policy,
+        kv_tokens=kv_tokens,
+        token_budget=budget,
+        max_batch=64,
+    )
     wl = small(rate=15, duration=3, seed=seed, max_prompt=1024, max_output=512, output_median=200, drain=drain)
     check_conservation(simulate(cfg, wl), wl)
 
@@ -251,7 +265,9 @@ def test_closed_loop_never_exceeds_its_users():
     res = simulate(FleetConfig(prefill_gpus=1, decode_gpus=2), Workload(concurrency=40, duration=4, seed=1))
     r = res.requests
     assert len(r) > 40
-    events = np.concatenate([np.c_[r.arrival, np.ones(len(r))], np.c_[r.finish.dropna(), -np.ones(r.finish.notna().sum())]])
+    events = np.concatenate(
+        [np.c_[r.arrival, np.ones(len(r))], np.c_[r.finish.dropna(), -np.ones(r.finish.notna().sum())]]
+    )
     order = np.lexsort((events[:, 1], events[:, 0]))  # a finish and its follow-up share a time
     assert np.cumsum(events[order, 1]).max() <= 40
     assert (res.timeseries.running <= 40).all()

@@ -2,6 +2,7 @@
 priority queue with ageing, the circuit breaker, the router, every endpoint (JSON and SSE),
 every bad input as a JSON error naming the field, and a client disconnect aborting the engine
 request (real uvicorn server)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -52,8 +53,9 @@ class FakeEngine:
     ``gate`` (an asyncio.Event) holds every stream before its first token; ``fail`` raises
     EngineError before the first token, ``fail_after`` after that many tokens."""
 
-    def __init__(self, model_name: str = "tiny", *, max_context: int = 256, reply: str = "hello world",
-                 delay: float = 0.0) -> None:
+    def __init__(
+        self, model_name: str = "tiny", *, max_context: int = 256, reply: str = "hello world", delay: float = 0.0
+    ) -> None:
         self.model_name, self.max_context, self.reply, self.delay = model_name, max_context, reply, delay
         self.inflight: dict[str, int] = {}
         self.aborted: list[str] = []
@@ -73,8 +75,13 @@ class FakeEngine:
 
     def stats(self) -> EngineStats:
         used = sum(self.inflight.values()) // 16
-        return EngineStats(running=len(self.inflight), waiting=self.waiting, kv_used_blocks=used,
-                           kv_total_blocks=100, max_context=self.max_context)
+        return EngineStats(
+            running=len(self.inflight),
+            waiting=self.waiting,
+            kv_used_blocks=used,
+            kv_total_blocks=100,
+            max_context=self.max_context,
+        )
 
     def abort(self, request_id: str) -> bool:
         self.aborted.append(request_id)
@@ -117,8 +124,13 @@ def gateway(*engines: FakeEngine, clock=None, max_inflight: int = 64, **kwargs):
     models: dict[str, list] = {}
     for e in engines:
         models.setdefault(e.model_name, []).append(e)
-    router = Router(models, clock=clock, max_inflight=max_inflight, failure_threshold=kwargs.pop("failure_threshold", 3),
-                    open_seconds=kwargs.pop("open_seconds", 30.0))
+    router = Router(
+        models,
+        clock=clock,
+        max_inflight=max_inflight,
+        failure_threshold=kwargs.pop("failure_threshold", 3),
+        open_seconds=kwargs.pop("open_seconds", 30.0),
+    )
     kwargs.setdefault("metrics_key", "")  # public: these tests read /metrics without a key
     return create_gateway(router, DEFAULT_KEYS, clock=clock, **kwargs), router
 
@@ -135,6 +147,7 @@ def sse(text: str) -> list:
 
 
 # --- TokenBucket.refund ------------------------------------------------------------------------
+
 
 def test_refund_gives_units_back_capped_at_capacity():
     clock = ManualClock()
@@ -159,6 +172,7 @@ def test_refund_validates_units(units):
 
 # --- keys and limits ---------------------------------------------------------------------------
 
+
 def test_default_keys_are_the_documented_demo_set():
     assert (ALICE.user, ALICE.org, ALICE.tier, ALICE.priority) == ("alice", "acme", "paid", PAID)
     assert (BOB.user, BOB.org, BOB.tier, BOB.priority) == ("bob", "hobby", "free", FREE)
@@ -178,18 +192,21 @@ def test_load_keys_from_yaml_and_json(tmp_path: Path):
     assert load_keys(j)["sk-c"].user == "cat"
 
 
-@pytest.mark.parametrize("content, mentions", [
-    ("keys:\n  - {key: sk-a, user: ann, org: o1, tier: gold}\n", "keys[0].tier"),
-    ("keys:\n  - {key: sk-a, user: ann, tier: paid}\n", "org"),
-    ("keys:\n  - {key: sk-a, user: '', org: o, tier: paid}\n", "keys[0].user"),
-    ("keys:\n  - {key: 7, user: u, org: o}\n", "keys[0].key"),
-    ("keys:\n  - {key: sk-a, user: u, org: o, level: 3}\n", "level"),
-    ("keys:\n  - {key: sk-a, user: u, org: o}\n  - {key: sk-a, user: v, org: o}\n", "twice"),
-    ("keys: []\n", "non-empty list"),
-    ("users: []\n", "'keys'"),
-    ("keys: [\n", "not valid YAML"),
-    ("keys:\n  - just-a-string\n", "keys[0]"),
-])
+@pytest.mark.parametrize(
+    "content, mentions",
+    [
+        ("keys:\n  - {key: sk-a, user: ann, org: o1, tier: gold}\n", "keys[0].tier"),
+        ("keys:\n  - {key: sk-a, user: ann, tier: paid}\n", "org"),
+        ("keys:\n  - {key: sk-a, user: '', org: o, tier: paid}\n", "keys[0].user"),
+        ("keys:\n  - {key: 7, user: u, org: o}\n", "keys[0].key"),
+        ("keys:\n  - {key: sk-a, user: u, org: o, level: 3}\n", "level"),
+        ("keys:\n  - {key: sk-a, user: u, org: o}\n  - {key: sk-a, user: v, org: o}\n", "twice"),
+        ("keys: []\n", "non-empty list"),
+        ("users: []\n", "'keys'"),
+        ("keys: [\n", "not valid YAML"),
+        ("keys:\n  - just-a-string\n", "keys[0]"),
+    ],
+)
 def test_load_keys_names_the_file_and_the_field(tmp_path: Path, content, mentions):
     path = tmp_path / "bad.yaml"
     path.write_text(content)
@@ -272,6 +289,7 @@ def test_a_request_larger_than_the_bucket_is_refused_outright():
 
 # --- priority queue ----------------------------------------------------------------------------
 
+
 def test_queue_orders_paid_then_short_then_fifo_and_is_bounded():
     clock = ManualClock()
     q = PriorityQueue(5, clock=clock)
@@ -303,11 +321,16 @@ def test_ageing_lets_a_waiting_free_request_pass():
 
 @settings(max_examples=60, deadline=None)
 @given(
-    free_len=st.integers(1, 8192), paid_len=st.integers(1, 8192),
-    tier_weight=st.floats(0, 50), length_weight=st.floats(0, 5), aging=st.floats(0.1, 30),
+    free_len=st.integers(1, 8192),
+    paid_len=st.integers(1, 8192),
+    tier_weight=st.floats(0, 50),
+    length_weight=st.floats(0, 5),
+    aging=st.floats(0.1, 30),
     arrivals=st.integers(1, 40),
 )
-def test_an_old_free_request_eventually_beats_new_paid_ones(free_len, paid_len, tier_weight, length_weight, aging, arrivals):
+def test_an_old_free_request_eventually_beats_new_paid_ones(
+    free_len, paid_len, tier_weight, length_weight, aging, arrivals
+):
     """However the weights are set, a free request is served before paid ones that keep arriving:
     a paid request pushed more than aging*(tier_weight + length_weight*ln(free_len/paid_len)) s later loses."""
     clock = ManualClock()
@@ -327,6 +350,7 @@ def test_an_old_free_request_eventually_beats_new_paid_ones(free_len, paid_len, 
 
 
 # --- circuit breaker ---------------------------------------------------------------------------
+
 
 def test_breaker_state_machine():
     clock = ManualClock()
@@ -362,6 +386,7 @@ def test_breaker_validates():
 
 
 # --- router ------------------------------------------------------------------------------------
+
 
 def test_router_picks_least_loaded_and_skips_open_and_unhealthy():
     a, b, c = FakeEngine(), FakeEngine(), FakeEngine()
@@ -417,15 +442,19 @@ def test_dispatcher_hands_freed_slots_to_the_best_waiting_request():
         assert d.depth() == 0
         d.release(first)
         assert first.inflight == 0
+
     asyncio.run(main())
 
 
 # --- HTTP: the happy paths ---------------------------------------------------------------------
 
+
 def test_completion_json_in_openai_format():
     eng = FakeEngine()
     app, _ = gateway(eng)
-    r = post(app, "/v1/completions", {"model": "tiny", "prompt": "Say hi", "max_tokens": 5, "top_p": 1, "user": "x", "n": 1})
+    r = post(
+        app, "/v1/completions", {"model": "tiny", "prompt": "Say hi", "max_tokens": 5, "top_p": 1, "user": "x", "n": 1}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "text_completion" and body["model"] == "tiny" and body["id"].startswith("cmpl-")
@@ -444,7 +473,9 @@ def test_chat_json_uses_the_template_and_stop_strings():
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
-    assert body["choices"] == [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi there."}}]
+    assert body["choices"] == [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi there."}}
+    ]
     prompt = render_chat(msgs)
     assert prompt == "<|system|>\nBe brief.\n<|user|>\nHello\n<|assistant|>\n"
     assert body["usage"]["prompt_tokens"] == len(prompt.encode())
@@ -453,8 +484,11 @@ def test_chat_json_uses_the_template_and_stop_strings():
 
 def test_completion_stream_is_sse_with_headers_and_done():
     app, _ = gateway(FakeEngine())
-    r = post(app, "/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 3, "stream": True,
-                                       "stream_options": {"include_usage": True}})
+    r = post(
+        app,
+        "/v1/completions",
+        {"model": "tiny", "prompt": "x", "max_tokens": 3, "stream": True, "stream_options": {"include_usage": True}},
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert "x-ratelimit-remaining-tokens" in r.headers and "x-ratelimit-reset-requests" in r.headers
     events = sse(r.text)
@@ -469,7 +503,9 @@ def test_completion_stream_is_sse_with_headers_and_done():
 
 def test_chat_stream_sends_role_then_content_deltas():
     app, _ = gateway(FakeEngine(reply="ok"))
-    r = post(app, "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "?"}], "stream": True})
+    r = post(
+        app, "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "?"}], "stream": True}
+    )
     events = sse(r.text)
     assert events[-1] == "[DONE]" and len(events) == 3
     first, last = events[0]["choices"][0], events[1]["choices"][0]
@@ -535,12 +571,16 @@ def test_models_health_and_metrics():
 
 # --- HTTP: refusals ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("headers, mentions", [
-    ({}, "missing Authorization"),
-    ({"Authorization": "Basic abc"}, "Bearer"),
-    ({"Authorization": "Bearer "}, "Bearer"),
-    ({"Authorization": "Bearer sk-nope"}, "unknown API key"),
-])
+
+@pytest.mark.parametrize(
+    "headers, mentions",
+    [
+        ({}, "missing Authorization"),
+        ({"Authorization": "Basic abc"}, "Bearer"),
+        ({"Authorization": "Bearer "}, "Bearer"),
+        ({"Authorization": "Bearer sk-nope"}, "unknown API key"),
+    ],
+)
 def test_auth_is_required(headers, mentions):
     app, _ = gateway()
     r = post(app, "/v1/completions", {"model": "tiny", "prompt": "x"}, headers)
@@ -559,7 +599,13 @@ BAD = [
     ("/v1/completions", {"model": "tiny", "prompt": ["x"]}, 400, "invalid_field", "prompt"),
     ("/v1/completions", {"model": "tiny", "prompt": ""}, 400, "invalid_field", "prompt"),
     ("/v1/completions", {"model": "tiny", "prompt": "x" * 256}, 400, "context_length_exceeded", "prompt"),
-    ("/v1/completions", {"model": "tiny", "prompt": "x" * 200, "max_tokens": 57}, 400, "context_length_exceeded", "max_tokens"),
+    (
+        "/v1/completions",
+        {"model": "tiny", "prompt": "x" * 200, "max_tokens": 57},
+        400,
+        "context_length_exceeded",
+        "max_tokens",
+    ),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 0}, 400, "invalid_field", "max_tokens"),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": -3}, 400, "invalid_field", "max_tokens"),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 2.5}, 400, "invalid_field", "max_tokens"),
@@ -579,9 +625,27 @@ BAD = [
     ("/v1/chat/completions", {"model": "tiny", "messages": []}, 400, "invalid_field", "messages"),
     ("/v1/chat/completions", {"model": "tiny", "messages": "hi"}, 400, "invalid_field", "messages"),
     ("/v1/chat/completions", {"model": "tiny", "messages": ["hi"]}, 400, "invalid_field", "messages[0]"),
-    ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "bot", "content": "x"}]}, 400, "invalid_field", "messages[0].role"),
-    ("/v1/chat/completions", {"model": "tiny", "messages": [*MSG, {"role": "user", "content": 5}]}, 400, "invalid_field", "messages[1].content"),
-    ("/v1/chat/completions", {"model": "tiny", "messages": MSG, "max_completion_tokens": 0}, 400, "invalid_field", "max_completion_tokens"),
+    (
+        "/v1/chat/completions",
+        {"model": "tiny", "messages": [{"role": "bot", "content": "x"}]},
+        400,
+        "invalid_field",
+        "messages[0].role",
+    ),
+    (
+        "/v1/chat/completions",
+        {"model": "tiny", "messages": [*MSG, {"role": "user", "content": 5}]},
+        400,
+        "invalid_field",
+        "messages[1].content",
+    ),
+    (
+        "/v1/chat/completions",
+        {"model": "tiny", "messages": MSG, "max_completion_tokens": 0},
+        400,
+        "invalid_field",
+        "max_completion_tokens",
+    ),
     ("/v1/chat/completions", {"model": "tiny", "messages": MSG, "prompt": "x"}, 400, "unknown_field", "prompt"),
 ]
 
@@ -625,7 +689,9 @@ def test_the_unused_reservation_is_refunded_after_success_and_error():
     eng = FakeEngine(reply="abc")
     app, _ = gateway(eng, clock=clock, limits=SMALL, failure_threshold=5)
     adm = app.state.gateway.admission
-    assert post(app, "/v1/completions", {"model": "tiny", "prompt": "x" * 10, "max_tokens": 50}, FREE_H).status_code == 200
+    assert (
+        post(app, "/v1/completions", {"model": "tiny", "prompt": "x" * 10, "max_tokens": 50}, FREE_H).status_code == 200
+    )
     assert adm.remaining(BOB)["user_tokens"] == 100 - 10 - 3
     eng.fail = True
     r = post(app, "/v1/completions", {"model": "tiny", "prompt": "x" * 10, "max_tokens": 50}, FREE_H)
@@ -700,6 +766,7 @@ def test_queue_dispatches_by_priority_and_a_full_queue_is_429():
 
 # --- a client that leaves mid-stream (real server) ---------------------------------------------
 
+
 def test_client_disconnect_mid_stream_aborts_the_engine_request():
     eng = FakeEngine(reply="x" * 3000, max_context=4096, delay=0.002)
     app, router = gateway(eng)
@@ -760,10 +827,20 @@ def test_a_client_that_leaves_while_queued_gives_up_its_place_and_reservation():
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": "/v1/completions", "raw_path": b"/v1/completions",
-                 "query_string": b"", "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 1),
-                 "headers": [(b"authorization", b"Bearer sk-free-demo"), (b"content-type", b"application/json")]}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/completions",
+            "raw_path": b"/v1/completions",
+            "query_string": b"",
+            "root_path": "",
+            "server": ("testserver", 80),
+            "client": ("127.0.0.1", 1),
+            "headers": [(b"authorization", b"Bearer sk-free-demo"), (b"content-type", b"application/json")],
+        }
         eng.gate = asyncio.Event()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:

@@ -1,4 +1,5 @@
 """The shared model: shapes, presets, and the flat (serving) path equal to the batch (training) path."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,12 @@ def test_param_count_matches_the_module() -> None:
 
 @pytest.mark.parametrize(
     ("field", "kwargs"),
-    [("dim", {"dim": 66, "n_heads": 4}), ("n_kv_heads", {"n_heads": 4, "n_kv_heads": 3}), ("n_layers", {"n_layers": 0}),
-     ("vocab_size", {"vocab_size": True})],
+    [
+        ("dim", {"dim": 66, "n_heads": 4}),
+        ("n_kv_heads", {"n_heads": 4, "n_kv_heads": 3}),
+        ("n_layers", {"n_layers": 0}),
+        ("vocab_size", {"vocab_size": True}),
+    ],
 )
 def test_bad_shapes_name_the_field(field: str, kwargs: dict) -> None:
     with pytest.raises(ValueError, match=field):
@@ -61,7 +66,9 @@ def test_loss_is_cross_entropy_and_too_long_is_refused() -> None:
     ids = torch.randint(0, 256, (2, 9))
     loss = model(ids[:, :-1], ids[:, 1:])
     logits = model(ids[:, :-1])
-    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten()).item())
+    assert loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten()).item()
+    )
     with pytest.raises(ValueError, match="max_seq_len"):
         model(torch.zeros(1, model.cfg.max_seq_len + 1, dtype=torch.long))
 

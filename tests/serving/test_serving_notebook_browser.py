@@ -3,6 +3,7 @@ cell, the live tab's button clicked. The engine thread only fills a snapshot and
 loop draws it, so the plots follow the run to its end. (Updates applied from the engine thread left
 the timeline on a "running" frame and the KV plot cut short while the status said "idle": checked
 with the old dashboard, this test fails on its last assertion.)"""
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 CELL = "from widgets.serving import dashboard\n\ndash = dashboard(live_requests=4, live_pause=30)\ndash"
 # The titles of every Bokeh model in the page's documents (what the browser was last told to draw).
-TITLES = "() => Bokeh.documents.flatMap(d => [...d._all_models.values()]).filter(m => m.type == 'Title').map(m => m.text)"
+TITLES = (
+    "() => Bokeh.documents.flatMap(d => [...d._all_models.values()]).filter(m => m.type == 'Title').map(m => m.text)"
+)
 
 
 def _notebook(folder: Path) -> Path:
@@ -46,15 +49,29 @@ def test_the_live_engine_streams_into_a_notebook(chromium, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SYSLAB_FAST"}  # what a student's kernel sees
     env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "config")
     log = tmp_path / "lab.log"
-    cmd = [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
-           f"--port={port}", f"--ServerApp.token={token}", f"--notebook-dir={tmp_path}",
-           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter")),
+        "lab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.token={token}",
+        f"--notebook-dir={tmp_path}",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{base}/api/status?token={token}").status_code == 200, proc, timeout=60,
-                   what="jupyter lab", log=log)
+        wait_until(
+            lambda: httpx.get(f"{base}/api/status?token={token}").status_code == 200,
+            proc,
+            timeout=60,
+            what="jupyter lab",
+            log=log,
+        )
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
@@ -74,7 +91,9 @@ def test_the_live_engine_streams_into_a_notebook(chromium, tmp_path):
                 expect(page.locator(".jp-OutputArea .serving-ids").first).not_to_have_text("\u00a0")
                 deadline = time.monotonic() + 10
                 while not any("Request timelines (done; 4 requests" in t for t in page.evaluate(TITLES)):
-                    assert time.monotonic() < deadline, f"the timeline never drew the finished run: {page.evaluate(TITLES)}"
+                    assert time.monotonic() < deadline, (
+                        f"the timeline never drew the finished run: {page.evaluate(TITLES)}"
+                    )
                     time.sleep(0.5)
             finally:
                 page.screenshot(path=str(tmp_path / "live.png"), full_page=True)

@@ -1,4 +1,5 @@
 """Arrival processes: seeded, sorted, in range, and statistically what they claim to be."""
+
 import math
 
 import numpy as np

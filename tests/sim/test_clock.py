@@ -1,4 +1,5 @@
 """Clocks: manual time moves only forward, sim time follows simpy, real time follows the wall."""
+
 import time
 
 import pytest

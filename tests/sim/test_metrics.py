@@ -1,4 +1,5 @@
 """Metrics: percentiles, grouped latency tables, windowed throughput, histograms, burst counting."""
+
 import math
 import threading
 

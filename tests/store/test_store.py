@@ -1,4 +1,5 @@
 """Store factories: fakeredis shared by default, isolated on demand, a real Redis from REDIS_URL; SQLite."""
+
 from __future__ import annotations
 
 import sqlite3

@@ -4,6 +4,7 @@ Writes ``<out>/rank<r>.json`` with the local bytes of weights, gradients and Ada
 tiny Transformer under ``fully_shard``, and the local weight bytes under a Megatron-style TP plan, for
 ``test_training_calculators_measured.py`` to compare with ``memory_per_gpu``.
 """
+
 from __future__ import annotations
 
 import json

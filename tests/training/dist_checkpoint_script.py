@@ -4,6 +4,7 @@ usage: dist_checkpoint_script.py ROOT OUT. Rank 0 writes OUT/ref_step{2,3}.pt (t
 model and optimizer state at each save) for the parent test, which loads the checkpoint in a
 plain single process and compares. Any failed check raises, so torchrun exits non-zero.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,8 +77,9 @@ def main(root: Path, out: Path) -> None:
         if step in (2, 3):
             refs[step] = full_state(model, opt)
             rng_at_save[step] = torch.get_rng_state()
-            ckpt.save(step, model, opt, scheduler=sched, loader_state={"position": step * 4 * world},
-                      asynchronous=step == 3)
+            ckpt.save(
+                step, model, opt, scheduler=sched, loader_state={"position": step * 4 * world}, asynchronous=step == 3
+            )
         # Step 4 runs while step 3's files are written: the checkpoint must still hold step 3.
     ckpt.wait()
     if rank == 0:
@@ -106,8 +108,10 @@ def main(root: Path, out: Path) -> None:
 
     # Only rank 0 commits; when that fails, every rank's wait() must raise rather than carry on.
     if rank == 0:
+
         def fail(*args: object) -> None:
             raise OSError("disk full")
+
         ckpt._commit = fail
     ckpt.save(5, model, opt, asynchronous=True)
     try:

@@ -1,5 +1,6 @@
 """Run under torchrun (2 ranks): short trainings with every 2-rank strategy on one prepared dataset, in one
 process group, and print {name: {step: loss}} on rank 0 as one JSON line. Usage: SCRIPT DATA_URL OUT_JSON."""
+
 from __future__ import annotations
 
 import dataclasses

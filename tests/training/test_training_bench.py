@@ -5,6 +5,7 @@ The run goes to a temporary folder (``SYSLAB_BENCH_RESULTS``) so the committed r
 overwritten. Timings are never asserted on: the async-checkpoint and throughput figures are checked for
 shape only.
 """
+
 from __future__ import annotations
 
 import json

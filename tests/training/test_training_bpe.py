@@ -1,4 +1,5 @@
 """Byte-level BPE: lossless on any text, the ByteTokenizer's id layout, merges by frequency, serialisation."""
+
 from __future__ import annotations
 
 import pytest
@@ -50,7 +51,9 @@ def test_round_trip_on_any_text(tok, text):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from(["the", " cache", " is", " fast", ",", " 42", "  ", "\n", "é", " ü", "'s"]), max_size=30))
+@given(
+    st.lists(st.sampled_from(["the", " cache", " is", " fast", ",", " 42", "  ", "\n", "é", " ü", "'s"]), max_size=30)
+)
 def test_encoding_matches_applying_merges_in_order(tok, parts):
     text = "".join(parts)
     assert tok.encode(text) == reference_encode(tok, text)
@@ -114,14 +117,17 @@ def test_json_save_load_and_stream_decoding(tok, tmp_path):
     assert "".join(decoder.decode(tok.token_bytes(i)) for i in tok.encode(text)) == text
 
 
-@pytest.mark.parametrize("text, field", [
-    ("not json", "not JSON"),
-    ('{"kind": "byte"}', "kind"),
-    ('{"kind": "bpe", "merges": 3}', "merges"),
-    ('{"kind": "bpe", "merges": [[97, 600]]}', r"merges\[0\]"),
-    ('{"kind": "bpe", "merges": [[97, 257]]}', r"merges\[0\]"),
-    ('{"kind": "bpe", "merges": [[97, 98]], "vocab_size": 512}', "vocab_size"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("not json", "not JSON"),
+        ('{"kind": "byte"}', "kind"),
+        ('{"kind": "bpe", "merges": 3}', "merges"),
+        ('{"kind": "bpe", "merges": [[97, 600]]}', r"merges\[0\]"),
+        ('{"kind": "bpe", "merges": [[97, 257]]}', r"merges\[0\]"),
+        ('{"kind": "bpe", "merges": [[97, 98]], "vocab_size": 512}', "vocab_size"),
+    ],
+)
 def test_from_json_names_the_bad_field(text, field):
     with pytest.raises(ValueError, match=field):
         BPETokenizer.from_json(text)

@@ -1,6 +1,7 @@
 """Lab 08 in a real browser: the live tab plots a real run from the tracker, its Start button launches a
 torchrun job whose progress streams in, the memory and mesh tabs redraw when a slider moves, and the exercises
 tab shows the drills' verdicts."""
+
 from __future__ import annotations
 
 import os
@@ -69,7 +70,8 @@ def test_live_run_start_button_memory_and_mesh_tabs(chromium, tmp_path: Path, mo
 
             page.locator(".bk-tab", has_text="Your exercises").click()
             expect(page.locator("p", has_text="Resume with the reference checkpoint functions")).to_contain_text(
-                "bit-identical")
+                "bit-identical"
+            )
             _wait(lambda: plots.count() >= 6, "the three exercise plots were not drawn")
             page.screenshot(path=str(SHOTS / "training_exercises.png"), full_page=True)
         finally:

@@ -1,4 +1,5 @@
 """The training calculators against values worked out by hand from the papers' formulas, and their refusals."""
+
 from __future__ import annotations
 
 import math
@@ -158,9 +159,12 @@ def test_a_bigger_job_fails_more_often_and_checkpoints_more_often() -> None:
     job = job_mtbf(gpu, 16384)
     assert job == pytest.approx(gpu / 16384) and job < 3 * 3600, "a 16k-GPU job fails every couple of hours"
     assert young_daly_interval(60, job) < young_daly_interval(60, job_mtbf(gpu, 1024))
-    for call, name in ((lambda: job_mtbf(gpu, 0), "n_gpus"), (lambda: young_daly_interval(0, 10), "checkpoint_s"),
-                       (lambda: expected_overhead(10, 1, -1), "mtbf_s"),
-                       (lambda: interval_tradeoff(1, 10, intervals=[0, 1]), "intervals")):
+    for call, name in (
+        (lambda: job_mtbf(gpu, 0), "n_gpus"),
+        (lambda: young_daly_interval(0, 10), "checkpoint_s"),
+        (lambda: expected_overhead(10, 1, -1), "mtbf_s"),
+        (lambda: interval_tradeoff(1, 10, intervals=[0, 1]), "intervals"),
+    ):
         with pytest.raises(ValueError, match=name):
             call()
 
@@ -190,4 +194,3 @@ def test_validate_mesh_names_every_problem() -> None:
         validate_mesh(4, 0, 4, 1)
     with pytest.raises(ValueError, match="gpus_per_node"):
         mesh_layout(1, 1, 1, gpus_per_node=0)
-

@@ -1,5 +1,6 @@
 """The calculators against real tensors: what DDP, FSDP2 and tensor parallelism actually store per rank after an
 AdamW step, and the size of a real ``torch.save`` checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -45,16 +46,26 @@ def test_ddp_replica_holds_exactly_what_the_calculator_says(tmp_path: Path) -> N
     measured = {
         "params": sum(p.numel() * p.element_size() for p in params),
         "grads": sum(p.grad.numel() * p.grad.element_size() for p in params),
-        "optimizer": sum(opt.state[p][k].numel() * opt.state[p][k].element_size()
-                         for p in params for k in ("exp_avg", "exp_avg_sq")),
+        "optimizer": sum(
+            opt.state[p][k].numel() * opt.state[p][k].element_size() for p in params for k in ("exp_avg", "exp_avg_sq")
+        ),
     }
     calc = memory_per_gpu(TINY, "ddp", dp=1, precision="fp32")
     assert measured == {"params": calc.params, "grads": calc.grads, "optimizer": calc.optimizer}
 
 
 def test_fsdp2_and_tp_shards_match_the_calculator_on_two_ranks(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-           str(SCRIPT), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+        str(SCRIPT),
+        str(tmp_path),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-4000:]

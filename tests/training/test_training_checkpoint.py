@@ -1,4 +1,5 @@
 """CheckpointManager in one process: exact resume, async snapshots, retention, crashes and damaged files."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Lambda
     x = torch.randint(0, 259, (2, 20))
     shift = random.randrange(4)
     scale = float(np.random.uniform(0.5, 1.5))
-    loss = model(x[:, shift:shift + 12], x[:, shift + 1:shift + 13]) * scale
+    loss = model(x[:, shift : shift + 12], x[:, shift + 1 : shift + 13]) * scale
     opt.zero_grad(set_to_none=True)
     loss.backward()
     for p in model.parameters():
@@ -85,8 +86,15 @@ def test_resume_is_bitwise_exact(tmp_path: Path, asynchronous: bool) -> None:
     model, opt, sched = make()
     first = [train_step(model, opt, sched) for _ in range(STEPS // 2)]
     with CheckpointManager(tmp_path) as ckpt:
-        ckpt.save(STEPS // 2, model, opt, scheduler=sched, loader_state={"epoch": 0, "position": 8},
-                  extra={"tokens": 123}, asynchronous=asynchronous)
+        ckpt.save(
+            STEPS // 2,
+            model,
+            opt,
+            scheduler=sched,
+            loader_state={"epoch": 0, "position": 8},
+            extra={"tokens": 123},
+            asynchronous=asynchronous,
+        )
     # A crash: every object and every random stream is gone; different init weights prove the load.
     del model, opt, sched
     seed_all(99)
@@ -95,7 +103,11 @@ def test_resume_is_bitwise_exact(tmp_path: Path, asynchronous: bool) -> None:
         state = ckpt.load(model, opt, scheduler=sched)
     assert state is not None
     assert (state.step, state.loader_state, state.extra, state.world_size) == (
-        STEPS // 2, {"epoch": 0, "position": 8}, {"tokens": 123}, 1)
+        STEPS // 2,
+        {"epoch": 0, "position": 8},
+        {"tokens": 123},
+        1,
+    )
     rest = [train_step(model, opt, sched) for _ in range(STEPS - STEPS // 2)]
 
     assert first + rest == straight
@@ -154,8 +166,9 @@ def test_keep_last_deletes_the_oldest(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
-def test_failed_commit_leaves_nothing_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              asynchronous: bool) -> None:
+def test_failed_commit_leaves_nothing_visible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asynchronous: bool
+) -> None:
     model, opt, _ = make()
     ckpt = CheckpointManager(tmp_path)
     ckpt.save(1, model, opt)
@@ -204,8 +217,7 @@ def _two_checkpoints(tmp_path: Path) -> tuple[CheckpointManager, dict, torch.nn.
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
-def test_damaged_newest_falls_back_to_previous(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                               damage: str) -> None:
+def test_damaged_newest_falls_back_to_previous(tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str) -> None:
     ckpt, first, _ = _two_checkpoints(tmp_path)
     (bad,) = (tmp_path / "step_00000002").glob("*.distcp")
     data = bad.read_bytes()

@@ -3,6 +3,7 @@
 One torchrun launch does the distributed part (see dist_checkpoint_script.py); this process then
 loads the same checkpoint with torch.distributed never initialised, i.e. resharding 2 -> 1.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,18 @@ def fsdp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root, out = base / "ckpt", base / "out"
     out.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", str(free_port()), str(SCRIPT), str(root), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+        str(SCRIPT),
+        str(root),
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-6000:]
     return root, out

@@ -1,5 +1,6 @@
 """Lab 08 dashboard without a browser: it builds and renders, the memory, interval and mesh tabs move the way the
 formulas say, and the live tab plots a tracker run's rows as they arrive (no training is launched here)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -75,8 +76,9 @@ def test_a_tp_size_the_heads_refuse_is_named(empty_tracker: str) -> None:
 
 
 def test_checkpoint_interval_curve_has_its_minimum_at_young_daly(empty_tracker: str) -> None:
-    dash = dashboard(tracker_path=empty_tracker, checkpoint_s=60.0, gpu_mtbf_hours=50000.0, n_gpus=4096,
-                     restart_minutes=0.0)
+    dash = dashboard(
+        tracker_path=empty_tracker, checkpoint_s=60.0, gpu_mtbf_hours=50000.0, n_gpus=4096, restart_minutes=0.0
+    )
     table = dash.interval.table
     best = young_daly_interval(60.0, job_mtbf(50000 * 3600, 4096)) / 60
     assert table["interval_min"].iloc[int(table["total"].idxmin())] == pytest.approx(best, rel=0.05)
@@ -113,8 +115,21 @@ def test_mesh_boxes_one_per_gpu_coloured_by_stage(empty_tracker: str) -> None:
 
 
 def log_steps(tracker: Tracker, run_id: str, steps: range) -> None:
-    tracker.log_many(run_id, [(s, {"loss": 5.5 - 0.05 * s, "lr": 3e-3 * min(1.0, s / 10), "tokens_per_s": 9000.0 + s,
-                                   "step_time_s": 0.05}) for s in steps])
+    tracker.log_many(
+        run_id,
+        [
+            (
+                s,
+                {
+                    "loss": 5.5 - 0.05 * s,
+                    "lr": 3e-3 * min(1.0, s / 10),
+                    "tokens_per_s": 9000.0 + s,
+                    "step_time_s": 0.05,
+                },
+            )
+            for s in steps
+        ],
+    )
 
 
 def test_live_tab_plots_a_tracker_run_and_follows_new_rows(tmp_path: Path) -> None:
@@ -123,8 +138,9 @@ def test_live_tab_plots_a_tracker_run_and_follows_new_rows(tmp_path: Path) -> No
     old = tracker.start_run("old-run", {"steps": 5, "strategy": "ddp", "model": "tiny"})
     log_steps(tracker, old, range(1, 6))
     tracker.finish(old)
-    rid = tracker.start_run("fsdp-x2", {"steps": 40, "strategy": "fsdp", "model": "tiny", "micro_batch": 8,
-                                        "seq_len": 64})
+    rid = tracker.start_run(
+        "fsdp-x2", {"steps": 40, "strategy": "fsdp", "model": "tiny", "micro_batch": 8, "seq_len": 64}
+    )
     log_steps(tracker, rid, range(1, 11))
 
     dash = dashboard(tracker_path=str(path))
@@ -177,8 +193,11 @@ def test_a_launch_that_fails_is_reported_and_marked(tmp_path: Path, monkeypatch:
         run_dir = workdir / "runs" / run_id
         run_dir.mkdir(parents=True)
         with open(run_dir / "log.txt", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-c", "print('rank 1: out of memory'); raise SystemExit(3)"],
-                                    stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "print('rank 1: out of memory'); raise SystemExit(3)"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         proc.wait(30)
         return launch.LaunchedRun(run_id, workdir / "tracker.db", run_dir, config, proc)
 
@@ -245,9 +264,13 @@ def test_a_students_wrong_or_broken_code_is_shown_as_such(empty_tracker: str) ->
     def zero_no_param_sharding(num_params, stage, dp, *, k=12):  # type: ignore[no-untyped-def]
         return reference.zero_memory(num_params, min(stage, 2), dp, k=k)
 
-    dash = dashboard(tracker_path=empty_tracker, accumulation_step=no_scaling_step,
-                     zero_bytes_per_gpu=zero_no_param_sharding, save_checkpoint=save_without_generators,
-                     load_checkpoint=load_without_generators)
+    dash = dashboard(
+        tracker_path=empty_tracker,
+        accumulation_step=no_scaling_step,
+        zero_bytes_per_gpu=zero_no_param_sharding,
+        save_checkpoint=save_without_generators,
+        load_checkpoint=load_without_generators,
+    )
     assert dash.errors == {}
     zero = bars(dash._zero_plot).pivot(index="stage", columns="who", values="GB")
     assert zero.loc["ZeRO-3", "yours"] > zero.loc["ZeRO-3", "reference"] * 1.5
@@ -299,7 +322,9 @@ def test_a_launch_that_finishes_during_a_poll_is_still_followed(tmp_path: Path) 
         dash.live.snapshot = read  # type: ignore[method-assign]
         assert dash._callback is not None, "a job started here keeps the poll going"
         dash.poll()
-        assert dash._run_select.value == rid and "ddp-x2** (" in dash._status.object and "running" in dash._status.object
+        assert (
+            dash._run_select.value == rid and "ddp-x2** (" in dash._status.object and "running" in dash._status.object
+        )
     finally:
         proc.kill()
         proc.wait()

@@ -1,4 +1,5 @@
 """Object store, demo corpus, cleaning and deduplication, and the end-to-end dataset build."""
+
 from __future__ import annotations
 
 import json
@@ -91,7 +92,7 @@ def test_clean_text_repairs_a_messy_page():
     )
     raw = raw.replace("cache keeps", "ca\x00che ke\u200beps")
     out = clean_text(raw)
-    assert out == f"Caching explained\n\n{body} It's \"simple\" & fast."
+    assert out == f'Caching explained\n\n{body} It\'s "simple" & fast.'
     # Unicode is composed (NFC): a decomposed é becomes one code point.
     assert clean_text("cafe\u0301 " * 25) == ("caf\u00e9 " * 25).strip()
     assert clean_text("<p>Page not found.</p>") is None
@@ -162,12 +163,24 @@ def test_run_pipeline_rejects_records_without_text():
 def test_prepare_dataset_end_to_end_and_idempotent(monkeypatch):
     url = memory_url()
     stages = []
-    info = prepare_dataset(url, vocab_size=400, n_docs=200, seed=1, shard_tokens=8192,
-                           progress=lambda stage, done, total: stages.append(stage))
+    info = prepare_dataset(
+        url,
+        vocab_size=400,
+        n_docs=200,
+        seed=1,
+        shard_tokens=8192,
+        progress=lambda stage, done, total: stages.append(stage),
+    )
     assert ["corpus", "clean", "bpe", "encode", "shards"] == list(dict.fromkeys(stages))
     store = ObjectStore(url)
-    assert {"dataset.json", "tokenizer.json", "pipeline.json", "raw/corpus.jsonl",
-            "train/index.json", "val/index.json"} <= set(store.list())
+    assert {
+        "dataset.json",
+        "tokenizer.json",
+        "pipeline.json",
+        "raw/corpus.jsonl",
+        "train/index.json",
+        "val/index.json",
+    } <= set(store.list())
     assert info.vocab_size == 400 and info.train_docs + info.val_docs == info.pipeline["kept_docs"]
     assert info.val_docs == round(0.05 * info.pipeline["kept_docs"])
     assert json.loads(store.get("pipeline.json")) == info.pipeline
@@ -184,6 +197,7 @@ def test_prepare_dataset_end_to_end_and_idempotent(monkeypatch):
     # Same arguments: found, not rebuilt.
     def boom(*args, **kwargs):
         raise AssertionError("rebuilt a dataset that was already there")
+
     monkeypatch.setattr(dataset_mod, "train_bpe", boom)
     assert prepare_dataset(url, vocab_size=400, n_docs=200, seed=1, shard_tokens=8192) == info
     assert load_dataset_info(url) == info

@@ -1,4 +1,5 @@
 """Evaluation: perplexity, generation (greedy, sampled, stopping rules), and recording in the registry."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -174,7 +175,7 @@ def test_greedy_generation_is_deterministic_and_equals_argmax_decoding():
             if nxt == TOK.eos_id:
                 break
             ids.append(nxt)
-    assert out == TOK.decode(ids[len(TOK.encode("Hello", bos=True)):])
+    assert out == TOK.decode(ids[len(TOK.encode("Hello", bos=True)) :])
     assert torch.equal(rng, torch.random.get_rng_state())
 
 

@@ -1,5 +1,6 @@
 """What Lab 08's dashboard runs, without the dashboard: the one strategy-to-mesh rule, the studies over the
 calculators, the exercise drills with right and wrong student functions, and the live runs' launcher."""
+
 from __future__ import annotations
 
 import contextlib
@@ -49,12 +50,21 @@ def test_memory_study_puts_every_strategy_on_the_same_gpus_and_reports_progress(
     seen: list[tuple[int, int, str]] = []
     study = ex.memory_by_strategy("70B", dp=2, tp=8, pp=2, progress=lambda *a: seen.append(a))
     totals = study.totals()
-    assert list(totals.index) == ["ddp dp32", "zero1 dp32", "zero2 dp32", "fsdp dp32", "tp dp4 tp8", "pp dp16 pp2",
-                                  "fsdp+tp dp4 tp8"]
+    assert list(totals.index) == [
+        "ddp dp32",
+        "zero1 dp32",
+        "zero2 dp32",
+        "fsdp dp32",
+        "tp dp4 tp8",
+        "pp dp16 pp2",
+        "fsdp+tp dp4 tp8",
+    ]
     assert study.world == 32 and study.refused == []
     assert seen[0][:2] == (0, 7) and seen[-1] == (7, 7, "done")
     n = ex.MODELS["70B"].num_params()
-    assert study.frame.query("setup == 'ddp dp32' and part == 'optimizer state'")["GB"].item() == pytest.approx(12 * n / GB)
+    assert study.frame.query("setup == 'ddp dp32' and part == 'optimizer state'")["GB"].item() == pytest.approx(
+        12 * n / GB
+    )
     summary = study.summary("H200-SXM", ex.throughput("70B", "H200-SXM", 32, seq_len=4096), 0.4)
     assert "Fits a H200-SXM (141 GB)" in summary and "✓ **fsdp dp32**" in summary and "✗ **ddp dp32**" in summary
 
@@ -69,8 +79,15 @@ def test_throughput_is_mfu_times_peak_over_flops_per_token() -> None:
 
 
 def test_interval_study_has_its_optimum_and_the_sync_comparison() -> None:
-    study = ex.checkpoint_interval("8B", checkpoint_s=60, gpu_mtbf_hours=50_000, n_gpus=4096, restart_minutes=0,
-                                   async_checkpoint=True, async_blocking_pct=10)
+    study = ex.checkpoint_interval(
+        "8B",
+        checkpoint_s=60,
+        gpu_mtbf_hours=50_000,
+        n_gpus=4096,
+        restart_minutes=0,
+        async_checkpoint=True,
+        async_blocking_pct=10,
+    )
     assert study.blocking_s == pytest.approx(6.0)
     assert study.best_s == pytest.approx(young_daly_interval(6.0, job_mtbf(50_000 * 3600, 4096)))
     assert study.table["total"].min() == pytest.approx(study.best_pct, rel=0.01)
@@ -92,7 +109,7 @@ def test_zero_states_of_the_reference_match_the_paper() -> None:
     assert frame["GB"].round(1).tolist() == [120.0, 31.4, 16.6, 1.9]
 
 
-def no_scaling_step(model, micro_batches, optimizer, *, no_sync=contextlib.nullcontext, max_norm=1.0):  # noqa: ANN001, ANN201
+def no_scaling_step(model, micro_batches, optimizer, *, no_sync=contextlib.nullcontext, max_norm=1.0):
     """A plausible mistake: each micro-batch's loss counts fully (k times the gradient)."""
     losses = []
     for x, y in micro_batches:
@@ -118,12 +135,20 @@ def test_accumulation_drill_tells_a_right_step_from_a_wrong_one() -> None:
         ex.accumulation_run(reference.accumulation_step, k=3)
 
 
-def save_without_generators(path, *, step, model, optimizer, scheduler, loader):  # noqa: ANN001, ANN201
-    torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "loader": loader.state_dict()}, path)
+def save_without_generators(path, *, step, model, optimizer, scheduler, loader):
+    torch.save(
+        {
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "loader": loader.state_dict(),
+        },
+        path,
+    )
 
 
-def load_without_generators(path, *, model, optimizer, scheduler, loader):  # noqa: ANN001, ANN201
+def load_without_generators(path, *, model, optimizer, scheduler, loader):
     state = torch.load(path, weights_only=False)
     for name, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler), ("loader", loader)):
         obj.load_state_dict(state[name])
@@ -148,12 +173,13 @@ def test_the_worked_example_is_a_real_recorded_run() -> None:
 
 
 def test_live_runs_refuse_a_bad_config_before_preparing_and_report_the_dataset(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runs = ex.LiveRuns(tmp_path / "tracker.db")
     assert runs.runs().empty and runs.snapshot(None).info is None and not (tmp_path / "tracker.db").exists()
     prepared: list[str] = []
 
-    def fake_prepare(url: str, progress=None) -> None:  # noqa: ANN001
+    def fake_prepare(url: str, progress=None) -> None:
         prepared.append(url)
         for stage in live.DATASET_STAGES:
             progress(stage, 0, 2), progress(stage, 2, 2)

@@ -1,6 +1,7 @@
 """Lab 08's graders, in process: the notebook's reference answers pass every check, each mutant in
 ``tests/training/mutants`` fails the check written for its mistake, and a blank exercise's
 ``NotImplementedError`` goes through unchanged."""
+
 from __future__ import annotations
 
 import contextlib
@@ -25,20 +26,33 @@ REFERENCE = reference_answers(nbformat.read(LAB.solution, as_version=4))
 
 def _namespace(sources: dict[str, str]) -> dict:
     """Run answer cells as the notebook would, in a namespace holding the names its setup cell imports."""
-    ns = {"contextlib": contextlib, "os": os, "random": random, "tempfile": tempfile, "np": np, "torch": torch,
-          "young_daly_interval": young_daly_interval, "job_mtbf": job_mtbf, "print": lambda *a, **k: None}
+    ns = {
+        "contextlib": contextlib,
+        "os": os,
+        "random": random,
+        "tempfile": tempfile,
+        "np": np,
+        "torch": torch,
+        "young_daly_interval": young_daly_interval,
+        "job_mtbf": job_mtbf,
+        "print": lambda *a, **k: None,
+    }
     for grade_id in ("accumulation", "zero_memory", "answer_min_dp", "checkpoint", "answer_interval"):
         exec(sources.get(grade_id, REFERENCE[grade_id]), ns)  # noqa: S102 -- the course's own answer cells
     return ns
 
 
 CHECKS: dict[str, list[Callable[[dict], None]]] = {
-    "accumulation": [lambda ns: grading.check_accumulation(ns["accumulation_step"]),
-                     lambda ns: grading.check_accumulation_sync(ns["accumulation_step"])],
+    "accumulation": [
+        lambda ns: grading.check_accumulation(ns["accumulation_step"]),
+        lambda ns: grading.check_accumulation_sync(ns["accumulation_step"]),
+    ],
     "zero_memory": [lambda ns: grading.compare_zero_memory(ns["zero_bytes_per_gpu"], max_examples=40)],
     "answer_min_dp": [lambda ns: grading.check_min_dp(ns["min_dp_answer"])],
-    "checkpoint": [lambda ns: grading.check_resume(ns["save_checkpoint"], ns["load_checkpoint"]),
-                   lambda ns: grading.check_atomic_save(ns["save_checkpoint"], ns["load_checkpoint"])],
+    "checkpoint": [
+        lambda ns: grading.check_resume(ns["save_checkpoint"], ns["load_checkpoint"]),
+        lambda ns: grading.check_atomic_save(ns["save_checkpoint"], ns["load_checkpoint"]),
+    ],
     "answer_interval": [lambda ns: grading.check_interval_answer(ns["interval_answer"])],
 }
 
@@ -81,8 +95,12 @@ def test_blank_exercises_raise_not_implemented():
     def blank(*args, **kwargs):
         raise NotImplementedError()
 
-    for check in (lambda: grading.check_accumulation(blank), lambda: grading.check_accumulation_sync(blank),
-                  lambda: grading.compare_zero_memory(blank), lambda: grading.check_resume(blank, blank),
-                  lambda: grading.check_atomic_save(blank, blank)):
+    for check in (
+        lambda: grading.check_accumulation(blank),
+        lambda: grading.check_accumulation_sync(blank),
+        lambda: grading.compare_zero_memory(blank),
+        lambda: grading.check_resume(blank, blank),
+        lambda: grading.check_atomic_save(blank, blank),
+    ):
         with pytest.raises(NotImplementedError):
             check()

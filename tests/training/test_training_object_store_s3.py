@@ -1,5 +1,6 @@
 """The data pipeline against an S3-compatible server: moto's S3 server on loopback, reached through
 s3fs by an ``s3://`` URL, exactly as a bucket on a cluster would be."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -23,8 +24,12 @@ def s3_bucket() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     patch = pytest.MonkeyPatch()
-    for name, value in {"FSSPEC_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "FSSPEC_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         patch.setenv(name, value)
     fsspec.config.set_conf_env(fsspec.config.conf)
     fs = fsspec.filesystem("s3", skip_instance_cache=True)

@@ -1,4 +1,5 @@
 """The model registry: versions, stages, exact reloads, evaluations, and failures that lose nothing."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,6 +1,7 @@
 """Faults for real: a worker that dies mid-run is restarted by torchrun and resumes onto the same loss curve;
 an elastic job that loses a node carries on with fewer ranks; the trained model goes through the registry
 into Lab 07's gateway."""
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[launch.LaunchedRun, 
     """The same 2-rank DDP job twice in one workdir: straight through, and killed after step 6."""
     workdir = tmp_path_factory.mktemp("resume")
     straight = launch.run(CONFIG, workdir=workdir, nproc=2, progress=False, timeout=300)
-    crashed = launch.run(CONFIG, workdir=workdir, nproc=2, progress=False, timeout=300, fail_at_step=6,
-                         max_restarts=1)
+    crashed = launch.run(CONFIG, workdir=workdir, nproc=2, progress=False, timeout=300, fail_at_step=6, max_restarts=1)
     return straight, crashed
 
 
@@ -54,12 +54,14 @@ def test_checkpoints_keep_the_last_k(runs: tuple[launch.LaunchedRun, launch.Laun
     assert not list(straight.checkpoint_dir.glob(".tmp-*"))
 
 
-def test_the_trained_model_is_registered_evaluated_and_served(runs: tuple[launch.LaunchedRun, launch.LaunchedRun],
-                                                              tmp_path: Path) -> None:
+def test_the_trained_model_is_registered_evaluated_and_served(
+    runs: tuple[launch.LaunchedRun, launch.LaunchedRun], tmp_path: Path
+) -> None:
     straight, _ = runs
     workdir = straight.run_dir.parent.parent
-    version, result = publish_run(straight.run_dir, str(workdir / "data"), tmp_path / "registry", "lab08-tiny",
-                                  run_id=straight.run_id)
+    version, result = publish_run(
+        straight.run_dir, str(workdir / "data"), tmp_path / "registry", "lab08-tiny", run_id=straight.run_id
+    )
     assert version.stage == "staging" and version.run_id == straight.run_id
     assert version.metrics["step"] == 10 and result.perplexity < 512
     assert version.eval["samples"] and version.eval["metrics"]["eval_ppl"] == pytest.approx(result.perplexity)
@@ -73,10 +75,13 @@ def test_the_trained_model_is_registered_evaluated_and_served(runs: tuple[launch
 
     app, router = create_app([], registered=["lab08-tiny"], registry=str(tmp_path / "registry"))
 
-    async def scenario(client):  # noqa: ANN001, ANN202
+    async def scenario(client):
         models = (await client.get("/v1/models", headers={"Authorization": "Bearer sk-paid-demo"})).json()
-        answer = await client.post("/v1/completions", headers={"Authorization": "Bearer sk-paid-demo"},
-                                   json={"model": "lab08-tiny", "prompt": "The scheduler", "max_tokens": 8})
+        answer = await client.post(
+            "/v1/completions",
+            headers={"Authorization": "Bearer sk-paid-demo"},
+            json={"model": "lab08-tiny", "prompt": "The scheduler", "max_tokens": 8},
+        )
         return models, answer
 
     try:

@@ -1,4 +1,5 @@
 """Token shards (layout, checksums, clear failures) and the resumable, world-size-independent loader."""
+
 from __future__ import annotations
 
 import json
@@ -109,7 +110,7 @@ def test_batches_are_shifted_windows_inside_one_shard(corpus):
     where: dict[bytes, list] = {}
     for s, tokens in enumerate(shards):
         for off in range(0, tokens.size - SEQ, SEQ):
-            where.setdefault(tokens[off:off + SEQ + 1].astype(np.int64).tobytes(), []).append((s, off))
+            where.setdefault(tokens[off : off + SEQ + 1].astype(np.int64).tobytes(), []).append((s, off))
     loader = ShardedLoader(store, "train", seq_len=SEQ, batch_size=8)
     assert loader.num_samples == sum((s.tokens - 1) // SEQ for s in index.shards)
     seen = []
@@ -134,8 +135,10 @@ def run(loader: ShardedLoader, n: int) -> list[torch.Tensor]:
 
 def global_run(store, world_size: int, batch_size: int, n: int, state: dict | None = None, seed: int = 0):
     """``n`` global batches from ``world_size`` ranks, rows stacked in rank order, and the final state."""
-    loaders = [ShardedLoader(store, "train", seq_len=SEQ, batch_size=batch_size, rank=r, world_size=world_size,
-                             seed=seed) for r in range(world_size)]
+    loaders = [
+        ShardedLoader(store, "train", seq_len=SEQ, batch_size=batch_size, rank=r, world_size=world_size, seed=seed)
+        for r in range(world_size)
+    ]
     for loader in loaders:
         if state is not None:
             loader.load_state_dict(state)
@@ -222,7 +225,7 @@ def test_a_rank_fetches_only_the_shards_its_rows_touch(corpus):
     for s in range(len(index)):
         tokens = read_shard(store, index, s).astype(np.int64)
         for off in range(0, tokens.size - SEQ, SEQ):
-            shard_of[tokens[off:off + SEQ + 1].tobytes()] = s
+            shard_of[tokens[off : off + SEQ + 1].tobytes()] = s
     counting = CountingStore(store.url)
     loader = ShardedLoader(counting, "train", seq_len=SEQ, batch_size=1, rank=1, world_size=4, cache_shards=1)
     previous = None

@@ -1,4 +1,5 @@
 """The experiment tracker: runs, metrics as tidy and wide frames, live reads, TensorBoard export."""
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """Shared dashboard pieces: grouped bars keep each group's colour whatever order the rows come in; the
 LabDashboard base takes plug-ins, publishes only the newest recompute, shows errors, serves an offline page."""
+
 from __future__ import annotations
 
 import holoviews as hv
@@ -15,7 +16,10 @@ hv.extension("bokeh")
 
 @pytest.mark.parametrize("order", [["metric", "config"], ["config", "metric"]])
 def test_grouped_bars_are_coloured_by_their_own_group(order):
-    rows = [{"metric": m, "config": c, "v": float(i)} for i, (m, c) in enumerate((m, c) for m in "abc" for c in ("x1", "x2"))]
+    rows = [
+        {"metric": m, "config": c, "v": float(i)}
+        for i, (m, c) in enumerate((m, c) for m in "abc" for c in ("x1", "x2"))
+    ]
     frame = pd.DataFrame(rows).sort_values(order).reset_index(drop=True)
     plot = hv.render(bar_plot(frame, "metric", "v", by="config", title="t", xlabel="metric", ylabel="value"))
     bars = next(r for r in plot.renderers if type(getattr(r, "glyph", None)).__name__ == "VBar")
@@ -26,6 +30,7 @@ def test_grouped_bars_are_coloured_by_their_own_group(order):
 
 
 # ----------------------------------------------------------------------------- LabDashboard
+
 
 def _reference_square(x: int) -> int:
     return x * x

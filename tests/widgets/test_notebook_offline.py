@@ -1,6 +1,7 @@
 """A lab notebook in a real JupyterLab with every outside request refused (a classroom without
 internet): the lab's own setup cell loads Bokeh and Panel from the installed packages, a plot
 draws, and moving a slider redraws it through the kernel."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,14 +14,14 @@ from pathlib import Path
 import httpx
 import nbformat
 import pytest
-from conftest import CHROMIUM_ARGS
 
+from conftest import CHROMIUM_ARGS
 from lab_core.labs import get_lab
 from lab_core.procs import free_port, stop_process, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-APP = '''slider = pn.widgets.IntSlider(name="frequency", start=1, end=5, value=1)
+APP = """slider = pn.widgets.IntSlider(name="frequency", start=1, end=5, value=1)
 
 
 def wave(f):
@@ -28,7 +29,7 @@ def wave(f):
     return hv.Curve((x, np.sin(f * x)), "x (rad)", "y").opts(width=400, height=250)
 
 
-pn.Column(slider, pn.bind(wave, slider))'''
+pn.Column(slider, pn.bind(wave, slider))"""
 
 
 def _notebook(folder: Path) -> Path:
@@ -55,9 +56,18 @@ def test_a_lab_notebook_draws_and_updates_with_no_internet(chromium, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SYSLAB_FAST"}  # what a student's kernel sees
     env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "config")  # no user settings, no news pop-up config
     log = tmp_path / "lab.log"
-    cmd = [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
-           f"--port={port}", f"--ServerApp.token={token}", f"--notebook-dir={tmp_path}",
-           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter")),
+        "lab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.token={token}",
+        f"--notebook-dir={tmp_path}",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     refused: list[str] = []
@@ -73,8 +83,13 @@ def test_a_lab_notebook_draws_and_updates_with_no_internet(chromium, tmp_path):
 
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{base}/api/status?token={token}").status_code == 200, proc, timeout=60,
-                   what="jupyter lab", log=log)
+        wait_until(
+            lambda: httpx.get(f"{base}/api/status?token={token}").status_code == 200,
+            proc,
+            timeout=60,
+            what="jupyter lab",
+            log=log,
+        )
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:

@@ -1,5 +1,6 @@
 """Fleet scale for Lab 07: GPU specs (shared, from ``lab_core.llm.gpus``) and model specs, step-time models, a simpy simulator of many
 vLLM-style engines (colocated or prefill/decode disaggregated) and a capacity planner."""
+
 from lab_core.llm.gpus import GPU, GPUS
 from lab_core.serving.fleet.gpus import (
     MODELS,

@@ -4,6 +4,7 @@ A :class:`StepTimeModel` is six coefficients: either derived from a GPU's roofli
 (:func:`roofline_step_model`) or fitted to steps measured on the real engine (:func:`fit_step_model`),
 which is how "this CPU" enters the simulator.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,10 +76,15 @@ class StepTimeModel:
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         low = -min(self.prefill_a, self.decode_a)
-        if self.mix_overhead is not None and not (isinstance(self.mix_overhead, (int, float))
-                                                  and math.isfinite(self.mix_overhead) and self.mix_overhead >= low):
-            raise ValueError(f"mix_overhead must be a finite number >= -min(prefill_a, decode_a) = {low:g}, "
-                             f"got {self.mix_overhead!r}")
+        if self.mix_overhead is not None and not (
+            isinstance(self.mix_overhead, (int, float))
+            and math.isfinite(self.mix_overhead)
+            and self.mix_overhead >= low
+        ):
+            raise ValueError(
+                f"mix_overhead must be a finite number >= -min(prefill_a, decode_a) = {low:g}, "
+                f"got {self.mix_overhead!r}"
+            )
 
     def prefill_time(self, tokens: Num) -> Num:
         """Seconds to prefill ``tokens`` prompt tokens in one step."""
@@ -113,9 +119,7 @@ def _positive_int(name: str, value: int) -> int:
     return int(value)
 
 
-def roofline_step_model(
-    gpu: GPU, model: ModelSpec, tp: int = 1, *, overhead: float = STEP_OVERHEAD_S
-) -> StepTimeModel:
+def roofline_step_model(gpu: GPU, model: ModelSpec, tp: int = 1, *, overhead: float = STEP_OVERHEAD_S) -> StepTimeModel:
     """A step-time model from first principles: prefill compute-bound, decode memory-bound.
 
     Prefill: ``2*params`` FLOPs per token plus attention ``4*n_layers*d_model*t**2`` (QK^T and AV,
@@ -151,8 +155,9 @@ def _nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return coef
 
 
-def fit_step_model(prefill_samples: ArrayLike, decode_samples: ArrayLike,
-                   mixed_samples: ArrayLike | None = None) -> StepTimeModel:
+def fit_step_model(
+    prefill_samples: ArrayLike, decode_samples: ArrayLike, mixed_samples: ArrayLike | None = None
+) -> StepTimeModel:
     """Least-squares coefficients (all >= 0) from measured steps.
 
     ``prefill_samples`` rows are ``(tokens, seconds)``; ``decode_samples`` rows are
@@ -165,9 +170,7 @@ def fit_step_model(prefill_samples: ArrayLike, decode_samples: ArrayLike,
     if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] < 3 or not np.isfinite(p).all():
         raise ValueError(f"prefill_samples must be >= 3 finite rows (tokens, seconds), got shape {p.shape}")
     if d.ndim != 2 or d.shape[1] != 3 or d.shape[0] < 3 or not np.isfinite(d).all():
-        raise ValueError(
-            f"decode_samples must be >= 3 finite rows (sum_context, batch, seconds), got shape {d.shape}"
-        )
+        raise ValueError(f"decode_samples must be >= 3 finite rows (sum_context, batch, seconds), got shape {d.shape}")
     t = p[:, 0]
     pa, pb, pc = _nonneg_lstsq(np.column_stack([np.ones_like(t), t, t * t]), p[:, 1])
     da, db, dc = _nonneg_lstsq(np.column_stack([np.ones(len(d)), d[:, 0], d[:, 1]]), d[:, 2])
@@ -176,16 +179,16 @@ def fit_step_model(prefill_samples: ArrayLike, decode_samples: ArrayLike,
         return model
     m = np.asarray(mixed_samples, dtype=float)
     if m.ndim != 2 or m.shape[1] != 4 or m.shape[0] < 1 or not np.isfinite(m).all():
-        raise ValueError(f"mixed_samples must be finite rows (prefill_tokens, decode_batch, sum_context, seconds), "
-                         f"got shape {m.shape}")
+        raise ValueError(
+            f"mixed_samples must be finite rows (prefill_tokens, decode_batch, sum_context, seconds), "
+            f"got shape {m.shape}"
+        )
     parts = model.prefill_time(m[:, 0]) + model.decode_time(m[:, 2], m[:, 1])
     mix = max(float(np.median(m[:, 3] - parts)), -min(model.prefill_a, model.decode_a))
     return replace(model, mix_overhead=mix)
 
 
-def decode_tokens_per_s_bound(
-    gpu: GPU, model: ModelSpec, batch: int, context: int, tp: int = 1
-) -> float:
+def decode_tokens_per_s_bound(gpu: GPU, model: ModelSpec, batch: int, context: int, tp: int = 1) -> float:
     """Roofline ceiling on decode tokens/s (peak numbers, no efficiency factors).
 
     ``batch / max(memory_time, compute_time)`` with memory time

@@ -1,6 +1,7 @@
 """Capacity planning on the fleet simulator: the smallest fleet (and prefill:decode split) that
 meets an SLA for a workload, fleet size against load, and a check of the design brief's claims.
 """
+
 from __future__ import annotations
 
 import math
@@ -102,9 +103,17 @@ def plan_capacity(
                 cfg = replace(template, prefill_gpus=p * tp, decode_gpus=d * tp)
                 summary = simulate(cfg, workload, sla=sla).summary
                 ok = summary["goodput_fraction"] >= target_goodput_fraction
-                rows.append(dict(prefill=p * tp, decode=d * tp, total=(p + d) * tp,
-                                 goodput_fraction=summary["goodput_fraction"], ttft_p99=summary["ttft_p99"],
-                                 tpot_p99=summary["tpot_p99"], meets=ok))
+                rows.append(
+                    dict(
+                        prefill=p * tp,
+                        decode=d * tp,
+                        total=(p + d) * tp,
+                        goodput_fraction=summary["goodput_fraction"],
+                        ttft_p99=summary["ttft_p99"],
+                        tpot_p99=summary["tpot_p99"],
+                        meets=ok,
+                    )
+                )
                 if ok and (found is None or summary["goodput_fraction"] > found[1]["goodput_fraction"]):
                     found = (cfg, summary)
             best[instances] = found
@@ -151,16 +160,18 @@ def fleet_vs_load(
     for rate in rates:
         plan = plan_capacity(model, gpu, replace(template, rate=rate, concurrency=None), sla, **plan_kwargs)
         cfg, s = plan.config, plan.summary
-        rows.append(dict(
-            rate=float(rate),
-            prefill_gpus=cfg.prefill_gpus if cfg else math.nan,
-            decode_gpus=cfg.decode_gpus if cfg else math.nan,
-            total_gpus=cfg.total_gpus if cfg else math.nan,
-            goodput_fraction=s.get("goodput_fraction", math.nan),
-            tokens_per_s_per_gpu=s.get("tokens_per_s_per_gpu", math.nan),
-            ttft_p99=s.get("ttft_p99", math.nan),
-            tpot_p99=s.get("tpot_p99", math.nan),
-        ))
+        rows.append(
+            dict(
+                rate=float(rate),
+                prefill_gpus=cfg.prefill_gpus if cfg else math.nan,
+                decode_gpus=cfg.decode_gpus if cfg else math.nan,
+                total_gpus=cfg.total_gpus if cfg else math.nan,
+                goodput_fraction=s.get("goodput_fraction", math.nan),
+                tokens_per_s_per_gpu=s.get("tokens_per_s_per_gpu", math.nan),
+                ttft_p99=s.get("ttft_p99", math.nan),
+                tpot_p99=s.get("tpot_p99", math.nan),
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -199,24 +210,38 @@ def brief_check(
         return "yes" if claim / 2 <= value <= claim * 2 else "no"
 
     rows = [
-        dict(claim="~50K tokens/s per GPU decode", conditions=f"{spec.name} on {card.name}, tp={tp}, roofline bound, "
-             f"batch {batch} filling the KV cache at {context}-token context",
-             value=bound, holds=near(bound, 50e3),
-             explanation="Decode is memory-bound: each step reads all weights plus every sequence's KV, so "
-                         "tokens/s tops out where the KV cache is full; long contexts lower it, short ones raise it."),
-        dict(claim="~50K tokens/s per GPU decode",
-             conditions=f"simulated, one decode instance with {full.max_batch} users in a closed loop, no SLA",
-             value=per_gpu_full, holds=near(per_gpu_full, 50e3),
-             explanation="The simulator charges real step costs (overhead, efficiency below peak, the batch "
-                         "limit), so a saturated decode GPU lands below the roofline bound."),
-        dict(claim="~50K tokens/s per GPU decode", conditions=f"simulated at the planned fleet, {workload.rate:g} req/s",
-             value=per_decode_gpu, holds=near(per_decode_gpu, 50e3),
-             explanation="At the smallest fleet meeting the SLA the batch is bounded by the TPOT target and "
-                         "the offered load, so a decode GPU runs well below its roofline."),
-        dict(claim="~200 H100s for multi-model serving",
-             conditions=f"{n_models} models like {spec.name}, each at {workload.rate:g} req/s, SLA met by 95%",
-             value=fleet, holds=near(fleet, 200),
-             explanation=f"The fleet scales with load: 200 GPUs would serve about {rate_at_200:,.0f} req/s per "
-                         "model of this traffic mix."),
+        dict(
+            claim="~50K tokens/s per GPU decode",
+            conditions=f"{spec.name} on {card.name}, tp={tp}, roofline bound, "
+            f"batch {batch} filling the KV cache at {context}-token context",
+            value=bound,
+            holds=near(bound, 50e3),
+            explanation="Decode is memory-bound: each step reads all weights plus every sequence's KV, so "
+            "tokens/s tops out where the KV cache is full; long contexts lower it, short ones raise it.",
+        ),
+        dict(
+            claim="~50K tokens/s per GPU decode",
+            conditions=f"simulated, one decode instance with {full.max_batch} users in a closed loop, no SLA",
+            value=per_gpu_full,
+            holds=near(per_gpu_full, 50e3),
+            explanation="The simulator charges real step costs (overhead, efficiency below peak, the batch "
+            "limit), so a saturated decode GPU lands below the roofline bound.",
+        ),
+        dict(
+            claim="~50K tokens/s per GPU decode",
+            conditions=f"simulated at the planned fleet, {workload.rate:g} req/s",
+            value=per_decode_gpu,
+            holds=near(per_decode_gpu, 50e3),
+            explanation="At the smallest fleet meeting the SLA the batch is bounded by the TPOT target and "
+            "the offered load, so a decode GPU runs well below its roofline.",
+        ),
+        dict(
+            claim="~200 H100s for multi-model serving",
+            conditions=f"{n_models} models like {spec.name}, each at {workload.rate:g} req/s, SLA met by 95%",
+            value=fleet,
+            holds=near(fleet, 200),
+            explanation=f"The fleet scales with load: 200 GPUs would serve about {rate_at_200:,.0f} req/s per "
+            "model of this traffic mix.",
+        ),
     ]
     return pd.DataFrame(rows, columns=["claim", "conditions", "value", "holds", "explanation"])

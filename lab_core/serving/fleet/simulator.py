@@ -12,6 +12,7 @@ prompts while decodes wait (no chunking). Disaggregated: a prefill pool shares o
 prompt's KV crosses ``kv_transfer_bandwidth`` (serialised per prefill instance), and the request
 joins the least-loaded decode instance.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -95,21 +96,34 @@ class FleetConfig:
         _check("tp", self.tp, _is_int(self.tp) and self.tp >= 1, "an integer >= 1")
         for name, low in (("prefill_gpus", 0), ("decode_gpus", 1)):
             v = getattr(self, name)
-            _check(name, v, _is_int(v) and v >= low and v % self.tp == 0, f"an integer >= {low}, a multiple of tp={self.tp}")
+            _check(
+                name,
+                v,
+                _is_int(v) and v >= low and v % self.tp == 0,
+                f"an integer >= {low}, a multiple of tp={self.tp}",
+            )
         for name in ("token_budget", "max_batch", "block_size"):
             v = getattr(self, name)
             _check(name, v, _is_int(v) and v >= 1, "an integer >= 1")
         _check("policy", self.policy, self.policy in POLICIES, f"one of {POLICIES}")
-        _check("kv_transfer_bandwidth", self.kv_transfer_bandwidth,
-               _is_num(self.kv_transfer_bandwidth) and self.kv_transfer_bandwidth > 0, "a number > 0")
+        _check(
+            "kv_transfer_bandwidth",
+            self.kv_transfer_bandwidth,
+            _is_num(self.kv_transfer_bandwidth) and self.kv_transfer_bandwidth > 0,
+            "a number > 0",
+        )
         _check("aging", self.aging, _is_num(self.aging) and self.aging >= 0, "a number >= 0")
         _check("kv_reserve", self.kv_reserve, _is_num(self.kv_reserve) and 0 <= self.kv_reserve < 1, "in [0, 1)")
         if self.kv_tokens is None:
             _check("kv_tokens", None, isinstance(self.gpu, GPU), "set when gpu is a StepTimeModel")
             kv_capacity_tokens(self.gpu, self.model, self.tp, self.kv_reserve)  # raises if weights leave no room
         else:
-            _check("kv_tokens", self.kv_tokens, _is_int(self.kv_tokens) and self.kv_tokens >= self.block_size,
-                   f"an integer >= block_size={self.block_size}")
+            _check(
+                "kv_tokens",
+                self.kv_tokens,
+                _is_int(self.kv_tokens) and self.kv_tokens >= self.block_size,
+                f"an integer >= block_size={self.block_size}",
+            )
 
     @property
     def kv_capacity(self) -> int:
@@ -169,11 +183,19 @@ class Workload:
         for name in ("max_prompt", "max_output"):
             v = getattr(self, name)
             _check(name, v, _is_int(v) and v >= 1, "an integer >= 1")
-        _check("paid_fraction", self.paid_fraction,
-               _is_num(self.paid_fraction) and 0 <= self.paid_fraction <= 1, "a number in [0, 1]")
+        _check(
+            "paid_fraction",
+            self.paid_fraction,
+            _is_num(self.paid_fraction) and 0 <= self.paid_fraction <= 1,
+            "a number in [0, 1]",
+        )
         if self.concurrency is not None:
-            _check("concurrency", self.concurrency, _is_int(self.concurrency) and self.concurrency >= 1,
-                   "an integer >= 1 or None")
+            _check(
+                "concurrency",
+                self.concurrency,
+                _is_int(self.concurrency) and self.concurrency >= 1,
+                "an integer >= 1 or None",
+            )
         if self.drain is not None:
             _check("drain", self.drain, _is_num(self.drain) and self.drain >= 0, "a number >= 0 or None")
 
@@ -553,8 +575,9 @@ class _Fleet:
         else:
             trace = self.trace if self.trace is not None else request_trace(wl)
             tiers = np.where(trace["tier"].to_numpy() == "paid", PAID, FREE)
-            self.pending = list(zip(trace["prompt_len"].astype(int).tolist(), trace["output_len"].astype(int).tolist(),
-                                    tiers.tolist()))[::-1]
+            self.pending = list(
+                zip(trace["prompt_len"].astype(int).tolist(), trace["output_len"].astype(int).tolist(), tiers.tolist())
+            )[::-1]
             env.process(self._arrivals(trace["arrival"].to_numpy(dtype=float)))
         self.stop = env.event()
         if math.isfinite(self.horizon):
@@ -604,13 +627,22 @@ class _Fleet:
         with np.errstate(invalid="ignore", divide="ignore"):
             tpot = np.where(output > 1, (finish - first) / (output - 1), np.nan)
         e2e = finish - arrival
-        requests = pd.DataFrame({
-            "arrival": arrival, "first_token": first, "finish": finish,
-            "prompt_len": np.asarray(self.prompt, dtype=np.int64), "output_len": output.astype(np.int64),
-            "ttft": ttft, "tpot": tpot, "e2e": e2e,
-            "tier": np.where(np.asarray(self.tier) == PAID, "paid", "free"),
-        })
-        timeseries = pd.DataFrame(self.samples, columns=["t", "queue_depth", "running", "kv_utilization", "tokens_per_s"])
+        requests = pd.DataFrame(
+            {
+                "arrival": arrival,
+                "first_token": first,
+                "finish": finish,
+                "prompt_len": np.asarray(self.prompt, dtype=np.int64),
+                "output_len": output.astype(np.int64),
+                "ttft": ttft,
+                "tpot": tpot,
+                "e2e": e2e,
+                "tier": np.where(np.asarray(self.tier) == PAID, "paid", "free"),
+            }
+        )
+        timeseries = pd.DataFrame(
+            self.samples, columns=["t", "queue_depth", "running", "kv_utilization", "tokens_per_s"]
+        )
         met = np.isfinite(finish) & (ttft <= sla.ttft) & ~(tpot > sla.tpot)
         n = len(arrival)
         summary: dict[str, float] = {"requests": float(n), "finished": float(np.isfinite(finish).sum())}
@@ -638,19 +670,29 @@ def request_trace(workload: Workload) -> pd.DataFrame:
     and ``tier`` ("paid"/"free"), seeded by ``workload.seed``. ``simulate`` serves exactly these, and
     the calibration replays them on the real engine."""
     if workload.concurrency is not None:
-        raise ValueError("request_trace needs an open-loop workload (concurrency=None): a closed loop's "
-                         "arrivals depend on when earlier requests finish")
+        raise ValueError(
+            "request_trace needs an open-loop workload (concurrency=None): a closed loop's "
+            "arrivals depend on when earlier requests finish"
+        )
     g = rng(workload.seed)
     # Arrival gaps get their own seed, so they are not the same random numbers as the lengths.
     times = arrivals.gamma(workload.rate, workload.duration, cv=workload.cv, seed=int(g.integers(2**31)))
     n = len(times)
-    prompt = np.clip(np.rint(g.lognormal(math.log(workload.prompt_median), workload.prompt_sigma, n)), 1,
-                     workload.max_prompt)
-    output = np.clip(np.rint(g.lognormal(math.log(workload.output_median), workload.output_sigma, n)), 1,
-                     workload.max_output)
+    prompt = np.clip(
+        np.rint(g.lognormal(math.log(workload.prompt_median), workload.prompt_sigma, n)), 1, workload.max_prompt
+    )
+    output = np.clip(
+        np.rint(g.lognormal(math.log(workload.output_median), workload.output_sigma, n)), 1, workload.max_output
+    )
     paid = g.random(n) < workload.paid_fraction
-    return pd.DataFrame({"arrival": times, "prompt_len": prompt.astype(np.int64), "output_len": output.astype(np.int64),
-                         "tier": np.where(paid, "paid", "free")})
+    return pd.DataFrame(
+        {
+            "arrival": times,
+            "prompt_len": prompt.astype(np.int64),
+            "output_len": output.astype(np.int64),
+            "tier": np.where(paid, "paid", "free"),
+        }
+    )
 
 
 def simulate(
@@ -670,8 +712,10 @@ def simulate(
     if trace is not None:
         missing = {"arrival", "prompt_len", "output_len", "tier"} - set(trace.columns)
         if missing or workload.concurrency is not None:
-            raise ValueError(f"trace must have columns arrival, prompt_len, output_len, tier (missing "
-                             f"{sorted(missing)}) and the workload must be open loop")
+            raise ValueError(
+                f"trace must have columns arrival, prompt_len, output_len, tier (missing "
+                f"{sorted(missing)}) and the workload must be open loop"
+            )
     fleet = _Fleet(config, workload, trace)
     fleet.run(progress)
     return fleet.result(sla or SLA())

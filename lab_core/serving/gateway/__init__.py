@@ -8,6 +8,7 @@ anything implementing ``lab_core.serving.protocol.AsyncEngineLike``.
 
     app = create_gateway(Router({"tiny": [engine]}), DEFAULT_KEYS)
 """
+
 from lab_core.serving.gateway.app import ParsedRequest, create_gateway, parse_request, render_chat
 from lab_core.serving.gateway.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from lab_core.serving.gateway.keys import DEFAULT_KEYS, DEFAULT_LIMITS, TIERS, ApiKey, TierLimits, load_keys
@@ -16,8 +17,29 @@ from lab_core.serving.gateway.queue import Dispatcher, PriorityQueue, QueueFull
 from lab_core.serving.gateway.router import NoReplicaAvailable, Replica, Router, UnknownModel
 
 __all__ = [
-    "Admission", "AdmissionDecision", "ApiKey", "CLOSED", "CircuitBreaker", "DEFAULT_KEYS", "DEFAULT_LIMITS",
-    "Dispatcher", "HALF_OPEN", "NoReplicaAvailable", "OPEN", "ParsedRequest", "PriorityQueue", "QueueFull",
-    "Replica", "RequestTooLarge", "Reservation", "Router", "TIERS", "TierLimits", "UnknownModel",
-    "create_gateway", "load_keys", "parse_request", "render_chat",
+    "Admission",
+    "AdmissionDecision",
+    "ApiKey",
+    "CLOSED",
+    "CircuitBreaker",
+    "DEFAULT_KEYS",
+    "DEFAULT_LIMITS",
+    "Dispatcher",
+    "HALF_OPEN",
+    "NoReplicaAvailable",
+    "OPEN",
+    "ParsedRequest",
+    "PriorityQueue",
+    "QueueFull",
+    "Replica",
+    "RequestTooLarge",
+    "Reservation",
+    "Router",
+    "TIERS",
+    "TierLimits",
+    "UnknownModel",
+    "create_gateway",
+    "load_keys",
+    "parse_request",
+    "render_chat",
 ]

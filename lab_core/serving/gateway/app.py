@@ -15,6 +15,7 @@ an engine failure after the stream has started ends it with ``data: {"error": {.
 A client that goes away mid-request has its engine request aborted at once (KV blocks freed),
 and every request refunds its unused token reservation however it ends.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,8 +51,22 @@ ROLES = ("system", "user", "assistant")
 METRICS_WINDOW = 10_000
 _COMMON = {"model", "max_tokens", "temperature", "stop", "stream", "stream_options", "n", "seed"}
 # OpenAI fields accepted and ignored, so ordinary clients work unchanged.
-_IGNORED = {"top_p", "user", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
-            "echo", "best_of", "suffix", "response_format", "metadata", "store", "service_tier"}
+_IGNORED = {
+    "top_p",
+    "user",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "echo",
+    "best_of",
+    "suffix",
+    "response_format",
+    "metadata",
+    "store",
+    "service_tier",
+}
 COMPLETION_FIELDS = _COMMON | _IGNORED | {"prompt"}
 CHAT_FIELDS = _COMMON | _IGNORED | {"messages", "max_completion_tokens", "parallel_tool_calls"}
 
@@ -246,8 +261,16 @@ class _Generation:
     """One request on one replica: pulls tokens, measures TTFT/TPOT, and on ``close`` aborts
     the engine request if unfinished, refunds the reservation and frees the slot (once)."""
 
-    def __init__(self, gw: _Gateway, req: ParsedRequest, key: ApiKey, replica: Replica,
-                 reservation: Reservation, prompt_ids: list[int], arrival: float) -> None:
+    def __init__(
+        self,
+        gw: _Gateway,
+        req: ParsedRequest,
+        key: ApiKey,
+        replica: Replica,
+        reservation: Reservation,
+        prompt_ids: list[int],
+        arrival: float,
+    ) -> None:
         self.gw, self.req, self.key, self.replica, self.reservation = gw, req, key, replica, reservation
         self.prompt_ids, self.arrival = prompt_ids, arrival
         self.rid = ("chatcmpl-" if req.chat else "cmpl-") + secrets.token_hex(12)
@@ -263,7 +286,9 @@ class _Generation:
     async def start(self) -> TokenEvent:
         """The first token (EngineError when the replica cannot serve)."""
         engine = self.replica.engine
-        self.it = engine.stream(self.prompt_ids, self.req.params, request_id=self.rid, priority=self.key.priority).__aiter__()
+        self.it = engine.stream(
+            self.prompt_ids, self.req.params, request_id=self.rid, priority=self.key.priority
+        ).__aiter__()
         return await self.next()
 
     async def next(self) -> TokenEvent:
@@ -305,7 +330,7 @@ class _Generation:
         if self.finish_reason is None:
             try:
                 self.replica.engine.abort(self.rid)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - an abort that fails (the engine already dropped it) must not stop the cleanup
                 pass
             gw.stats.aborted += not self.error
         if self.error:
@@ -338,31 +363,43 @@ class _Generation:
             choice["message"] = {"role": "assistant", "content": text}
         else:
             choice.update(text=text, logprobs=None)
-        return {"id": self.rid, "object": "chat.completion" if self.req.chat else "text_completion",
-                "created": self.created, "model": self.req.model, "choices": [choice], "usage": self.usage()}
+        return {
+            "id": self.rid,
+            "object": "chat.completion" if self.req.chat else "text_completion",
+            "created": self.created,
+            "model": self.req.model,
+            "choices": [choice],
+            "usage": self.usage(),
+        }
 
     async def sse(self, first: TokenEvent):
         """``data: {chunk}`` per token, then ``data: [DONE]``; the prefix is built once."""
-        head = json.dumps({"id": self.rid, "object": "chat.completion.chunk" if self.req.chat else "text_completion",
-                           "created": self.created, "model": self.req.model})[:-1]
+        head = json.dumps(
+            {
+                "id": self.rid,
+                "object": "chat.completion.chunk" if self.req.chat else "text_completion",
+                "created": self.created,
+                "model": self.req.model,
+            }
+        )[:-1]
         dumps = json.dumps
         try:
             ev = first
             if self.req.chat:
                 role = ', "choices": [{"index": 0, "delta": {"role": "assistant", "content": '
                 rest = ', "choices": [{"index": 0, "delta": {"content": '
-                yield f"data: {head}{role}{dumps(ev.text)}}}, \"finish_reason\": {dumps(ev.finish_reason)}}}]}}\n\n"
+                yield f'data: {head}{role}{dumps(ev.text)}}}, "finish_reason": {dumps(ev.finish_reason)}}}]}}\n\n'
                 while ev.finish_reason is None:
                     ev = await self.next()
-                    yield f"data: {head}{rest}{dumps(ev.text)}}}, \"finish_reason\": {dumps(ev.finish_reason)}}}]}}\n\n"
+                    yield f'data: {head}{rest}{dumps(ev.text)}}}, "finish_reason": {dumps(ev.finish_reason)}}}]}}\n\n'
             else:
                 rest = ', "choices": [{"index": 0, "text": '
-                yield f"data: {head}{rest}{dumps(ev.text)}, \"logprobs\": null, \"finish_reason\": {dumps(ev.finish_reason)}}}]}}\n\n"
+                yield f'data: {head}{rest}{dumps(ev.text)}, "logprobs": null, "finish_reason": {dumps(ev.finish_reason)}}}]}}\n\n'
                 while ev.finish_reason is None:
                     ev = await self.next()
-                    yield f"data: {head}{rest}{dumps(ev.text)}, \"logprobs\": null, \"finish_reason\": {dumps(ev.finish_reason)}}}]}}\n\n"
+                    yield f'data: {head}{rest}{dumps(ev.text)}, "logprobs": null, "finish_reason": {dumps(ev.finish_reason)}}}]}}\n\n'
             if self.req.include_usage:
-                yield f"data: {head}, \"choices\": [], \"usage\": {dumps(self.usage())}}}\n\n"
+                yield f'data: {head}, "choices": [], "usage": {dumps(self.usage())}}}\n\n'
             yield "data: [DONE]\n\n"
         except EngineError as exc:
             self.error = True
@@ -374,8 +411,15 @@ class _Generation:
 class _Gateway:
     """State shared by the endpoints of one gateway app."""
 
-    def __init__(self, router: Router, keys: dict[str, ApiKey], admission: Admission, dispatcher: Dispatcher,
-                 clock: Clock, max_tokens_limit: int) -> None:
+    def __init__(
+        self,
+        router: Router,
+        keys: dict[str, ApiKey],
+        admission: Admission,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        max_tokens_limit: int,
+    ) -> None:
         self.router, self.keys, self.admission, self.dispatcher = router, keys, admission, dispatcher
         self.clock, self.max_tokens_limit = clock, max_tokens_limit
         self.stats = _Stats()
@@ -404,12 +448,18 @@ class _Gateway:
         n = len(prompt_ids)
         if max_context:
             if n >= max_context:
-                raise BadInput(400, "context_length_exceeded",
-                               f"prompt: {n} tokens leave no room in the model's context length of {max_context}")
+                raise BadInput(
+                    400,
+                    "context_length_exceeded",
+                    f"prompt: {n} tokens leave no room in the model's context length of {max_context}",
+                )
             if n + req.max_tokens > max_context:
-                raise BadInput(400, "context_length_exceeded",
-                               f"max_tokens: prompt ({n} tokens) + max_tokens ({req.max_tokens}) is above the "
-                               f"model's context length of {max_context}; at most {max_context - n}")
+                raise BadInput(
+                    400,
+                    "context_length_exceeded",
+                    f"max_tokens: prompt ({n} tokens) + max_tokens ({req.max_tokens}) is above the "
+                    f"model's context length of {max_context}; at most {max_context - n}",
+                )
         try:
             self.router.check_available(req.model)
             decision = self.admission.admit(key, n, req.max_tokens)
@@ -419,9 +469,13 @@ class _Gateway:
             raise BadInput(400, "request_too_large", str(exc)) from None
         headers = decision.headers
         if not decision.allowed:
-            return error_response(429, "rate_limited",
-                                  f"rate limit reached ({', '.join(decision.refused_by)}) for {key.user} of {key.org}; "
-                                  f"retry after {decision.retry_after}s", headers)
+            return error_response(
+                429,
+                "rate_limited",
+                f"rate limit reached ({', '.join(decision.refused_by)}) for {key.user} of {key.org}; "
+                f"retry after {decision.retry_after}s",
+                headers,
+            )
         reservation = decision.reservation
         assert reservation is not None
         try:
@@ -497,7 +551,9 @@ async def _disconnected(receive: Receive) -> None:
 
 
 def _unavailable(detail: str, retry_after: float, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return error_response(503, "unavailable", detail, {**(headers or {}), "retry-after": str(max(1, math.ceil(retry_after)))})
+    return error_response(
+        503, "unavailable", detail, {**(headers or {}), "retry-after": str(max(1, math.ceil(retry_after)))}
+    )
 
 
 def _finite(d: dict[str, float]) -> dict[str, float | None]:
@@ -537,8 +593,14 @@ def create_gateway(
     if isinstance(max_tokens_limit, bool) or not isinstance(max_tokens_limit, int) or max_tokens_limit < 1:
         raise ValueError(f"max_tokens_limit must be a positive integer, got {max_tokens_limit!r}")
     admission = limits if isinstance(limits, Admission) else Admission(limits, clock=clock)
-    dispatcher = Dispatcher(router, max_depth=queue_depth, clock=clock, tier_weight=tier_weight,
-                            length_weight=length_weight, aging_seconds=aging_seconds)
+    dispatcher = Dispatcher(
+        router,
+        max_depth=queue_depth,
+        clock=clock,
+        tier_weight=tier_weight,
+        length_weight=length_weight,
+        aging_seconds=aging_seconds,
+    )
     gw = _Gateway(router, key_map, admission, dispatcher, clock, max_tokens_limit)
 
     async def completions(request: Request) -> Response:
@@ -549,16 +611,29 @@ def create_gateway(
 
     async def models(request: Request) -> JSONResponse:
         gw.authenticate(request)
-        return JSONResponse({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "sysdesign-lab", "max_context": router.max_context(m)}
-            for m in router.models
-        ]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": m,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "sysdesign-lab",
+                        "max_context": router.max_context(m),
+                    }
+                    for m in router.models
+                ],
+            }
+        )
 
     async def health(request: Request) -> JSONResponse:
         usable = {m: sum(r.usable() for r in router.replicas(m)) for m in router.models}
         ok = all(usable.values())
-        body = {"status": "ok" if ok else "unavailable",
-                "models": {m: {"replicas": len(router.replicas(m)), "usable": u} for m, u in usable.items()}}
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "models": {m: {"replicas": len(router.replicas(m)), "usable": u} for m, u in usable.items()},
+        }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics(request: Request) -> JSONResponse:
@@ -567,17 +642,19 @@ def create_gateway(
         if metrics_key and request.headers.get("authorization", "") != f"Bearer {metrics_key}":
             return jsonapi.error_response(401, "unauthorized", "/metrics needs 'Authorization: Bearer <metrics key>'")
         s = gw.stats
-        return JSONResponse({
-            "requests": dict(s.status),
-            "ttft_s": _finite(percentiles(s.ttft, (50, 99))),
-            "tpot_s": _finite(percentiles(s.tpot, (50, 99))),
-            "queue_depth": dispatcher.depth(),
-            "queue_depth_by_model": {m: len(q) for m, q in dispatcher.queues.items()},
-            "prompt_tokens": s.prompt_tokens,
-            "completion_tokens": s.completion_tokens,
-            "aborted": s.aborted,
-            "replicas": router.snapshot(),
-        })
+        return JSONResponse(
+            {
+                "requests": dict(s.status),
+                "ttft_s": _finite(percentiles(s.ttft, (50, 99))),
+                "tpot_s": _finite(percentiles(s.tpot, (50, 99))),
+                "queue_depth": dispatcher.depth(),
+                "queue_depth_by_model": {m: len(q) for m, q in dispatcher.queues.items()},
+                "prompt_tokens": s.prompt_tokens,
+                "completion_tokens": s.completion_tokens,
+                "aborted": s.aborted,
+                "replicas": router.snapshot(),
+            }
+        )
 
     routes = [
         Route("/v1/completions", jsonapi.guarded(completions), methods=["POST"]),  # type: ignore[arg-type]

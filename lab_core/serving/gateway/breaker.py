@@ -6,6 +6,7 @@ half_open --(trial succeeds)--> closed;  --(trial fails)--> open again (timer re
 
 Time comes only from the injected clock.
 """
+
 from __future__ import annotations
 
 import threading

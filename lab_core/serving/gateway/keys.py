@@ -10,6 +10,7 @@ Key files (YAML or JSON) hold a list of keys, at the top level or under ``keys``
       - {key: sk-paid-demo, user: alice, org: acme, tier: paid}
       - {key: sk-free-demo, user: bob, org: hobby, tier: free}
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,12 @@ class TierLimits:
 
 
 DEFAULT_LIMITS: dict[str, TierLimits] = {
-    "paid": TierLimits(requests_per_min=600, tokens_per_min=200_000, org_requests_per_min=3_000, org_tokens_per_min=1_000_000),
-    "free": TierLimits(requests_per_min=60, tokens_per_min=20_000, org_requests_per_min=300, org_tokens_per_min=100_000),
+    "paid": TierLimits(
+        requests_per_min=600, tokens_per_min=200_000, org_requests_per_min=3_000, org_tokens_per_min=1_000_000
+    ),
+    "free": TierLimits(
+        requests_per_min=60, tokens_per_min=20_000, org_requests_per_min=300, org_tokens_per_min=100_000
+    ),
 }
 """Paid: 600 req/min and 200k tok/min per user, 5x that per org. Free: a tenth of paid."""
 
@@ -89,10 +94,12 @@ def keys_by_value(keys: Iterable[ApiKey]) -> dict[str, ApiKey]:
     return out
 
 
-DEFAULT_KEYS: dict[str, ApiKey] = keys_by_value([
-    ApiKey("sk-paid-demo", user="alice", org="acme", tier="paid"),
-    ApiKey("sk-free-demo", user="bob", org="hobby", tier="free"),
-])
+DEFAULT_KEYS: dict[str, ApiKey] = keys_by_value(
+    [
+        ApiKey("sk-paid-demo", user="alice", org="acme", tier="paid"),
+        ApiKey("sk-free-demo", user="bob", org="hobby", tier="free"),
+    ]
+)
 """The demo's keys: ``sk-paid-demo`` (alice of acme, paid) and ``sk-free-demo`` (bob of hobby, free)."""
 
 

@@ -5,6 +5,7 @@ it will generate) and one request; ``finish`` gives back the output tokens it di
 Every limit is a cost-weighted ``TokenBucket`` from the rate-limiting lab, one per tier and
 scope, keyed by user name or org name.
 """
+
 from __future__ import annotations
 
 import math

@@ -13,6 +13,7 @@ seconds goes before any paid request arriving after that. Because ``-age/aging_s
 the order never changes while entries wait: a heap keyed on
 ``tier_weight*t + length_weight*ln(n) + arrival/aging_seconds`` is exact, O(log n) per push/pop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,7 +71,11 @@ class PriorityQueue:
             raise ValueError(f"aging_seconds must be a positive number, got {aging_seconds!r}")
         self.max_depth = max_depth
         self.clock = clock or RealClock()
-        self.tier_weight, self.length_weight, self.aging_seconds = float(tier_weight), float(length_weight), float(aging_seconds)
+        self.tier_weight, self.length_weight, self.aging_seconds = (
+            float(tier_weight),
+            float(length_weight),
+            float(aging_seconds),
+        )
         self._heap: list[Entry] = []
         self._seq = itertools.count()
         self._live = 0
@@ -91,7 +96,9 @@ class PriorityQueue:
         if self._live >= self.max_depth:
             raise QueueFull(self._live)
         now = self.clock.now()
-        entry = Entry(self._static(priority, length) + now / self.aging_seconds, next(self._seq), item, priority, length, now)
+        entry = Entry(
+            self._static(priority, length) + now / self.aging_seconds, next(self._seq), item, priority, length, now
+        )
         heapq.heappush(self._heap, entry)
         self._live += 1
         return entry

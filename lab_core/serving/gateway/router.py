@@ -5,6 +5,7 @@ and with at most ``max_inflight`` requests sent by this gateway at once. ``pick`
 least-loaded replica that is healthy, has a breaker that lets calls through and has a free slot;
 load = requests this gateway has in flight there + the engine's own waiting queue.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -85,9 +86,13 @@ class Router:
                 if not isinstance(e, AsyncEngineLike):
                     raise ValueError(f"models[{model!r}][{i}] does not implement AsyncEngineLike")
             self._replicas[model] = [
-                Replica(f"{model}/{i}", model, e,
-                        CircuitBreaker(failure_threshold=failure_threshold, open_seconds=open_seconds, clock=self.clock),
-                        max_inflight)
+                Replica(
+                    f"{model}/{i}",
+                    model,
+                    e,
+                    CircuitBreaker(failure_threshold=failure_threshold, open_seconds=open_seconds, clock=self.clock),
+                    max_inflight,
+                )
                 for i, e in enumerate(engines)
             ]
 
@@ -149,12 +154,21 @@ class Router:
             rows = []
             for r in reps:
                 s = r.engine.stats()
-                rows.append({
-                    "replica": r.name, "healthy": bool(r.engine.healthy), "breaker": r.breaker.state,
-                    "breaker_opens": r.breaker.opens, "inflight": r.inflight, "served": r.served,
-                    "running": s.running, "waiting": s.waiting, "kv_utilization": round(s.kv_utilization, 4),
-                    "kv_used_blocks": s.kv_used_blocks, "kv_total_blocks": s.kv_total_blocks,
-                    "preemptions": s.preemptions,
-                })
+                rows.append(
+                    {
+                        "replica": r.name,
+                        "healthy": bool(r.engine.healthy),
+                        "breaker": r.breaker.state,
+                        "breaker_opens": r.breaker.opens,
+                        "inflight": r.inflight,
+                        "served": r.served,
+                        "running": s.running,
+                        "waiting": s.waiting,
+                        "kv_utilization": round(s.kv_utilization, 4),
+                        "kv_used_blocks": s.kv_used_blocks,
+                        "kv_total_blocks": s.kv_total_blocks,
+                        "preemptions": s.preemptions,
+                    }
+                )
             out[model] = rows
         return out
