@@ -9,9 +9,10 @@ import param
 import pytest
 
 from lab_core.ratelimit import ALGORITHMS, Decision
+from lab_core.ratelimit.experiments import takes_burst
 from lab_core.sim import Recorder
 from widgets import kit, server
-from widgets.ratelimit import YOURS, RateLimitDashboard, app, dashboard, takes_burst
+from widgets.ratelimit import YOURS, RateLimitDashboard, app, dashboard
 
 
 class StudentFixedWindow:
