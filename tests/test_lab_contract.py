@@ -251,8 +251,12 @@ def test_every_page_draws_without_asking_the_internet(chromium, tmp_path: Path):
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.set_default_timeout(120_000)
                 outside: list[str] = []
-                errors: list[Exception] = []
-                page.on("pageerror", errors.append)
+                errors: list[str] = []
+
+                def on_error(exc: Exception, errors: list[str] = errors) -> None:
+                    errors.append(str(exc))
+
+                page.on("pageerror", on_error)
 
                 def route(r, outside=outside):
                     if r.request.url.startswith(base.replace("http", "ws")) or r.request.url.startswith(base):
