@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from lab_core.labs import LABS, Lab, get_lab
@@ -44,6 +45,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         help="extra origins allowed to open the websocket (repeatable)",
     )
     serve.add_argument("--show", action="store_true", help="open a browser")
+    serve.add_argument(
+        "--allow-training-runs",
+        action="store_true",
+        help="let visitors of the training dashboard start torchrun jobs on this machine (one at a time; off by default)",
+    )
 
     words = sys.argv[1:] if argv is None else argv
     _demo_parser(sub, words[1] if len(words) > 1 and words[0] == "demo" else None)
@@ -101,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             # The one place lab_core reaches the dashboards: loaded by name, only for this
             # subcommand, so the systems never depend on Panel (see docs/ARCHITECTURE.md).
             serve = importlib.import_module("widgets.server").serve
+            if args.allow_training_runs:
+                # lab_core.training.live.ALLOW_RUNS_ENV, not imported: that would load torch for every serve.
+                os.environ["SYSLAB_ALLOW_TRAINING_RUNS"] = "1"
             serve(
                 labs=args.lab or list(LABS),
                 port=args.port,

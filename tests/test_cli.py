@@ -75,3 +75,10 @@ def test_demo_with_bad_rules_file_exits_2_naming_the_rule(tmp_path):
     assert proc.returncode == 2
     assert "broken" in proc.stderr and "limit" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_allows_training_runs_only_when_asked():
+    from lab_core.cli import build_parser
+
+    assert not build_parser(["serve"]).parse_args(["serve"]).allow_training_runs
+    assert build_parser(["serve"]).parse_args(["serve", "--allow-training-runs"]).allow_training_runs

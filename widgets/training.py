@@ -6,6 +6,7 @@ a notebook, ``app()`` for ``syslab serve``; parameters and plots over ``lab_core
 from __future__ import annotations
 
 import html
+import os
 import threading
 from functools import lru_cache
 from typing import Any
@@ -18,6 +19,7 @@ import param
 from lab_core.llm.gpus import GPUS
 from lab_core.training import experiments as ex
 from lab_core.training import reference
+from lab_core.training.live import ALLOW_RUNS_ENV
 from lab_core.training.paths import default_workdir
 from widgets import kit
 
@@ -68,6 +70,8 @@ class TrainingDashboard(kit.LabDashboard):
     # Set by the notebook (or SYSLAB_TRAINING_DIR), never typed on a served page: a visitor's path would read any
     # SQLite file on the server and start jobs writing beside it.
     tracker_path = param.String(default="", precedence=-1, doc="the tracker database (SQLite) the live tab reads")
+    # On in a notebook (the student's own machine); off on a served page unless the server allows it.
+    allow_runs = param.Boolean(default=True, precedence=-1, doc="whether the Start button may launch torchrun")
     live_strategy = param.Selector(default="ddp", objects=["ddp", "fsdp", "tp", "pp"], label="Strategy")
     live_nproc = param.Selector(default=2, objects=[1, 2], label="Processes (ranks)")
     live_steps = param.Integer(60, bounds=(10, 400), step=10, label="Optimizer steps")
@@ -76,7 +80,7 @@ class TrainingDashboard(kit.LabDashboard):
     def __init__(self, **params: Any) -> None:
         params["tracker_path"] = params.get("tracker_path") or str(default_workdir() / "tracker.db")
         super().__init__(**params)
-        self.live = ex.LiveRuns(self.tracker_path)
+        self.live = ex.LiveRuns(self.tracker_path, allow_start=self.allow_runs)
         self.live_error = self._read_error = self._launch_error = ""
         self._launching, self._prep, self._callback, self._drawn = False, None, None, ()
         self.snapshot = ex.RunSnapshot(None)
@@ -92,6 +96,8 @@ class TrainingDashboard(kit.LabDashboard):
         ]
         for button, action in zip(self._buttons, (self.refresh_runs, self.start_run, self.stop_run)):
             button.on_click(lambda _e, act=action: act())
+        if not self.allow_runs:
+            self._buttons[1].param.update(disabled=True, label="Starting runs is off on this server")
         self._run_progress = pn.indicators.Progress(value=0, max=1, sizing_mode="stretch_width", bar_color="info")
         self._error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self._mesh_error = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
@@ -370,7 +376,7 @@ class TrainingDashboard(kit.LabDashboard):
 
     @param.depends("tracker_path", watch=True)
     def _new_tracker(self) -> None:
-        launched, self.live = self.live.launched, ex.LiveRuns(self.tracker_path)
+        launched, self.live = self.live.launched, ex.LiveRuns(self.tracker_path, allow_start=self.allow_runs)
         self.live.launched = launched
         self.refresh_runs()
 
@@ -639,5 +645,6 @@ def dashboard(**params: Any) -> TrainingDashboard:
 
 
 def app() -> pn.template.FastListTemplate:
-    """A fresh dashboard in the lab's page, one per browser session (``syslab serve``)."""
-    return TrainingDashboard.page()
+    """A fresh dashboard in the lab's page, one per browser session (``syslab serve``): it starts training
+    jobs only when the server was started with ``--allow-training-runs``."""
+    return TrainingDashboard.page(allow_runs=os.environ.get(ALLOW_RUNS_ENV) == "1")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,21 @@ EXAMPLE = Path(__file__).with_name("example_run.json")
 #: prepare_dataset's stages, in order, so its progress reads as one bar.
 DATASET_STAGES = ("corpus", "clean", "bpe", "encode", "shards")
 RUN_COLUMNS = ["run_id", "name", "status"]
+# Set to "1" by `syslab serve --allow-training-runs`: served dashboards may then start jobs.
+ALLOW_RUNS_ENV = "SYSLAB_ALLOW_TRAINING_RUNS"
+# Training jobs this process may run at once, whoever asks: each takes every core it is given, and a
+# served dashboard is shared by strangers.
+MAX_RUNS = 1
+_running: list[launch.LaunchedRun] = []
+_running_lock = threading.Lock()
+
+
+class RunsOff(PermissionError):
+    """Starting training jobs is off here (a served dashboard, unless the server allows it)."""
+
+
+class TooManyRuns(RuntimeError):
+    """This process already runs :data:`MAX_RUNS` training jobs."""
 
 
 @dataclass(frozen=True)
@@ -78,10 +94,12 @@ def _dataset_progress(progress: Progress) -> Any:
 
 
 class LiveRuns:
-    """The runs in the tracker at ``tracker_path`` (jobs started here write their data and runs beside it)."""
+    """The runs in the tracker at ``tracker_path`` (jobs started here write their data and runs beside it).
+    ``allow_start=False`` refuses to start jobs; at most :data:`MAX_RUNS` run at once in this process."""
 
-    def __init__(self, tracker_path: str | Path) -> None:
+    def __init__(self, tracker_path: str | Path, *, allow_start: bool = True) -> None:
         self.path = Path(tracker_path).expanduser()
+        self.allow_start = allow_start
         self.launched: launch.LaunchedRun | None = None
         self._tracker: Tracker | None = None
 
@@ -119,12 +137,24 @@ class LiveRuns:
     def start(self, strategy: str, nproc: int, steps: int, *, progress: Progress | None = None) -> launch.LaunchedRun:
         """Launch a short run of the tiny model on ``nproc`` local ranks and return while it runs. The dataset is
         prepared first (seconds, once per workdir) with ``progress``; a config the mesh refuses raises first."""
+        if not self.allow_start:
+            raise RunsOff(
+                "starting training runs is off on this server (syslab serve --allow-training-runs turns it on)"
+            )
         if self.running():
             raise RuntimeError("a run started here is still going: stop it first")
         config = TrainConfig(model="tiny", strategy=strategy, steps=steps)
         config.mesh(nproc)
-        prepare_dataset(str(self.workdir / "data"), progress=_dataset_progress(progress) if progress else None)
-        self.launched = launch.start(config, workdir=self.workdir, nproc=nproc, run_name=f"{strategy}-x{nproc}")
+        with _running_lock:
+            _running[:] = [job for job in _running if job.proc.poll() is None]
+            if len(_running) >= MAX_RUNS:
+                raise TooManyRuns(
+                    f"this server already runs {len(_running)} training job(s), the most it runs at "
+                    "once; start yours when it ends"
+                )
+            prepare_dataset(str(self.workdir / "data"), progress=_dataset_progress(progress) if progress else None)
+            self.launched = launch.start(config, workdir=self.workdir, nproc=nproc, run_name=f"{strategy}-x{nproc}")
+            _running.append(self.launched)
         return self.launched
 
     def check_launched(self) -> str:

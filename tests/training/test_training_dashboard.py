@@ -331,3 +331,19 @@ def test_a_launch_that_finishes_during_a_poll_is_still_followed(tmp_path: Path) 
     dash.poll()
     assert dash.live.launched is None and dash._callback is None
     dash.close()
+
+
+def test_a_served_page_may_not_start_runs_unless_the_server_allows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab_core.training import live
+
+    def start_button(page: pn.template.FastListTemplate) -> pn.widgets.Button:
+        buttons = pn.Column(*page.main, *page.sidebar).select(pn.widgets.Button)
+        return next(b for b in buttons if "Start" in b.label or "Starting" in b.label)
+
+    monkeypatch.delenv(live.ALLOW_RUNS_ENV, raising=False)
+    off = start_button(app())
+    assert off.disabled and off.label == "Starting runs is off on this server"
+    monkeypatch.setenv(live.ALLOW_RUNS_ENV, "1")
+    on = start_button(app())
+    assert not on.disabled and on.label.startswith("Start a run")
+    assert dashboard().allow_runs  # a notebook is the student's own machine

@@ -172,6 +172,42 @@ def test_the_worked_example_is_a_real_recorded_run() -> None:
     assert "finished, step 60 of 60" in snap.summary() and "nats/token" in snap.summary()
 
 
+class FakeJob:
+    """A launched run that is still going until ``done`` is set (no torchrun started)."""
+
+    def __init__(self, *what: object) -> None:
+        self.what, self.done = what, False
+        self.proc = self
+
+    def poll(self) -> int | None:
+        return 0 if self.done else None
+
+
+@pytest.fixture(autouse=True)
+def no_runs_left_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live, "_running", [])
+
+
+def test_a_served_dashboard_starts_no_run_unless_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[object] = []
+    monkeypatch.setattr(live, "prepare_dataset", lambda url, progress=None: started.append("prepare"))
+    monkeypatch.setattr(live.launch, "start", lambda config, **kw: started.append("launch") or FakeJob())
+    with pytest.raises(live.RunsOff, match="--allow-training-runs"):
+        ex.LiveRuns(tmp_path / "tracker.db", allow_start=False).start("ddp", 2, 10)
+    assert started == [] and not tmp_path.joinpath("data").exists()
+
+
+def test_one_training_run_at_a_time_per_server_whoever_asks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live, "prepare_dataset", lambda url, progress=None: None)
+    monkeypatch.setattr(live.launch, "start", lambda config, **kw: FakeJob(config.strategy))
+    first = ex.LiveRuns(tmp_path / "a" / "tracker.db").start("ddp", 2, 10)
+    other_session = ex.LiveRuns(tmp_path / "b" / "tracker.db")
+    with pytest.raises(live.TooManyRuns, match="already runs 1 training job"):
+        other_session.start("ddp", 2, 10)
+    first.done = True  # the first job exits: the next may start
+    assert other_session.start("fsdp", 2, 10).what == ("fsdp",)
+
+
 def test_live_runs_refuse_a_bad_config_before_preparing_and_report_the_dataset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -185,12 +221,12 @@ def test_live_runs_refuse_a_bad_config_before_preparing_and_report_the_dataset(
             progress(stage, 0, 2), progress(stage, 2, 2)
 
     monkeypatch.setattr(live, "prepare_dataset", fake_prepare)
-    monkeypatch.setattr(live.launch, "start", lambda config, **kw: ("started", config.strategy, kw["nproc"]))
+    monkeypatch.setattr(live.launch, "start", lambda config, **kw: FakeJob(config.strategy, kw["nproc"]))
     with pytest.raises(ValueError, match="runs on one process"):
         runs.start("single", 2, 10)
     assert prepared == []
     seen: list[tuple[int, int, str]] = []
-    assert runs.start("ddp", 2, 10, progress=lambda *a: seen.append(a)) == ("started", "ddp", 2)
+    assert runs.start("ddp", 2, 10, progress=lambda *a: seen.append(a)).what == ("ddp", 2)
     assert prepared == [os.fspath(tmp_path / "data")]
     done = [d for d, _, _ in seen]
     assert done == sorted(done) and seen[-1][:2] == (500, 500) and "preparing the dataset: shards" in seen[-1][2]
