@@ -212,9 +212,9 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def serve_lab(lab: str, log: Path, *, also: Sequence[str] = ()) -> Iterator[str]:
-    """Base URL of ``syslab serve --lab <lab>`` (and each lab in ``also``) on a free loopback port;
-    the server is stopped afterwards."""
+def serve_lab(lab: str, log: Path, *, also: Sequence[str] = (), args: Sequence[str] = ()) -> Iterator[str]:
+    """Base URL of ``syslab serve --lab <lab>`` (and each lab in ``also``, with the extra ``args``) on a
+    free loopback port; the server is stopped afterwards."""
     beside = Path(sys.executable).with_name("syslab")
     syslab = str(beside) if beside.exists() else shutil.which("syslab") or pytest.fail("syslab command not found")
     port = free_port()
@@ -222,7 +222,7 @@ def serve_lab(lab: str, log: Path, *, also: Sequence[str] = ()) -> Iterator[str]
     with log.open("w") as out:
         labs = [arg for name in (lab, *also) for arg in ("--lab", name)]
         proc = subprocess.Popen(
-            [syslab, "serve", "--port", str(port), *labs], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+            [syslab, "serve", "--port", str(port), *labs, *args], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
         )
     try:
         wait_until(lambda: _listening(port), proc, timeout=60, what=f"syslab serve --lab {lab}", log=log)

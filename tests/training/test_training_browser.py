@@ -31,7 +31,11 @@ def test_live_run_start_button_memory_and_mesh_tabs(chromium, tmp_path: Path, mo
 
     done = launch.run_in_process(TrainConfig(steps=8, warmup_steps=2, seq_len=32), workdir=tmp_path, run_name="earlier")
     monkeypatch.setenv("SYSLAB_TRAINING_DIR", str(tmp_path))
-    with serve_lab("training", tmp_path / "serve.log") as base, sync_playwright() as pw:
+    # A served page starts jobs only when the server allows it (off by default for strangers).
+    with (
+        serve_lab("training", tmp_path / "serve.log", args=("--allow-training-runs",)) as base,
+        sync_playwright() as pw,
+    ):
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1500})
