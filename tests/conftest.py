@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nbformat
 import pytest
 import redis
 
 from lab_core.bench import parse_target
-from lab_core.labs import data_dir
+from lab_core.labs import data_dir, get_lab
 from lab_core.procs import free_port, stop_process, wait_until
 from lab_core.store import redis_client
 from lab_core.store.redis_server import RedisServer, start_redis_server
@@ -251,3 +252,72 @@ def assert_json_error(r: httpx.Response, status: int, error: str, mentions: str 
     assert isinstance(body["detail"], str) and mentions in body["detail"], body
     assert "Traceback" not in r.text
     return body
+
+
+@contextmanager
+def jupyter_lab(
+    folder: Path, *, config_dir: Path, token: str = "t", env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Base URL of a real ``jupyter lab`` on ``folder`` (settings from ``config_dir``), stopped afterwards."""
+    port = free_port()
+    log = config_dir / "lab.log"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter")),
+        "lab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.token={token}",
+        f"--notebook-dir={folder}",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env={**(env or os.environ), "JUPYTER_CONFIG_DIR": str(config_dir)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: httpx.get(f"{base}/api/status?token={token}").status_code == 200,
+            proc,
+            timeout=60,
+            what="jupyter lab",
+            log=log,
+        )
+        yield base
+    finally:
+        stop_process(proc, timeout=10)
+
+
+def student_kernel_env() -> dict[str, str]:
+    """The environment a student's kernel sees: this one without the grader's SYSLAB_FAST."""
+    return {k: v for k, v in os.environ.items() if k != "SYSLAB_FAST"}
+
+
+def setup_and_cell_notebook(lab: str, source: str, path: Path) -> Path:
+    """A notebook at ``path`` with ``lab``'s setup cell, as students get it, then ``source``."""
+    release = nbformat.read(get_lab(lab).release, as_version=4)
+    setup = next(c for c in release.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "setup")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(setup.source), nbformat.v4.new_code_cell(source)]
+    nbformat.write(nb, path)
+    return path
+
+
+def run_all_cells(page: Any, base: str, notebook: str, token: str) -> None:
+    """Open ``notebook`` in JupyterLab, wait for its kernel, run every cell, wait for a plot to draw."""
+    page.goto(f"{base}/lab/tree/{notebook}?token={token}")
+    page.locator(".jp-Notebook").wait_for()
+    page.get_by_text("(ipykernel) | Idle").wait_for()  # the kernel is up before cells are sent
+    page.locator(".jp-Notebook .jp-Cell").first.click()
+    page.click("text=Run")  # the menu bar's Run menu
+    page.click("text=Run All Cells")
+    page.locator(".jp-OutputArea canvas").first.wait_for()

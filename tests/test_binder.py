@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -15,7 +12,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from lab_core.procs import free_port, stop_process, wait_until
+from conftest import jupyter_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,32 +61,7 @@ def test_jupyterlab_with_the_binder_config_opens_on_the_labs(tmp_path):
     """The config Binder installs, read by a real ``jupyter lab``: ``/`` lands on ``labs/``
     (JupyterLab's own default URL overrides the server's, so both must be set)."""
     shutil.copy(ROOT / "binder" / "jupyter_server_config.py", tmp_path / "jupyter_server_config.py")
-    port = free_port()
-    log = tmp_path / "lab.log"
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path)}
-    cmd = [
-        str(Path(sys.executable).with_name("jupyter")),
-        "lab",
-        "--no-browser",
-        "--allow-root",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.token=t",
-        f"--notebook-dir={ROOT}",
-    ]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{base}/api/status?token=t").status_code == 200,
-            proc,
-            timeout=60,
-            what="jupyter lab",
-            log=log,
-        )
+    with jupyter_lab(ROOT, config_dir=tmp_path) as base:
         r = httpx.get(f"{base}/?token=t")
         assert r.status_code == 302 and r.headers["location"].startswith("/lab/tree/labs"), r.headers
         assert httpx.get(f"{base}/lab/tree/labs?token=t").status_code == 200
-    finally:
-        stop_process(proc, timeout=10)

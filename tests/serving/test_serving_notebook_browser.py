@@ -6,19 +6,11 @@ with the old dashboard, this test fails on its last assertion.)"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import httpx
-import nbformat
 import pytest
 
-from conftest import CHROMIUM_ARGS
-from lab_core.labs import get_lab
-from lab_core.procs import free_port, stop_process, wait_until
+from conftest import CHROMIUM_ARGS, jupyter_lab, run_all_cells, setup_and_cell_notebook, student_kernel_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -29,61 +21,18 @@ TITLES = (
 )
 
 
-def _notebook(folder: Path) -> Path:
-    """The serving lab's setup cell, as students get it, then the dashboard."""
-    release = nbformat.read(get_lab("serving").release, as_version=4)
-    setup = next(c for c in release.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "setup")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(setup.source), nbformat.v4.new_code_cell(CELL)]
-    path = folder / "live.ipynb"
-    nbformat.write(nb, path)
-    return path
-
-
 def test_the_live_engine_streams_into_a_notebook(chromium, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    notebook = _notebook(tmp_path)
-    port, token = free_port(), "live-test"
-    env = {k: v for k, v in os.environ.items() if k != "SYSLAB_FAST"}  # what a student's kernel sees
-    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "config")
-    log = tmp_path / "lab.log"
-    cmd = [
-        str(Path(sys.executable).with_name("jupyter")),
-        "lab",
-        "--no-browser",
-        "--allow-root",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--ServerApp.token={token}",
-        f"--notebook-dir={tmp_path}",
-        "--LabApp.news_url=",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{base}/api/status?token={token}").status_code == 200,
-            proc,
-            timeout=60,
-            what="jupyter lab",
-            log=log,
-        )
+    notebook = setup_and_cell_notebook("serving", CELL, tmp_path / "live.ipynb")
+    token = "live-test"
+    with jupyter_lab(tmp_path, config_dir=tmp_path / "config", token=token, env=student_kernel_env()) as base:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
             try:
                 page.set_default_timeout(120_000)
-                page.goto(f"{base}/lab/tree/{notebook.name}?token={token}")
-                page.locator(".jp-Notebook").wait_for()
-                page.get_by_text("(ipykernel) | Idle").wait_for()
-                page.locator(".jp-Notebook .jp-Cell").first.click()
-                page.click("text=Run")
-                page.click("text=Run All Cells")
-                page.locator(".jp-OutputArea canvas").first.wait_for()
+                run_all_cells(page, base, notebook.name, token)
                 page.locator(".bk-tab", has_text="Live engine").click()
                 page.get_by_role("button", name="Send requests to the live engine").click()
                 status = page.locator(".jp-OutputArea p", has_text="Live engine:")
@@ -99,5 +48,3 @@ def test_the_live_engine_streams_into_a_notebook(chromium, tmp_path):
                 page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
                 print(f"screenshot: {tmp_path / 'live.png'}")
                 browser.close()
-    finally:
-        stop_process(proc, timeout=10)

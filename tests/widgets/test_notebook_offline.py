@@ -5,19 +5,11 @@ draws, and moving a slider redraws it through the kernel."""
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import httpx
-import nbformat
 import pytest
 
-from conftest import CHROMIUM_ARGS
-from lab_core.labs import get_lab
-from lab_core.procs import free_port, stop_process, wait_until
+from conftest import CHROMIUM_ARGS, jupyter_lab, run_all_cells, setup_and_cell_notebook, student_kernel_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -32,18 +24,6 @@ def wave(f):
 pn.Column(slider, pn.bind(wave, slider))"""
 
 
-def _notebook(folder: Path) -> Path:
-    """The rate limiter's setup cell, as students get it, then a slider driving a HoloViews plot."""
-    release = nbformat.read(get_lab("ratelimit").release, as_version=4)
-    setup = next(c for c in release.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "setup")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(setup.source), nbformat.v4.new_code_cell("import numpy as np\n\n" + APP)]
-    path = folder / "offline.ipynb"
-    nbformat.write(nb, path)
-    return path
-
-
 def _canvas_hash(page) -> str:
     return hashlib.sha256(page.locator(".jp-OutputArea canvas").first.screenshot()).hexdigest()
 
@@ -51,25 +31,8 @@ def _canvas_hash(page) -> str:
 def test_a_lab_notebook_draws_and_updates_with_no_internet(chromium, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    notebook = _notebook(tmp_path)
-    port, token = free_port(), "offline-test"
-    env = {k: v for k, v in os.environ.items() if k != "SYSLAB_FAST"}  # what a student's kernel sees
-    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "config")  # no user settings, no news pop-up config
-    log = tmp_path / "lab.log"
-    cmd = [
-        str(Path(sys.executable).with_name("jupyter")),
-        "lab",
-        "--no-browser",
-        "--allow-root",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--ServerApp.token={token}",
-        f"--notebook-dir={tmp_path}",
-        "--LabApp.news_url=",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    notebook = setup_and_cell_notebook("ratelimit", "import numpy as np\n\n" + APP, tmp_path / "offline.ipynb")
+    token = "offline-test"
     refused: list[str] = []
 
     def offline(route) -> None:
@@ -81,28 +44,14 @@ def test_a_lab_notebook_draws_and_updates_with_no_internet(chromium, tmp_path):
             refused.append(url)
             route.abort()
 
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{base}/api/status?token={token}").status_code == 200,
-            proc,
-            timeout=60,
-            what="jupyter lab",
-            log=log,
-        )
+    with jupyter_lab(tmp_path, config_dir=tmp_path / "config", token=token, env=student_kernel_env()) as base:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1300, "height": 1000})
                 page.route("**/*", offline)
                 page.set_default_timeout(90_000)
-                page.goto(f"{base}/lab/tree/{notebook.name}?token={token}")
-                page.locator(".jp-Notebook").wait_for()
-                page.get_by_text("(ipykernel) | Idle").wait_for()  # the kernel is up before cells are sent
-                page.locator(".jp-Notebook .jp-Cell").first.click()
-                page.click("text=Run")  # the menu bar's Run menu
-                page.click("text=Run All Cells")
-                page.locator(".jp-OutputArea canvas").first.wait_for()
+                run_all_cells(page, base, notebook.name, token)
                 page.wait_for_timeout(1000)  # the first paint of the canvas
                 before = _canvas_hash(page)
                 page.locator(".jp-OutputArea .noUi-handle").first.focus()
@@ -115,7 +64,5 @@ def test_a_lab_notebook_draws_and_updates_with_no_internet(chromium, tmp_path):
             finally:
                 page.screenshot(path=str(tmp_path / "offline.png"))  # kept in the test's folder for a look
                 browser.close()
-    finally:
-        stop_process(proc, timeout=10)
     # Bokeh and Panel came from the notebook itself: no outside script was needed to draw.
     assert not [u for u in refused if "bokeh" in u or u.endswith("panel.min.js")], refused
