@@ -356,7 +356,7 @@ class ServingDashboard(kit.LabDashboard):
         line = hv.HLine(peak).opts(color="#555555", line_dash="dotted", line_width=1.5)
         return (plot * span * line).opts(
             hv.opts.Overlay(
-                title=f"KV-cache use (dotted: busiest GPU's peak, {peak:.1f}%)",
+                title=f"KV-cache use (dotted: peak {peak:.1f}%)",
                 ylim=(0, min(max(5.0, peak * 1.15), 105)),
                 show_legend=False,
                 framewise=True,
