@@ -314,7 +314,7 @@ def setup_and_cell_notebook(lab: str, source: str, path: Path) -> Path:
 
 def run_all_cells(page: Any, base: str, notebook: str, token: str) -> None:
     """Open ``notebook`` in JupyterLab, wait for its kernel, run every cell, wait for a plot to draw."""
-    page.goto(f"{base}/lab/tree/{notebook}?token={token}")
+    page.goto(f"{base}/lab/tree/{notebook}?reset&token={token}")  # reset: no tabs restored from before
     page.locator(".jp-Notebook").wait_for()
     page.get_by_text("(ipykernel) | Idle").wait_for()  # the kernel is up before cells are sent
     page.locator(".jp-Notebook .jp-Cell").first.click()
