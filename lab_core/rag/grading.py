@@ -4,7 +4,8 @@
   overlap outside ``0 <= overlap < size`` with ``ValueError``, on empty text too.
 * :func:`compare_chunk_spans` -- ``chunk_spans(text, size, overlap)`` against
   ``window_spans(word_spans(text), size, overlap)`` on hand-made and generated texts (words of
-  letters, digits and punctuation between runs of spaces, tabs and newlines).
+  letters, digits and punctuation between runs of whitespace: spaces, tabs and newlines, and also
+  ``\r\n``, ``\f``, ``\v`` and Unicode spaces such as U+00A0, everything ``str.split()`` splits on).
 * :func:`compare_rrf` -- ``rrf(rankings, k)`` against :func:`lab_core.rag.fusion.rrf` on generated
   rankings: the same ids in the same order, the same scores within 1e-9.
 * :func:`compare_ndcg` -- ``ndcg_at_k(ranked, relevant, k)`` against
@@ -96,12 +97,23 @@ def _show_words(text: str) -> str:
     return f"{len(words)} words (index:word@start): {shown}{' ...' if len(words) > 40 else ''}"
 
 
+def _other_whitespace(text: str) -> str:
+    """A hint naming the whitespace in ``text`` other than space, tab and newline, if any."""
+    found = sorted({c for c in text if c.isspace() and c not in " \t\n"})
+    if not found:
+        return ""
+    return (
+        f"\n  this text also has the whitespace {', '.join(repr(c) for c in found)}: "
+        "a word ends at any whitespace (\\S+, str.split())"
+    )
+
+
 def _compare_chunk_case(fn: Callable[..., Any], text: str, size: int, overlap: int) -> None:
     want = window_spans(word_spans(text), size, overlap)
     got = _as_spans(fn(text, size, overlap))
     assert got == want, (
         f"chunk_spans({text!r}, size={size}, overlap={overlap})\n  {_show_words(text)}\n"
-        f"  expected: {want}\n  yours:    {got}"
+        f"  expected: {want}\n  yours:    {got}{_other_whitespace(text)}"
     )
 
 
@@ -119,20 +131,35 @@ def _explicit_chunk_cases() -> list[tuple[str, int, int]]:
         ("", 3, 1),
         ("   \n\t ", 2, 0),
         (" ".join(["w"] * 1000), 200, 50),
+        # Windows line endings: "\r" is whitespace too, and counts as one character of the span.
+        ("one two\r\nthree four\r\n\r\nfive six\r\n", 2, 1),
+        ("\r\n".join(f"line{i} of text" for i in range(6)), 4, 1),
+        # A page break from a PDF, a vertical tab, and the separators U+001C..U+001F.
+        ("page one ends\fpage two\vstarts\x1chere\x1fnow", 3, 1),
+        # Unicode spaces: no-break (U+00A0, HTML's &nbsp;), em, ideographic, line separator, NEL.
+        ("10\xa0ms budget\u2003per\u3000request\u2028and\x85more words", 2, 0),
+        ("\xa0\u202f lead\xa0and\u2009trail \u205f\u1680", 1, 0),
+        # Not whitespace: a zero-width space (U+200B) and accented letters stay inside a word.
+        ("zero\u200bwidth café naïve", 2, 1),
     ]
 
 
-_SEPARATORS = st.sampled_from([" ", " ", " ", "  ", "\n", "\n\n", "\t", " \n "])
-_WORDS = st.text(alphabet="ab1.,-", min_size=1, max_size=4)
+_BLANKS = [" ", " ", " ", "  ", "\n", "\n\n", "\t", " \n "]
+# Whitespace a chunker meets in texts from Windows (\r\n), PDFs (page breaks) and HTML (&nbsp;):
+# half the generated separators, so a chunker that splits on _BLANKS only fails in a few examples.
+_OTHER_WHITESPACE = ["\r\n", "\r\n\r\n", "\f", "\v", "\xa0", " \xa0", "\u2003", "\u3000"]
+_SEPARATORS = st.sampled_from(_BLANKS + _OTHER_WHITESPACE)
+_WORDS = st.text(alphabet="ab1.,-é", min_size=1, max_size=4)
+_ENDS = st.sampled_from(["", " ", "\n", "\r\n", "\xa0"])
 
 
 @st.composite
 def _chunk_cases(draw: st.DrawFn) -> tuple[str, int, int]:
     words = draw(st.lists(_WORDS, min_size=0, max_size=30))
-    text = draw(st.sampled_from(["", " ", "\n"]))
+    text = draw(_ENDS)
     for i, w in enumerate(words):
         text += (draw(_SEPARATORS) if i else "") + w
-    text += draw(st.sampled_from(["", " ", "\n"]))
+    text += draw(_ENDS)
     size = draw(st.integers(1, 9))
     overlap = draw(st.integers(0, size - 1))
     return text, size, overlap

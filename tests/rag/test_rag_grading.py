@@ -36,6 +36,8 @@ EXPECTED = {
     "overlap_off_by_one": {"chunk_spans": {"errors": None, "compare": "expected"}},
     "chunk_drops_tail": {"chunk_spans": {"errors": None, "compare": "expected"}},
     "chunk_no_validation": {"chunk_spans": {"errors": "must raise ValueError", "compare": None}},
+    "chunk_splits_ascii_blanks": {"chunk_spans": {"errors": None, "compare": "also has the whitespace"}},
+    "chunk_crlf_offsets": {"chunk_spans": {"errors": None, "compare": r"also has the whitespace '\\r'"}},
     "rrf_ranks_from_zero": {"rrf": {"compare": "expected|division"}},
     "rrf_sums_scores": {"rrf": {"compare": "expected"}},
     "ndcg_no_log_discount": {"ndcg": {"compare": "expected"}},
@@ -123,6 +125,58 @@ def test_chunk_spans_errors_accept_only_value_error():
 
     with pytest.raises(AssertionError, match="must raise ValueError"):
         grading.check_chunk_spans_errors(no_checks)
+
+
+# --- whitespace other than space, tab and newline (issue 16) ---------------------------------------
+
+WHITESPACE_MUTANTS = ("chunk_splits_ascii_blanks", "chunk_crlf_offsets")
+OTHER_WHITESPACE = "\r\f\v\x1c\x85\xa0\u2003\u2028\u3000"
+
+
+def _words_ascii_only(text: str, size: int, overlap: int) -> list[tuple[int, int]]:
+    """\\S+ under re.ASCII: \\r, \\f and \\v split words, U+00A0 and other Unicode spaces do not."""
+    return window_spans([m.span() for m in re.finditer(r"\S+", text, re.ASCII)], size, overlap)
+
+
+def _words_split_at_zero_width_space(text: str, size: int, overlap: int) -> list[tuple[int, int]]:
+    """Splits at U+200B too, which is not whitespace."""
+    return window_spans([m.span() for m in re.finditer(r"[^\s\u200b]+", text)], size, overlap)
+
+
+@pytest.mark.parametrize("mutant", WHITESPACE_MUTANTS)
+def test_whitespace_mutants_agree_with_the_reference_on_spaces_tabs_and_newlines(mutant: str):
+    """What made them a hole: on the texts the graders used to generate they are right."""
+    fn = _function(mutant, "chunk_spans")
+    example = "the quick  brown fox\njumps over the lazy dog"
+    for text in (example, "  lead and trail  \n", "tabs\tand\nnew\n\nlines  here", " \n "):
+        for size, overlap in ((1, 0), (2, 1), (3, 0), (4, 1), (20, 5)):
+            assert fn(text, size, overlap) == reference_chunk_spans(text, size, overlap)
+
+
+@pytest.mark.parametrize("mutant", WHITESPACE_MUTANTS)
+def test_hand_made_chunk_cases_catch_the_whitespace_mutants(mutant: str):
+    fn = _function(mutant, "chunk_spans")
+    cases = grading._explicit_chunk_cases()
+    assert all(c in "".join(text for text, _, _ in cases) for c in OTHER_WHITESPACE)
+    caught = [
+        text for text, size, overlap in cases if fn(text, size, overlap) != reference_chunk_spans(text, size, overlap)
+    ]
+    assert caught and all(set(text) & set(OTHER_WHITESPACE) for text in caught)
+
+
+@pytest.mark.parametrize("wrong", [*WHITESPACE_MUTANTS, "ascii_only"])
+def test_generated_chunk_cases_alone_catch_other_whitespace(wrong: str, monkeypatch):
+    """The generator's separators catch these even without the hand-made cases."""
+    fn = _words_ascii_only if wrong == "ascii_only" else _function(wrong, "chunk_spans")
+    monkeypatch.setattr(grading, "_explicit_chunk_cases", list)
+    with pytest.raises(AssertionError, match="also has the whitespace"):
+        grading.compare_chunk_spans(fn)
+    grading.compare_chunk_spans(reference_chunk_spans)
+
+
+def test_chunk_grader_keeps_non_whitespace_inside_words():
+    with pytest.raises(AssertionError, match=r"zero\\u200bwidth"):
+        grading.compare_chunk_spans(_words_split_at_zero_width_space)
 
 
 def test_rrf_grader_tolerates_rounding_in_ties_only():
