@@ -4,8 +4,10 @@
   model exactly as one optimiser step on the whole batch would (same gradients, clipped the same
   way), returns the whole batch's mean loss and leaves the gradients cleared.
 * :func:`check_accumulation_sync` -- under real ``DistributedDataParallel`` (a one-process gloo
-  group), a comm hook counts gradient all-reduces: one round per optimiser step, not one per
-  micro-batch.
+  group), a comm hook records every gradient all-reduce: one round per optimiser step, not one per
+  micro-batch, issued after the last micro-batch's forward and carrying, for every parameter, the sum
+  of all k micro-batches' gradients (what several replicas must average; one rank's result cannot
+  tell which micro-batch synchronised).
 * :func:`compare_zero_memory` -- ``zero_bytes_per_gpu`` against the ZeRO formula on generated
   inputs, and ``ValueError`` for a stage that does not exist.
 * :func:`check_min_dp` / :func:`check_interval_answer` -- the analysis answers by value.
@@ -15,7 +17,8 @@
   run's losses bit for bit.
 * :func:`check_atomic_save` -- a crash in the middle of writing (the grader makes ``torch.save``
   write half its bytes and fail) leaves the previous checkpoint intact and loadable, a successful
-  save leaves no temporary file behind, and the file is fsynced before it becomes visible.
+  save leaves no temporary file behind, and the file that ends at the path was written in the
+  checkpoint's own folder, fsynced whole, and only then renamed onto the path.
 
 Every check raises ``AssertionError`` with a readable message; a ``NotImplementedError`` from a blank
 exercise is let through unchanged. Hypothesis runs derandomized.
@@ -44,6 +47,7 @@ from torch import nn
 from lab_core.llm.model import build_model
 from lab_core.training.calculators import job_mtbf, young_daly_interval, zero_memory
 from lab_core.training.drills import STEPS, first_half, micro_batches, resumed, straight_run, toy_store
+from lab_core.training.probes import DDPRecording, Fsync, Rename, recording_ddp, watching_durability
 
 __all__ = [
     "MIN_DP_QUESTION",
@@ -78,14 +82,20 @@ class _RecordingSGD(torch.optim.SGD):
         super().step(closure)
 
 
-def _full_batch_grads(batches: list, max_norm: float) -> tuple[list[torch.Tensor], float]:
-    ref = build_model("tiny", seed=0).train()
+def _whole_batch_backward(ref: nn.Module, batches: list) -> float:
+    """Backward of the whole batch's mean loss on ``ref``; returns that loss."""
     x = torch.cat([b[0] for b in batches])
     y = torch.cat([b[1] for b in batches])
     loss = ref(x, y)
     loss.backward()
+    return float(loss.detach())
+
+
+def _full_batch_grads(batches: list, max_norm: float) -> tuple[list[torch.Tensor], float]:
+    ref = build_model("tiny", seed=0).train()
+    loss = _whole_batch_backward(ref, batches)
     torch.nn.utils.clip_grad_norm_(ref.parameters(), max_norm)
-    return [p.grad.detach().clone() for p in ref.parameters()], float(loss.detach())
+    return [p.grad.detach().clone() for p in ref.parameters()], loss
 
 
 def _accumulate_once(step_fn: Callable, k: int, micro: int, max_norm: float, seed: int) -> None:
@@ -139,45 +149,65 @@ def _one_process_group() -> Iterator[None]:
         dist.destroy_process_group()
 
 
-def _counting_ddp(seed: int) -> tuple[nn.Module, list[int]]:
-    from torch.nn.parallel import DistributedDataParallel
+def _grads_at(weights: nn.Module, batches: list) -> dict[str, torch.Tensor]:
+    """The whole batch's mean-loss gradient at ``weights``' current values (the sum over the micro-batches
+    of their loss / k gradients), by parameter name, unclipped."""
+    ref = build_model("tiny", seed=0).train()
+    ref.load_state_dict(weights.state_dict())
+    _whole_batch_backward(ref, batches)
+    return {n: p.grad.detach().clone() for n, p in ref.named_parameters()}
 
-    model = DistributedDataParallel(build_model("tiny", seed=seed).train())
-    calls = [0]
 
-    # No annotations: DDP checks them at run time, and this module's are strings (postponed evaluation).
-    def hook(state, bucket):
-        calls[0] += 1
-        fut: torch.futures.Future = torch.futures.Future()
-        fut.set_result(bucket.buffer())  # one rank: the all-reduced mean is the local gradient
-        return fut
-
-    model.register_comm_hook(None, hook)
-    return model, calls
+def _check_reduced(what: str, k: int, seen: DDPRecording, want: dict[str, torch.Tensor]) -> None:
+    """Every all-reduce came after the last forward, and together they carried each parameter's
+    accumulated gradient once: the sum over all ``k`` micro-batches."""
+    for r in seen.rounds:
+        assert r.forwards == k, (
+            f"{what}: gradients were all-reduced during micro-batch {r.forwards}'s backward, not the last "
+            f"({k}). Only the last micro-batch may synchronise (every one before it inside no_sync()): on "
+            "several GPUs the micro-batches after the all-reduce would never be averaged and the replicas "
+            "would apply different gradients"
+        )
+    reduced = [name for r in seen.rounds for name in r.grads]
+    assert sorted(reduced) == sorted(want), (
+        f"{what}: the all-reduce carried {len(reduced)} gradients for the model's {len(want)} parameters"
+    )
+    got = {name: g for r in seen.rounds for name, g in r.grads.items()}
+    for name, w in want.items():
+        scale = w.norm().item() or 1.0
+        err = (got[name] - w).norm().item() / scale
+        assert err <= 1e-4, (
+            f"{what}: the all-reduced gradient of {name} is not the sum over all {k} micro-batches (of loss / "
+            f"k) (relative error {err:.2e}; its norm is {got[name].norm().item() / scale:.3f}x the right one). "
+            "The one all-reduce must carry everything the step accumulated"
+        )
 
 
 def check_accumulation_sync(step_fn: Callable) -> None:
     """Under DDP, ``step_fn`` all-reduces gradients once per optimiser step (``no_sync`` on all but the
-    last micro-batch), not once per micro-batch; and still updates the model correctly."""
+    last micro-batch), not once per micro-batch, and that all-reduce carries the sum over all of them."""
     with _one_process_group():
-        plain, plain_calls = _counting_ddp(0)
+        plain, seen = recording_ddp(0)
         x, y = micro_batches(1, 2, 9)[0]
         plain(x, y).backward()
-        per_backward = plain_calls[0]
+        per_backward = len(seen.rounds)
         assert per_backward >= 1, "grader: DDP issued no all-reduce for a plain backward"
         for k in (2, 4):
-            model, calls = _counting_ddp(0)
+            model, seen = recording_ddp(0)
             opt = _RecordingSGD(model.parameters(), lr=0.1)
             for step in range(2):
-                before = calls[0]
-                step_fn(model, micro_batches(k, 2, 10 + step), opt, no_sync=model.no_sync, max_norm=1e6)
-                rounds = calls[0] - before
+                batches = micro_batches(k, 2, 10 + step)
+                want = _grads_at(model.module, batches)
+                seen.reset()
+                step_fn(model, batches, opt, no_sync=model.no_sync, max_norm=1e6)
+                rounds = len(seen.rounds)
                 assert rounds == per_backward, (
                     f"DDP, {k} micro-batches per step: {rounds} gradient all-reduce bucket(s) in optimiser step "
                     f"{step + 1}, but one synchronised backward issues {per_backward}. Wrap every micro-batch but "
                     "the last in no_sync() so gradients are all-reduced once per step"
                     + (" (with none synchronised, replicas would drift apart)" if rounds == 0 else "")
                 )
+                _check_reduced(f"DDP, {k} micro-batches, optimiser step {step + 1}", k, seen, want)
             assert len(opt.applied) == 2, f"DDP: optimizer.step() ran {len(opt.applied)} times in 2 calls"
 
 
@@ -303,36 +333,58 @@ def _crashing_save() -> Iterator[None]:
         torch.serialization.save = real
 
 
-@contextlib.contextmanager
-def _counting_fsync() -> Iterator[list[int]]:
-    real = os.fsync
-    calls = [0]
-
-    def fsync(fd: int) -> None:
-        calls[0] += 1
-        real(fd)
-
-    os.fsync = fsync  # type: ignore[assignment]
-    try:
-        yield calls
-    finally:
-        os.fsync = real
+def _check_durable(path: Path, events: list[Fsync | Rename]) -> None:
+    """The file now at ``path`` was renamed there from the same folder, after an fsync of it, whole."""
+    final = os.stat(path)
+    moves = [e for e in events if isinstance(e, Rename) and e.dst == os.path.realpath(path)]
+    assert moves, (
+        f"save_checkpoint never renamed a file onto {path.name} (os.replace): written in place, a crash "
+        "mid-write destroys the last good checkpoint. Write a temporary file in the same folder, flush and "
+        "fsync it, then os.replace it onto the path"
+    )
+    move = moves[-1]
+    assert (move.dev, move.ino) == (final.st_dev, final.st_ino), (
+        f"the file renamed onto {path.name} is not the one there after the save: rename it last"
+    )
+    folder = os.path.realpath(path.parent)
+    assert move.src_folder == folder, (
+        f"the temporary file was written in {move.src_folder}, not in the checkpoint's folder {folder}: a "
+        "rename is atomic only within one filesystem (across them os.replace fails with EXDEV, and a move "
+        "copies). Create it beside the checkpoint (tempfile.mkstemp(dir=...) or path + '.tmp')"
+    )
+    synced = [i for i, e in enumerate(events) if isinstance(e, Fsync) and (e.dev, e.ino) == (move.dev, move.ino)]
+    others = sum(isinstance(e, Fsync) for e in events) - len(synced)
+    assert synced, (
+        "save_checkpoint never fsynced the checkpoint file itself"
+        + (f" (it fsynced {others} other file(s) or folder(s))" if others else " (no os.fsync at all)")
+        + ": after a power cut the rename could reach the disk before the data. fsync the temporary file "
+        "before os.replace"
+    )
+    before = [events[i] for i in synced if i < events.index(move)]
+    assert before, (
+        f"the checkpoint was fsynced only after it was renamed onto {path.name}: until then the rename can "
+        "reach the disk before the data, and a power cut leaves a torn file where the last good one was. "
+        "fsync the temporary file before os.replace"
+    )
+    assert any(e.size == final.st_size for e in before), (
+        f"the temporary file was fsynced when it held {max(e.size for e in before):,} of its {final.st_size:,} "
+        "bytes: flush() the file object (or close it) before os.fsync, or the last buffered bytes are not on "
+        "disk when the rename is"
+    )
 
 
 def check_atomic_save(save: Callable, load: Callable) -> None:
-    """A crash while writing leaves the previous checkpoint intact; a save leaves no temporary files and
-    fsyncs before the checkpoint becomes visible."""
+    """A crash while writing leaves the previous checkpoint intact; a save leaves no temporary files, and
+    writes the checkpoint in its own folder and fsyncs it whole before renaming it onto the path."""
     store = toy_store()
     want_losses, want_params = straight_run(store)
     with tempfile.TemporaryDirectory(prefix="syslab-grader-ckpt-") as folder:
         path = Path(folder) / "ckpt.pt"
-        with _counting_fsync() as fsyncs:
+        with watching_durability() as events:
             loop = first_half(store, save, path)
         leftovers = sorted(set(os.listdir(folder)) - {path.name})
         assert not leftovers, f"after a successful save the folder holds {leftovers} besides {path.name}: clean up"
-        assert fsyncs[0] >= 1, (
-            "save_checkpoint never called os.fsync: after a power cut the rename could reach the disk before the data"
-        )
+        _check_durable(path, events)
         # The job trains on and tries to save again; the machine dies half way through the write.
         for _ in range(2):
             loop.step()

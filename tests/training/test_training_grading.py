@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import tempfile
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ from lab_core.course import load_mutants, reference_answers
 from lab_core.labs import get_lab
 from lab_core.training import grading
 from lab_core.training.calculators import job_mtbf, young_daly_interval
+from lab_core.training.probes import watching_durability
 
 LAB = get_lab("training")
 REFERENCE = reference_answers(nbformat.read(LAB.solution, as_version=4))
@@ -104,3 +106,130 @@ def test_blank_exercises_raise_not_implemented():
     ):
         with pytest.raises(NotImplementedError):
             check()
+
+
+# --- properties one process cannot see (issue 16): which mutant loses which check, and why -----------
+
+# mutant -> (its cell, the index in CHECKS[cell] of the one check it must fail, words of that failure)
+ONE_PROCESS_HOLES = {
+    "accum_syncs_first_micro_batch": ("accumulation", 1, "all-reduced during micro-batch 1's backward"),
+    "ckpt_temp_file_in_tmp": ("checkpoint", 1, "not in the checkpoint's folder"),
+    "ckpt_fsync_after_rename": ("checkpoint", 1, "fsynced only after it was renamed"),
+    "ckpt_fsyncs_folder_not_file": ("checkpoint", 1, "never fsynced the checkpoint file itself"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_PROCESS_HOLES))
+def test_one_process_mutant_fails_only_the_new_check(name):
+    """Every other check passes it (the hole was real); the strengthened one fails it, saying why."""
+    grade_id, index, words = ONE_PROCESS_HOLES[name]
+    (mutant,) = [m for m in MUTANTS if m.name == name]
+    assert set(mutant.cells) == {grade_id}
+    ns = _namespace(mutant.cells)
+    for i, check in enumerate(CHECKS[grade_id]):
+        if i != index:
+            check(ns)
+    with pytest.raises(AssertionError, match=re.escape(words)):
+        CHECKS[grade_id][index](ns)
+
+
+def _step_syncing_micro_batch(j: int) -> Callable:
+    """The reference step, except that micro-batch ``j`` (0-based, -1 the last) is the one outside no_sync()."""
+
+    def step(model, micro_batches, optimizer, *, no_sync=contextlib.nullcontext, max_norm=1.0):
+        k = len(micro_batches)
+        total = 0.0
+        for i, (x, y) in enumerate(micro_batches):
+            with no_sync() if i != j % k else contextlib.nullcontext():
+                loss = model(x, y)
+                (loss / k).backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return total / k
+
+    return step
+
+
+def test_sync_check_names_the_micro_batch_that_synchronised():
+    grading.check_accumulation_sync(_step_syncing_micro_batch(-1))  # the last one: right
+    grading.check_accumulation(_step_syncing_micro_batch(1))  # one rank's result cannot tell
+    with pytest.raises(AssertionError, match="during micro-batch 2's backward, not the last"):
+        grading.check_accumulation_sync(_step_syncing_micro_batch(1))
+
+
+def _save_variant(write: str) -> Callable:
+    """The reference save_checkpoint with its write-fsync-rename lines replaced by ``write`` (which has
+    ``state`` and ``path`` and may use os, tempfile and torch)."""
+    src = "def save_checkpoint(path, *, step, model, optimizer, scheduler, loader):\n"
+    src += "    path = os.fspath(path)\n"
+    src += "    state = {'step': step, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),\n"
+    src += "             'scheduler': scheduler.state_dict(), 'loader': loader.state_dict(),\n"
+    src += "             'rng': {'torch': torch.get_rng_state(), 'python': random.getstate(),\n"
+    src += "                     'numpy': np.random.get_state()}}\n"
+    src += "".join(f"    {line}\n" for line in write.strip("\n").splitlines())
+    ns = _namespace({})
+    exec(src, ns)  # noqa: S102 -- a test's own variant of the answer
+    return ns["save_checkpoint"]
+
+
+SAVE_VARIANTS = {
+    "fsyncs another file": (
+        "with open(path + '.tmp', 'wb') as f:\n    torch.save(state, f)\n"
+        "with open(path + '.done', 'wb') as marker:\n    os.fsync(marker.fileno())\n"
+        "os.unlink(path + '.done')\nos.replace(path + '.tmp', path)",
+        "never fsynced the checkpoint file itself (it fsynced 1 other",
+    ),
+    "fsyncs before writing": (
+        "with open(path + '.tmp', 'wb') as f:\n    os.fsync(f.fileno())\n    torch.save(state, f)\n"
+        "os.replace(path + '.tmp', path)",
+        "fsynced when it held 0 of its",
+    ),
+    "renames across folders": (
+        "tmp = os.path.join(tempfile.mkdtemp(), 'ckpt.pt')\n"
+        "with open(tmp, 'wb') as f:\n    torch.save(state, f)\n    os.fsync(f.fileno())\n"
+        "os.replace(tmp, path)\nos.rmdir(os.path.dirname(tmp))",
+        "not in the checkpoint's folder",
+    ),
+    "no fsync at all": (
+        "with open(path + '.tmp', 'wb') as f:\n    torch.save(state, f)\nos.replace(path + '.tmp', path)",
+        "(no os.fsync at all)",
+    ),
+    "fdatasync before the rename": (
+        "with open(path + '.tmp', 'wb') as f:\n    torch.save(state, f)\n    os.fdatasync(f.fileno())\n"
+        "os.replace(path + '.tmp', path)",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SAVE_VARIANTS))
+def test_atomic_save_asks_for_fsync_of_the_temp_file_before_its_rename_in_its_folder(variant):
+    write, words = SAVE_VARIANTS[variant]
+    save, load = _save_variant(write), _namespace({})["load_checkpoint"]
+    grading.check_resume(save, load)  # every variant checkpoints completely
+    if words is None:
+        grading.check_atomic_save(save, load)
+    else:
+        with pytest.raises(AssertionError, match=re.escape(words)):
+            grading.check_atomic_save(save, load)
+
+
+def test_watching_durability_restores_os_and_records_in_order(tmp_path):
+    before = (os.fsync, os.replace, os.rename)
+    with watching_durability() as events:
+        with open(tmp_path / "a", "wb") as f:
+            f.write(b"abc")
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp_path / "a", tmp_path / "b")
+    assert (os.fsync, os.replace, os.rename) == before
+    ino = os.stat(tmp_path / "b").st_ino
+    assert [type(e).__name__ for e in events] == ["Fsync", "Rename"]
+    assert (events[0].ino, events[0].size) == (ino, 3)
+    assert (events[1].ino, events[1].src_folder, events[1].dst) == (
+        ino,
+        str(tmp_path.resolve()),
+        str((tmp_path / "b").resolve()),
+    )
