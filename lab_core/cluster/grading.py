@@ -14,6 +14,10 @@
 * :func:`compare_stranded` -- the student's ``stranded_ratio`` against
   :func:`lab_core.cluster.fragmentation.stranded_ratio` on generated clusters and queues.
 
+The generated cases include what a plausible wrong answer hides behind: nodes with several partly
+used GPUs of different free shares (so a shared job's GPU, not only its node, is compared), CPU-only
+jobs (``num_gpus=0``) and empty reserved nodes beside jobs wider than a node.
+
 Every check raises ``AssertionError`` with a readable counterexample; a ``NotImplementedError``
 from a blank exercise is let through unchanged. Hypothesis runs derandomized and the workloads are
 seeded, so a grade never depends on luck.
@@ -95,6 +99,7 @@ def _describe_job(job: Job) -> str:
 
 
 _LEVELS = [FULL_GPU, FULL_GPU, FULL_GPU, 0, 0, 250, 500, 750]
+_SHARES = [250, 500, 750, 750, 0]  # free milli of a GPU that other jobs already share (or fill)
 
 
 @st.composite
@@ -111,7 +116,7 @@ def _clusters(draw: st.DrawFn, *, flags: bool = True) -> Cluster:
         specs.append(NodeSpec(f"n{i}", i % racks, gpu_type, gpus, domain, 64_000, 512_000))
     cluster = Cluster(specs)
     for n, spec in enumerate(specs):
-        pattern = draw(st.sampled_from(["empty", "full", "random", "random", "prefix", "holes"]))
+        pattern = draw(st.sampled_from(["empty", "full", "random", "random", "prefix", "holes", "shared", "shared"]))
         if pattern == "empty":
             continue
         if pattern == "full":
@@ -123,6 +128,11 @@ def _clusters(draw: st.DrawFn, *, flags: bool = True) -> Cluster:
             levels = [FULL_GPU] * spec.gpus
             for gpu in draw(st.lists(st.integers(0, spec.gpus - 1), min_size=1, max_size=3)):
                 levels[gpu] = draw(st.sampled_from([0, 0, 250, 500]))
+        elif pattern == "shared":  # several partly used GPUs: which one a shared job joins is the question
+            levels = [FULL_GPU] * spec.gpus
+            used = draw(st.lists(st.integers(0, spec.gpus - 1), min_size=2, max_size=4, unique=True))
+            for gpu in used:
+                levels[gpu] = draw(st.sampled_from(_SHARES))
         else:
             levels = draw(st.lists(st.sampled_from(_LEVELS), min_size=spec.gpus, max_size=spec.gpus))
         cluster.free[n, : spec.gpus] = levels
@@ -138,7 +148,7 @@ def _clusters(draw: st.DrawFn, *, flags: bool = True) -> Cluster:
 
 @st.composite
 def _jobs(draw: st.DrawFn, job_id: int = 1) -> Job:
-    num_gpus = draw(st.sampled_from([1, 1, 1, 2, 2, 3, 4, 4, 6, 8, 16]))
+    num_gpus = draw(st.sampled_from([0, 1, 1, 1, 1, 2, 2, 3, 4, 4, 6, 8, 16]))  # 0: a CPU-only job
     milli = draw(st.sampled_from([FULL_GPU, FULL_GPU, 250, 500, 750])) if num_gpus == 1 else FULL_GPU
     gpu_type = draw(st.sampled_from([None, None, None, "H100", "A100"]))
     cpu = draw(st.sampled_from([0, 0, 0, 8_000]))
@@ -212,7 +222,39 @@ def _explicit_placement_cases() -> list[tuple[Cluster, Job, np.ndarray | None]]:
     for num_gpus in (1, 2, 3, 4, 5):
         cases.append((shared, Job(1, 0.0, 600.0, num_gpus=num_gpus), None))
     cases.append((shared, Job(1, 0.0, 600.0, gpu_milli=250), None))
+    # Shared GPUs of different free shares on the tightest node: the fullest that still fits, not the first.
+    sharing = Cluster.build(racks=1, nodes_per_rack=2, gpus_per_node=8, nvlink_domain=4)
+    sharing.free[0] = [FULL_GPU, 750, FULL_GPU, 500, 250, 500, 0, FULL_GPU]
+    sharing.free[1, 2] = 250
+    for milli in (250, 500, 750):
+        cases.append((sharing, Job(1, 0.0, 600.0, gpu_milli=milli), None))
+    cases.append((sharing, Job(1, 0.0, 600.0, gpu_milli=250), np.array([True, False])))
+    # CPU-only jobs: the tightest node too (node 2, full), one with CPU left, or none at all.
+    cpu = Cluster.build(racks=1, nodes_per_rack=3, gpus_per_node=8, nvlink_domain=4, cpu_milli=16_000)
+    cpu.free[1, :3] = 0
+    cpu.free[2] = 0
+    cases.append((cpu, Job(1, 0.0, 600.0, num_gpus=0, cpu_milli=1_000), None))
+    for cpu_free in ([16_000, 16_000, 0], [4_000, 4_000, 4_000]):
+        short = _clone(cpu)
+        short.cpu_free[:] = cpu_free
+        cases.append((short, Job(1, 0.0, 600.0, num_gpus=0, cpu_milli=8_000), None))
+    # A job wider than a node beside empty nodes that are reserved or excluded: not enough whole nodes.
+    held = Cluster.build(racks=2, nodes_per_rack=2, gpus_per_node=8, nvlink_domain=4)
+    held.reserved[1] = True
+    held.free[3, :2] = 0
+    cases.append((held, Job(1, 0.0, 600.0, num_gpus=16), None))
+    cases.append((held, Job(1, 0.0, 600.0, num_gpus=16), np.array([False, False, True, False])))
     return cases
+
+
+def _check_cpu_only(cluster: Cluster, job: Job, exclude: np.ndarray | None, got: Any, shown: str) -> None:
+    """A CPU-only job's placement is ``((node, -1, 0),)`` on a node where it fits."""
+    candidates = np.flatnonzero(cluster.fits(job, exclude=exclude)).tolist()
+    legal = isinstance(got, tuple) and len(got) == 1 and tuple(got[0][1:]) == (-1, 0) and got[0][0] in candidates
+    assert legal, (
+        f"{shown}\n  yours returned {got}: a CPU-only job's placement is ((node, -1, 0),) on one of the nodes "
+        f"where it fits, {candidates}"
+    )
 
 
 def _invariant_case(fn: Callable[..., Any], cluster: Cluster, job: Job, exclude: np.ndarray | None) -> None:
@@ -223,6 +265,9 @@ def _invariant_case(fn: Callable[..., Any], cluster: Cluster, job: Job, exclude:
         assert got is None, f"{shown}\n  the job fits nowhere (the reference returns None), yours returned {got}"
         return
     assert got is not None, f"{shown}\n  the job fits (for example {want}), yours returned None"
+    if job.num_gpus == 0:
+        _check_cpu_only(cluster, job, exclude, got, shown)
+        return
     try:
         cluster.check(job, got)
     except PlacementError as exc:
@@ -408,29 +453,56 @@ def _stranded_cases(draw: st.DrawFn) -> tuple[Cluster, list[Job]]:
     queued = [draw(_jobs(job_id=i)) for i in range(n)]
     if draw(st.integers(0, 5)) == 0:
         queued.append(Job(99, 0.0, 60.0, num_gpus=0, cpu_milli=1000))  # a CPU-only job strands nothing
+    if cluster.num_nodes > 1 and draw(st.integers(0, 2)) == 0:
+        # A job wider than a node beside empty nodes, some of them reserved for another job: only the
+        # unreserved ones count toward the whole nodes it needs.
+        for n in draw(st.lists(st.integers(0, cluster.num_nodes - 1), min_size=2, unique=True)):
+            cluster.free[n] = np.where(cluster.exists[n], FULL_GPU, 0)
+            cluster.reserved[n] = draw(st.booleans())
+        width = cluster.node_width
+        queued.append(Job(98, 0.0, 60.0, num_gpus=draw(st.sampled_from([width + 1, 2 * width, 3 * width]))))
     return cluster, queued
 
 
+def _explicit_stranded_cases() -> list[tuple[Cluster, list[Job]]]:
+    """Hand-made cases run before the generated ones: reserved empty nodes beside a wide job, CPU-only queues."""
+    held = Cluster.build(racks=1, nodes_per_rack=3, gpus_per_node=8, nvlink_domain=4)
+    held.reserved[1] = True  # empty, but held for another job: a 16-GPU job has one empty node, not two
+    held.free[2, :2] = 0
+    wide = Job(1, 0.0, 60.0, num_gpus=16)
+    return [
+        (held, [wide]),
+        (held, [wide, Job(2, 0.0, 60.0, num_gpus=4)]),
+        (held, [Job(3, 0.0, 60.0, num_gpus=0, cpu_milli=1_000)]),
+        (held, [Job(3, 0.0, 60.0, num_gpus=0), wide]),
+    ]
+
+
+def _compare_stranded_case(fn: Callable[..., Any], cluster: Cluster, queued: list[Job]) -> None:
+    want = reference_stranded_ratio(cluster, list(queued))
+    mine = _clone(cluster)
+    got = fn(mine, list(queued))
+    assert np.array_equal(mine.free, cluster.free) and np.array_equal(mine.reserved, cluster.reserved), (
+        "stranded_ratio must only read the cluster, not change it"
+    )
+    ok = isinstance(got, (int, float, np.integer, np.floating)) and math.isclose(
+        float(got), want, rel_tol=1e-9, abs_tol=1e-12
+    )
+    assert ok, (
+        f"stranded_ratio(cluster, queued=[{', '.join(_describe_job(j) for j in queued)}])\n"
+        f"{describe_cluster(cluster)}\n  free GPUs on live nodes: {cluster.free_gpus():g}\n"
+        f"  reference: {want!r}\n  yours:     {got!r}"
+    )
+
+
 def compare_stranded(fn: Callable[..., Any], max_examples: int = 200) -> None:
-    """``fn(cluster, queued)`` equals the reference stranded ratio (within 1e-9) on generated states."""
+    """``fn(cluster, queued)`` equals the reference stranded ratio (within 1e-9) on hand-made and generated states."""
+    for case in _explicit_stranded_cases():
+        _compare_stranded_case(fn, *case)
 
     @hypothesis_settings(max_examples)
     @given(_stranded_cases())
     def test(case: tuple[Cluster, list[Job]]) -> None:
-        cluster, queued = case
-        want = reference_stranded_ratio(cluster, list(queued))
-        mine = _clone(cluster)
-        got = fn(mine, list(queued))
-        assert np.array_equal(mine.free, cluster.free) and np.array_equal(mine.reserved, cluster.reserved), (
-            "stranded_ratio must only read the cluster, not change it"
-        )
-        ok = isinstance(got, (int, float, np.integer, np.floating)) and math.isclose(
-            float(got), want, rel_tol=1e-9, abs_tol=1e-12
-        )
-        assert ok, (
-            f"stranded_ratio(cluster, queued=[{', '.join(_describe_job(j) for j in queued)}])\n"
-            f"{describe_cluster(cluster)}\n  free GPUs on live nodes: {cluster.free_gpus():g}\n"
-            f"  reference: {want!r}\n  yours:     {got!r}"
-        )
+        _compare_stranded_case(fn, *case)
 
     run_property(test)

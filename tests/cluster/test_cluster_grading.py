@@ -32,8 +32,11 @@ EXPECTED = {
     "best_fit_ignores_nvlink": {"best_fit": {"invariants": "NVLink", "compare": "reference"}},
     "best_fit_double_books": {"best_fit": {"invariants": "double-booked", "compare": "reference"}},
     "best_fit_worst_fit": {"best_fit": {"invariants": None, "compare": "reference"}},
+    "best_fit_share_first_shared_gpu": {"best_fit": {"invariants": None, "compare": "reference"}},
+    "best_fit_cpu_only_first_node": {"best_fit": {"invariants": None, "compare": "reference"}},
     "stranded_counts_reserved": {"stranded_ratio": {"compare": "reference"}},
     "stranded_over_total": {"stranded_ratio": {"compare": "reference"}},
+    "stranded_wide_job_counts_reserved_nodes": {"stranded_ratio": {"compare": "reference"}},
 }
 
 GRADERS = {
@@ -129,3 +132,76 @@ def test_stranding_example():
         c.allocate(Job(node, 0.0, 60.0), ((node, 0, FULL_GPU),))
     assert reference_stranded_ratio(c, [Job(100, 0.0, 60.0, num_gpus=8)]) == 1.0
     assert "node 0" in grading.describe_cluster(c)
+
+
+# --- the generated cases reach what the hand-made ones pin down (issue 16) ----------------------
+
+
+def _generated_cases_catch(strategy, case_check) -> str:
+    """Run ``case_check`` on ``strategy``'s generated cases only (no hand-made ones); the failure message."""
+    from hypothesis import given
+
+    from lab_core.grading_kit import hypothesis_settings, run_property
+
+    @hypothesis_settings(200)
+    @given(strategy)
+    def test(case) -> None:
+        case_check(*case)
+
+    with pytest.raises(AssertionError) as caught:
+        run_property(test)
+    return str(caught.value)
+
+
+def test_generated_clusters_compare_which_shared_gpu_a_fractional_job_gets():
+    mutant = _function("best_fit_share_first_shared_gpu", "best_fit")
+    message = _generated_cases_catch(grading._placement_cases(), lambda *case: grading._compare_case(mutant, *case))
+    assert "gpu_milli=" in message and "reference" in message
+
+
+def test_generated_jobs_include_cpu_only_jobs_placed_on_the_tightest_node():
+    mutant = _function("best_fit_cpu_only_first_node", "best_fit")
+    message = _generated_cases_catch(grading._placement_cases(), lambda *case: grading._compare_case(mutant, *case))
+    assert "num_gpus=0" in message
+
+
+def test_generated_queues_put_wide_jobs_beside_reserved_empty_nodes():
+    mutant = _function("stranded_wide_job_counts_reserved_nodes", "stranded_ratio")
+    message = _generated_cases_catch(
+        grading._stranded_cases(), lambda *case: grading._compare_stranded_case(mutant, *case)
+    )
+    assert "reserved" in message
+
+
+def test_hand_made_cases_pin_down_the_cases_the_issue_named():
+    """The reference's answers on the explicit cases added for issue 16, in their order."""
+    wide = tuple((n, g, FULL_GPU) for n in (0, 2) for g in range(8))
+    want = [
+        ((0, 4, 250),),  # shared GPUs 750, 500, 250, 500 free: the fullest with room, not the first shared
+        ((0, 3, 500),),  # equal shares: the lowest GPU
+        ((0, 1, 750),),
+        ((1, 2, 250),),  # node 0 excluded: node 1's shared GPU
+        ((2, -1, 0),),  # a CPU-only job: the tightest node (full), not the first
+        ((1, -1, 0),),  # node 2 has no CPU left
+        None,  # no node has the CPU
+        wide,  # node 1 is empty but reserved: nodes 0 and 2
+        None,  # and with node 2 excluded, nothing
+    ]
+    got = [reference_best_fit(c, j, e) for c, j, e in grading._explicit_placement_cases()[-len(want) :]]
+    assert got == want
+    held, queued = grading._explicit_stranded_cases()[0]
+    assert held.reserved[1] and reference_stranded_ratio(held, queued) == pytest.approx(14 / 22)
+
+
+def test_invariants_take_a_cpu_only_placement_only_in_its_own_form():
+    """A CPU-only job is placed as ((node, -1, 0),); a best-fit that forgets the case returns ()."""
+
+    def forgets_cpu_only(cluster, job, exclude=None):
+        if job.num_gpus == 0:
+            candidates = np.flatnonzero(cluster.fits(job, exclude=exclude))
+            return None if candidates.size == 0 else ()
+        return reference_best_fit(cluster, job, exclude)
+
+    with pytest.raises(AssertionError, match=r"CPU-only job's placement is \(\(node, -1, 0\),\)"):
+        grading.check_best_fit_invariants(forgets_cpu_only)
+    grading.check_best_fit_invariants(reference_best_fit)
