@@ -87,6 +87,16 @@ def _block_scripts(draw: st.DrawFn) -> tuple[int, int, list[tuple[str, int, list
     return num_blocks, block_size, script
 
 
+def _refused(bm: BlockManager, seq: Sequence) -> str:
+    # What an allocate that cannot fit did: the reference raises OutOfBlocks before touching anything.
+    try:
+        return f"returned {bm.allocate(seq)}"
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the student's exception is part of the answer compared
+        return f"raised {type(exc).__name__}"
+
+
 def _run_blocks(cls: type, num_blocks: int, block_size: int, script: list) -> list[tuple[str, Any]]:
     bm = cls(num_blocks, block_size)
     live: dict[int, Sequence] = {}
@@ -102,6 +112,11 @@ def _run_blocks(cls: type, num_blocks: int, block_size: int, script: list) -> li
                 live[key] = seq
                 log.append((f"allocate({tokens}) returned", cached))
                 log.append((f"block table of {tokens}", list(seq.block_table)))
+            else:
+                log.append((f"allocate({tokens}) with {bm.num_free} free blocks, too few", _refused(bm, seq)))
+                log.append(
+                    (f"block table of {tokens} after it (a refused allocate changes nothing)", list(seq.block_table))
+                )
         elif op == "grow" and seq is not None:
             seq.tokens.append(tokens[0])
             if bm.can_grow(seq, len(seq.tokens)):
@@ -146,6 +161,8 @@ def compare_block_manager(cls: type, max_examples: int = 120) -> None:
         ),
         (6, 3, [("new", 0, [1, 2, 3, 4, 5, 6]), ("new", 1, [1, 2, 3, 4, 5, 6])]),
         (8, 2, [("new", 0, [1, 2, 3, 4]), ("abort", 1, [1, 2, 3, 4, 5, 6, 7]), ("new", 2, [9, 9, 9, 9, 9, 9, 9, 9])]),
+        # Too few free blocks for the uncached part: OutOfBlocks, and the shared prefix stays as it was.
+        (4, 2, [("new", 0, [1, 2, 3, 4]), ("new", 1, [1, 2, 3, 4, 5, 6, 7, 8, 9]), ("free", 0, [0])]),
     ]
     for case in explicit:
         _compare_block_case(cls, *case)
@@ -193,8 +210,11 @@ def check_blocks_in_engine(cls: type) -> None:
 # --- exercise 2: one continuous-batching step ---------------------------------------------------
 
 
+_SYSTEM_PROMPT = [100 + j for j in range(24)]
+
+
 @st.composite
-def _sched_cases(draw: st.DrawFn) -> tuple[SchedulerConfig, int, int, list[tuple[int, int, int, float]]]:
+def _sched_cases(draw: st.DrawFn) -> tuple[SchedulerConfig, int, int, list[tuple[int, int, int, float, int]]]:
     config = SchedulerConfig(
         token_budget=draw(st.sampled_from([1, 2, 3, 8, 16, 40])),
         max_seqs=draw(st.integers(1, 6)),
@@ -202,35 +222,50 @@ def _sched_cases(draw: st.DrawFn) -> tuple[SchedulerConfig, int, int, list[tuple
         policy=draw(st.sampled_from(["fcfs", "priority"])),
     )
     block_size = draw(st.sampled_from([2, 4]))
-    requests = [
-        (
-            draw(st.integers(1, 30)),
-            draw(st.integers(1, 12)),
-            draw(st.sampled_from([PAID, FREE])),
-            float(draw(st.integers(0, 6))),
+    requests = []
+    for _ in range(draw(st.integers(1, 7))):
+        prompt = draw(st.integers(1, 30))
+        shared = min(prompt, draw(st.sampled_from([0, 0, 4, 8, 12, 16, 24])))
+        requests.append(
+            (
+                prompt,
+                draw(st.integers(1, 12)),
+                draw(st.sampled_from([PAID, FREE])),
+                float(draw(st.integers(0, 6))),
+                shared,
+            )
         )
-        for _ in range(draw(st.integers(1, 7)))
-    ]
-    need = max(-(-(p + m) // block_size) for p, m, _, _ in requests)
+    need = max(-(-(p + m) // block_size) for p, m, *_ in requests)
     return config, block_size, draw(st.integers(need, need + 12)), requests
 
 
+def _prompt(i: int, length: int, shared: int) -> list[int]:
+    # The first ``shared`` tokens are a system prompt every such request has; the rest are its own.
+    return _SYSTEM_PROMPT[:shared] + [(i * 7 + j) % 50 for j in range(length - shared)]
+
+
 def _run_scheduler(
-    cls: type, config: SchedulerConfig, block_size: int, num_blocks: int, requests: list[tuple[int, int, int, float]]
+    cls: type,
+    config: SchedulerConfig,
+    block_size: int,
+    num_blocks: int,
+    requests: list[tuple[int, int, int, float, int]],
 ) -> list[Any]:
     sched = cls(BlockManager(num_blocks, block_size), config)
     pending = sorted(enumerate(requests), key=lambda r: r[1][3])
     trace: list[Any] = []
     for step in range(400):
         while pending and pending[0][1][3] <= step:
-            i, (prompt, max_tokens, priority, arrival) = pending.pop(0)
-            sched.add(_seq(f"r{i}", [(i * 7 + j) % 50 for j in range(prompt)], max_tokens, priority, arrival))
+            i, (prompt, max_tokens, priority, arrival, shared) = pending.pop(0)
+            sched.add(_seq(f"r{i}", _prompt(i, prompt, shared), max_tokens, priority, arrival))
         if not sched.has_work() and not pending:
             return trace
         plan = sched.schedule()
         trace.append((step, [(s.request_id, n) for s, n in plan.work], [s.request_id for s in plan.preempted]))
         for seq, n in plan.work:
             seq.computed += n
+            # As the engine does: computed full blocks become a prefix later prompts find cached.
+            sched.blocks.commit(seq)
             if seq.computed == len(seq.tokens):
                 seq.tokens.append(0)
                 if len(seq.output) >= seq.params.max_tokens:
@@ -244,7 +279,8 @@ def _compare_sched_case(cls: type, config: SchedulerConfig, block_size: int, num
     for w, g in zip(want, got):
         assert g == w, (
             f"{config}, block_size={block_size}, num_blocks={num_blocks}\n"
-            f"  requests (prompt tokens, max_tokens, priority 0=paid 1=free, arrival step): {requests}\n"
+            f"  requests (prompt tokens, max_tokens, priority 0=paid 1=free, arrival step, leading tokens of the\n"
+            f"  system prompt they share): {requests}\n"
             f"  step {w[0]}: expected work (id, tokens) {w[1]}, preempted {w[2]}\n"
             f"  step {g[0]}: yours             {g[1]}, preempted {g[2]}"
         )
@@ -258,27 +294,40 @@ def compare_scheduler(cls: type, max_examples: int = 120) -> None:
             SchedulerConfig(token_budget=8, max_seqs=4),
             4,
             40,
-            [(20, 3, FREE, 0.0), (3, 6, FREE, 0.0), (5, 2, FREE, 1.0)],
+            [(20, 3, FREE, 0.0, 0), (3, 6, FREE, 0.0, 0), (5, 2, FREE, 1.0, 0)],
         ),
         (
             SchedulerConfig(token_budget=8, max_seqs=4, chunked_prefill=False),
             4,
             40,
-            [(20, 3, FREE, 0.0), (3, 6, FREE, 0.0), (5, 2, FREE, 2.0)],
+            [(20, 3, FREE, 0.0, 0), (3, 6, FREE, 0.0, 0), (5, 2, FREE, 2.0, 0)],
         ),
         (
             SchedulerConfig(token_budget=16, max_seqs=1, policy="priority"),
             4,
             40,
-            [(4, 2, FREE, 0.0), (4, 2, PAID, 0.0)],
+            [(4, 2, FREE, 0.0, 0), (4, 2, PAID, 0.0, 0)],
         ),
-        (SchedulerConfig(token_budget=16, max_seqs=4, policy="priority"), 2, 9, [(6, 8, FREE, 0.0), (6, 8, PAID, 0.0)]),
+        (
+            SchedulerConfig(token_budget=16, max_seqs=4, policy="priority"),
+            2,
+            9,
+            [(6, 8, FREE, 0.0, 0), (6, 8, PAID, 0.0, 0)],
+        ),
         # A preemption frees blocks a waiting paid request could use: it must still wait a step.
         (
             SchedulerConfig(token_budget=16, max_seqs=4, policy="priority"),
             2,
             10,
-            [(8, 10, PAID, 0.0), (8, 10, FREE, 0.0), (2, 1, PAID, 1.0)],
+            [(8, 10, PAID, 0.0, 0), (8, 10, FREE, 0.0, 0), (2, 1, PAID, 1.0, 0)],
+        ),
+        # Chunking off: a prompt whose 8-token prefix is cached costs only its 3 other tokens, so it
+        # joins the running decode at once although its 11 tokens exceed the 7 left of the budget.
+        (
+            SchedulerConfig(token_budget=8, max_seqs=4, chunked_prefill=False),
+            4,
+            40,
+            [(12, 6, FREE, 0.0, 8), (11, 2, FREE, 3.0, 8)],
         ),
     ]
     for case in explicit:
@@ -338,9 +387,23 @@ def _admission_cases(draw: st.DrawFn) -> list[tuple[float, str, int, int, int]]:
     for _ in range(draw(st.integers(1, 30))):
         t += draw(st.sampled_from([0.0, 0.5, 3.0, 20.0]))
         max_tokens = draw(st.integers(1, 900))
-        used = draw(st.one_of(st.just(max_tokens), st.just(0), st.integers(0, max_tokens)))
+        # Usage can exceed the reservation (the count of tokens billed is not the engine's limit).
+        used = draw(
+            st.one_of(st.just(max_tokens), st.just(0), st.integers(0, max_tokens), st.integers(max_tokens + 1, 1200))
+        )
         events.append((t, draw(st.sampled_from(["ann", "ben"])), draw(st.integers(1, 900)), max_tokens, used))
     return events
+
+
+def _settle(settle: Callable, tokens: TokenBucket, user: str, max_tokens: int, used: int) -> str:
+    # What settling did: the reference never raises, whatever the usage.
+    try:
+        settle(tokens, user, max_tokens, used)
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the student's exception is part of the answer compared
+        return f"raised {type(exc).__name__}: {exc}"
+    return "settled"
 
 
 def _run_admission(admit: Callable, settle: Callable, events: list) -> list[Any]:
@@ -351,8 +414,7 @@ def _run_admission(admit: Callable, settle: Callable, events: list) -> list[Any]
     for t, user, prompt, max_tokens, used in events:
         clock.set(t)
         ok = admit(requests, tokens, user, prompt, max_tokens)
-        if ok:
-            settle(tokens, user, max_tokens, used)
+        settled = _settle(settle, tokens, user, max_tokens, used) if ok else "not admitted"
         out.append(
             (
                 t,
@@ -361,6 +423,7 @@ def _run_admission(admit: Callable, settle: Callable, events: list) -> list[Any]
                 max_tokens,
                 used,
                 bool(ok),
+                settled,
                 round(_left(requests, user), 6),
                 round(_left(tokens, user), 6),
             )
@@ -379,13 +442,15 @@ def compare_admission(admit: Callable, settle: Callable, max_examples: int = 120
             assert g == w, (
                 "limits: 5 requests/min and 2,000 tokens/min per user; events (time s, user, prompt, max_tokens, used):\n"
                 f"  {events}\n  at t={w[0]} {w[1]} prompt={w[2]} max_tokens={w[3]} used={w[4]}:\n"
-                f"  expected admitted={w[5]}, requests left={w[6]}, tokens left={w[7]}\n"
-                f"  yours    admitted={g[5]}, requests left={g[6]}, tokens left={g[7]}"
+                f"  expected admitted={w[5]} ({w[6]}), requests left={w[7]}, tokens left={w[8]}\n"
+                f"  yours    admitted={g[5]} ({g[6]}), requests left={g[7]}, tokens left={g[8]}"
             )
 
     case([(0.0, "ann", 100, 1500, 10), (0.0, "ann", 100, 1500, 10)])
     case([(0.0, "ann", 100, 1500, 1500), (0.0, "ann", 100, 1500, 10), (0.0, "ann", 10, 10, 10)])
     case([(0.0, "ann", 10, 10, 5)] * 6 + [(1.0, "ann", 10, 1990, 0)])
+    # An answer longer than its reservation: nothing to refund, and no more is charged.
+    case([(0.0, "ann", 100, 200, 350), (0.0, "ann", 100, 1500, 10)])
 
     @hypothesis_settings(max_examples)
     @given(_admission_cases())
