@@ -5,12 +5,10 @@ fusion=..., reranker=..., cite=..., ndcg=...)`` in a notebook, ``app()`` for ``s
 pipeline is built once per chunking and kept, so changing the question, the retrieval mode, the
 fusion, k, the reranker or the citations only re-queries. The evaluation tab scores bm25, dense,
 hybrid and hybrid + rerank on the labelled questions at the current chunking, first when it is opened.
+The HTML it shows (the cited answer, the ranked lists, the tables) is written by ``widgets.rag_html``.
 """
 
 from __future__ import annotations
-
-import html
-import re
 
 import holoviews as hv
 import pandas as pd
@@ -25,65 +23,14 @@ from lab_core.rag.fusion import rrf
 from lab_core.rag.protocol import Chunker
 from lab_core.rag.rerank import default_reranker
 from widgets import kit
+from widgets.rag_html import answer_html, html_table, ranked_list
 
 YOURS = "yours"
 DEFAULT_QUERY = "Why does a fixed window counter let a client send twice its limit?"
 #: The parameter each plug-in's "yours" joins (``ndcg`` has none: it adds a column to the evaluation).
 CHOOSES = {"chunker": "strategy", "fusion": "fusion", "reranker": "reranker", "cite": "citations"}
-TITLES = {"bm25": "BM25", "dense": "Dense", "fused": "Fused", "reranked": "Reranked"}
 #: One colour per stage whatever the mode runs, so a stage keeps its colour from query to query.
 STAGE_COLORS = dict(zip(ex.TIMED_STAGES, kit.PALETTE))
-
-_CSS = """
-.rag-badge { display:inline-block; min-width:1.4em; padding:0 0.35em; margin:0 0.15em; border-radius:0.7em;
-  color:white; font-size:0.8em; font-weight:600; text-align:center; line-height:1.4em; vertical-align:middle; }
-.rag-answer { font-size:1.1em; line-height:1.7; }
-.rag-refused { background:#fdecea; border-left:4px solid #d62728; padding:0.6em 1em; }
-.rag-source { margin:0.5em 0; padding:0.4em 0.8em; border-left:4px solid; background:#fafafa; }
-.rag-source blockquote { margin:0.3em 0 0; color:#444; font-size:0.9em; }
-.rag-table { border-collapse:collapse; width:100%; font-size:0.85em; }
-.rag-table th, .rag-table td { padding:0.25em 0.4em; border-bottom:1px solid #e5e5e5; text-align:left; }
-.rag-table td.num, .rag-table th.num { text-align:right; font-variant-numeric:tabular-nums; }
-.rag-table .id { color:#888; font-size:0.85em; }
-.rag-table th { position:sticky; top:0; background:#fff; vertical-align:bottom; }
-"""
-HEADERS = {
-    "refusal_accuracy": "refusal accuracy",
-    "citation_support": "citation support",
-    "latency_ms_p50": "median latency (ms)",
-    "should_refuse": "should refuse",
-    "latency_ms": "latency (ms)",
-}
-
-
-def html_table(frame: pd.DataFrame, scroll: bool = False) -> str:
-    """``frame`` as an HTML table whose headers wrap rather than being cut, with units; numbers to 3
-    significant digits, "–" where a metric does not apply (a question the corpus cannot answer)."""
-
-    def cell(value: object) -> str:
-        if isinstance(value, bool):
-            return f"<td>{'yes' if value else 'no'}</td>"
-        if isinstance(value, float):
-            return f"<td class=num>{'–' if value != value else f'{value:.3g}'}</td>"
-        return f"<td>{html.escape(str(value))}</td>"
-
-    numeric = {c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])}
-    head = "".join(
-        f"<th{' class=num' if c in numeric else ''}>{html.escape(HEADERS.get(c, c))}</th>" for c in frame.columns
-    )
-    rows = "".join(f"<tr>{''.join(cell(v) for v in row)}</tr>" for row in frame.itertuples(index=False))
-    box = "max-height:460px;overflow-y:auto" if scroll else ""
-    return f'<style>{_CSS}</style><div style="{box}"><table class="rag-table"><tr>{head}</tr>{rows}</table></div>'
-
-
-def citation_color(n: int) -> str:
-    """The colour of citation ``n`` (1-based): its badge, its source box and its rows in the lists."""
-    return kit.PALETTE[(n - 1) % len(kit.PALETTE)]
-
-
-def badge(n: int) -> str:
-    """Citation ``n`` as a coloured pill."""
-    return f'<span class="rag-badge" style="background:{citation_color(n)}">{n}</span>'
 
 
 class RagDashboard(kit.LabDashboard):
@@ -244,20 +191,6 @@ class RagDashboard(kit.LabDashboard):
 
     # ---- views -----------------------------------------------------------------------------
 
-    def cited(self) -> dict[str, int]:
-        """Citation number per cited chunk id of the current answer."""
-        return {c.chunk_id: c.n for c in self.asked.result.answer.citations} if self.asked else {}
-
-    def list_title(self, stage: str) -> tuple[str, str]:
-        """A ranked list's title and the name of its score, as the setting computed them."""
-        if stage != "fused":
-            return TITLES[stage], {"bm25": "BM25 score", "dense": "cosine", "reranked": "reranker score"}[stage]
-        if self.fusion == YOURS:
-            return "Fused by your fusion", "your score"
-        if self.fusion == "rrf":
-            return "Fused (reciprocal rank fusion)", "RRF score"
-        return f"Fused (weighted, dense weight {self.weight:g})", "weighted score (0–1)"
-
     @param.depends("asked")
     def headline(self) -> pn.pane.Markdown:
         """What ran: the setting, the chunking and its chunk count, and how long the query (and any build) took."""
@@ -276,48 +209,7 @@ class RagDashboard(kit.LabDashboard):
     @param.depends("asked")
     def answer_view(self) -> pn.pane.HTML:
         """The answer with each [n] as a coloured badge, the citation check, and the cited chunks."""
-        if self.asked is None:
-            return pn.pane.HTML("", sizing_mode="stretch_width")
-        r, min_score = self.asked.result, self.asked.min_score
-        a = r.answer
-        if a.refused:
-            body = (
-                f'<div class="rag-refused"><b>Refused: {html.escape(a.text)}.</b> No retrieved sentence scores '
-                f"above the answerer's threshold ({min_score:g}), so it says so instead of guessing.</div>"
-            )
-        else:
-            marked = re.sub(r"\s*\[(\d+)\]", lambda m: badge(int(m.group(1))), html.escape(a.text))
-            check = a.check
-            problems = "".join(f"<li>{html.escape(p)}</li>" for p in check.problems)
-            body = (
-                f'<div class="rag-answer">{marked}</div>'
-                f"<p><b>Citation check:</b> {check.supported} of {check.cited} cited sentences supported by "
-                f"the chunk they cite ({check.rate:.0%})</p>" + (f"<ul>{problems}</ul>" if problems else "")
-            )
-        texts = {h.chunk.chunk_id: h.chunk.text for h in r.hits}
-        sources = "".join(
-            self._source(c.n, c.doc_id, c.page, c.section, c.start, c.end, texts.get(c.chunk_id, ""))
-            for c in a.citations
-        )
-        return pn.pane.HTML(f"<style>{_CSS}</style>{body}{sources}", sizing_mode="stretch_width")
-
-    @staticmethod
-    def _source(n: int, doc: str, page: int, section: str, start: int, end: int, text: str) -> str:
-        where = " · ".join(
-            p
-            for p in (
-                html.escape(doc),
-                f"page {page}" if page else "",
-                f"§ {html.escape(section)}" if section else "",
-                f"characters {start}–{end}",
-            )
-            if p
-        )
-        snippet = html.escape(text if len(text) <= 400 else text[:400] + " …")
-        return (
-            f'<div class="rag-source" style="border-color:{citation_color(n)}">{badge(n)} {where}'
-            f"<blockquote>{snippet}</blockquote></div>"
-        )
+        return pn.pane.HTML(answer_html(self.asked) if self.asked else "", sizing_mode="stretch_width")
 
     @param.depends("asked")
     def stages_view(self) -> pn.FlexBox:
@@ -327,7 +219,7 @@ class RagDashboard(kit.LabDashboard):
         # Two lists a row: four side by side would wrap every "doc § section" onto three lines.
         boxes = [
             pn.pane.HTML(
-                self._list_html(stage, lists[stage]),
+                ranked_list(stage, lists[stage], self.asked.setting),
                 min_width=320,
                 sizing_mode="stretch_width",
                 styles={"flex": "1 1 45%"},
@@ -336,27 +228,6 @@ class RagDashboard(kit.LabDashboard):
             if stage in lists
         ]
         return pn.FlexBox(*boxes, flex_wrap="wrap", sizing_mode="stretch_width")
-
-    def _list_html(self, stage: str, table: pd.DataFrame) -> str:
-        title, score = self.list_title(stage)
-        head = f"<style>{_CSS}</style><b>{html.escape(title)}</b>"
-        if table.empty:
-            # BM25 finds nothing when no query term is in the corpus ("capital of France").
-            why = "no chunk shares a term with the question" if stage == "bm25" else "nothing retrieved"
-            return f'{head}<p style="color:#888">— {why}</p>'
-        rows = []
-        for row in table.itertuples():
-            tint = f' style="background:{citation_color(row.cited)}33"' if row.cited else ""
-            mark = badge(row.cited) if row.cited else ""
-            rows.append(
-                f"<tr{tint}><td class=num>{row.rank}</td><td>{html.escape(row.chunk)} "
-                f"<span class=id>#{html.escape(row.chunk_id.rsplit('#', 1)[-1])}</span></td>"
-                f"<td class=num>{row.score:.4g}</td><td>{mark}</td></tr>"
-            )
-        return (
-            f'{head}<table class="rag-table"><tr><th class=num>rank</th><th>chunk (doc § section #n)</th>'
-            f"<th class=num>{html.escape(score)}</th><th>cited as</th></tr>{''.join(rows)}</table>"
-        )
 
     @param.depends("asked")
     def timing_plot(self) -> hv.Bars:

@@ -33,6 +33,15 @@ FAST_QUESTIONS = 12
 TIMED_STAGES = ("embed", "dense", "bm25", "fuse", "rerank", "answer")
 LISTS = ("bm25", "dense", "fused", "reranked")
 LIST_COLUMNS = ["rank", "chunk_id", "chunk", "score", "cited"]
+#: Each ranked list's title and the name of its score; the fused list's depend on the fusion.
+LIST_HEADINGS = {
+    "bm25": ("BM25", "BM25 score"),
+    "dense": ("Dense", "cosine"),
+    "reranked": ("Reranked", "reranker score"),
+}
+SOURCE_COLUMNS = ["n", "place", "snippet"]
+#: Characters of a cited chunk shown under its citation; longer chunks end in " …".
+SNIPPET_CHARS = 400
 METRICS = ("nDCG@10", "Recall@10", "MRR", "refusal_accuracy")
 SUMMARY_COLUMNS = ["configuration", *METRICS, "citation_support", "latency_ms_p50"]
 #: The column a student's nDCG fills beside the reference's, on the same ranked lists.
@@ -139,13 +148,27 @@ class Setting:
         return variant
 
 
+def list_heading(stage: str, setting: Setting) -> tuple[str, str]:
+    """A ranked list's title and the name of its score, as ``setting`` computes them."""
+    if stage != "fused":
+        return LIST_HEADINGS[stage]
+    if callable(setting.fusion):
+        return "Fused by your fusion", "your score"
+    if setting.fusion == "rrf":
+        return "Fused (reciprocal rank fusion)", "RRF score"
+    return f"Fused (weighted, dense weight {setting.weight:g})", "weighted score (0–1)"
+
+
 @dataclass(frozen=True, eq=False)
 class Asked:
-    """One question answered: the result, each list the setting produces (``LIST_COLUMNS``; ``cited``
-    is the citation number, 0 when not cited), milliseconds per stage it ran, and what it cost."""
+    """One question answered in ``setting``: the result, each list the setting produces (``LIST_COLUMNS``;
+    ``cited`` is the citation number, 0 when not cited), the citation number of each cited chunk id,
+    milliseconds per stage it ran, and what it cost."""
 
     result: QueryResult
+    setting: Setting
     lists: dict[str, pd.DataFrame]
+    cited: dict[str, int]
     timings: pd.DataFrame
     chunks: int
     build_seconds: float
@@ -186,7 +209,21 @@ def ask(
     lists = {stage: list_table(result.retrieval.stages.get(stage, []), cited) for stage in setting.lists()}
     ms = result.timings_ms
     timings = pd.DataFrame([(s, ms[s]) for s in setting.stages() if s in ms], columns=["stage", "ms"])
-    return Asked(result, lists, timings, len(base.index), build, seconds, getattr(base.answerer, "min_score", 0.0))
+    min_score = getattr(base.answerer, "min_score", 0.0)
+    return Asked(result, setting, lists, cited, timings, len(base.index), build, seconds, min_score)
+
+
+def sources(asked: Asked) -> pd.DataFrame:
+    """The answer's citations in number order (``SOURCE_COLUMNS``): where each cited chunk is
+    ("doc · page 3 · § section · characters a–b") and the start of its text."""
+    texts = {h.chunk.chunk_id: h.chunk.text for h in asked.result.hits}
+    rows = []
+    for c in asked.result.answer.citations:
+        place = [c.doc_id, f"page {c.page}" if c.page else "", f"§ {c.section}" if c.section else ""]
+        text = texts.get(c.chunk_id, "")
+        snippet = text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + " …"
+        rows.append((c.n, " · ".join(p for p in [*place, f"characters {c.start}–{c.end}"] if p), snippet))
+    return pd.DataFrame(rows, columns=SOURCE_COLUMNS)
 
 
 def sweep(current: Setting, reference: Reranker, fusion_name: str, reranker_name: str) -> list[tuple[str, Setting]]:

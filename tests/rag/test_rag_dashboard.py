@@ -21,7 +21,8 @@ from lab_core.rag.documents import Chunk, Document
 from lab_core.rag.experiments import LIST_COLUMNS, YOUR_NDCG, evaluation_questions
 from lab_core.rag.retrieval import Hit, RetrievalConfig
 from lab_core.rag.system import build_pipeline, demo_documents
-from widgets.rag import STAGE_COLORS, YOURS, Dashboard, RagDashboard, app, dashboard, html_table
+from widgets.rag import STAGE_COLORS, YOURS, Dashboard, RagDashboard, app, dashboard
+from widgets.rag_html import html_table, ranked_list
 
 FRANCE = "What is the capital of France?"
 
@@ -104,12 +105,12 @@ def test_app_is_a_servable_template():
 
 
 def test_cited_chunks_are_marked_in_every_list_that_holds_them(default):
-    cited = default.cited()
+    cited = default.asked.cited
     fused = table(default, "reranked")
     marked = fused[fused["cited"] > 0]
     assert set(marked["chunk_id"]) <= set(cited) and not marked.empty
     assert all(cited[c] == n for c, n in zip(marked["chunk_id"], marked["cited"]))
-    html = default._list_html("reranked", fused)
+    html = ranked_list("reranked", fused, default.asked.setting)
     assert html.count('class="rag-badge"') == len(marked)
 
 

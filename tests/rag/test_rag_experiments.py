@@ -13,6 +13,8 @@ from lab_core.rag.experiments import (
     DEFAULT_CHUNKING,
     FAST_QUESTIONS,
     LIST_COLUMNS,
+    SNIPPET_CHARS,
+    SOURCE_COLUMNS,
     Pipelines,
     Setting,
     ask,
@@ -20,7 +22,9 @@ from lab_core.rag.experiments import (
     chunking_label,
     evaluate,
     evaluation_questions,
+    list_heading,
     reference_chunker,
+    sources,
     sweep,
 )
 from lab_core.rag.fusion import rrf
@@ -76,9 +80,38 @@ def test_a_setting_shows_the_lists_and_stages_it_runs(pipelines, mode, reranked,
     for table in asked.lists.values():
         assert list(table.columns) == LIST_COLUMNS and list(table["rank"]) == [1, 2, 3, 4]
     cited = {c.chunk_id: c.n for c in asked.result.answer.citations}
+    assert asked.cited == cited and asked.setting is setting
     final = asked.lists[lists[-1]]
     assert dict(zip(final["chunk_id"], final["cited"])) == {c: cited.get(c, 0) for c in final["chunk_id"]}
     assert asked.chunks > 0 and asked.query_seconds > 0
+
+
+def test_each_list_is_titled_by_its_stage_and_the_fusion_that_made_it():
+    assert list_heading("bm25", Setting()) == ("BM25", "BM25 score")
+    assert list_heading("dense", Setting("dense")) == ("Dense", "cosine")
+    assert list_heading("reranked", Setting(reranker=RERANKER)) == ("Reranked", "reranker score")
+    assert list_heading("fused", Setting()) == ("Fused (reciprocal rank fusion)", "RRF score")
+    weighted = Setting(fusion="weighted", weight=0.25)
+    assert list_heading("fused", weighted) == ("Fused (weighted, dense weight 0.25)", "weighted score (0–1)")
+    assert list_heading("fused", Setting(fusion=rrf)) == ("Fused by your fusion", "your score")
+
+
+def test_sources_say_where_each_citation_is_and_quote_its_chunk(pipelines):
+    asked = ask(pipelines, DEFAULT_CHUNKING, QUESTION, Setting(reranker=RERANKER))
+    table = sources(asked)
+    citations = asked.result.answer.citations
+    assert list(table.columns) == SOURCE_COLUMNS and len(table) == len(citations) > 0
+    assert list(table["n"]) == list(range(1, len(citations) + 1))
+    chunks = {h.chunk.chunk_id: h.chunk for h in asked.result.hits}
+    for row, c in zip(table.itertuples(), citations):
+        section = f" · § {c.section}" if c.section else ""
+        page = f" · page {c.page}" if c.page else ""
+        assert row.place == f"{c.doc_id}{page}{section} · characters {c.start}–{c.end}"
+        text = chunks[c.chunk_id].text
+        assert row.snippet == (text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + " …")
+    assert any(s.endswith(" …") and len(s) == SNIPPET_CHARS + 2 for s in table["snippet"]), "no long chunk cited"
+    refused = ask(pipelines, DEFAULT_CHUNKING, "What is the capital of France?", Setting())
+    assert refused.result.answer.refused and sources(refused).empty and list(sources(refused).columns) == SOURCE_COLUMNS
 
 
 def test_configure_copies_and_leaves_the_base_alone(pipelines):
