@@ -9,24 +9,21 @@ again; the others' runs are cached, so changing only the scheduler reruns one si
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import holoviews as hv
-import numpy as np
 import pandas as pd
 import panel as pn
 import param
 from bokeh.palettes import Category20
 
-from lab_core.cluster import FGD, MIXES, PLACERS, SCHEDULERS, Cluster, Failure, Job, Workload, experiments, synthetic
+from lab_core.cluster import MIXES, PLACERS, SCHEDULERS, Cluster, Failure, Job, experiments
 from lab_core.cluster.calibrate import measured_migration_seconds
-from lab_core.cluster.experiments import BACKFILL_DEPTH, COMPARE_COLUMNS, Frame, PolicyRun, cluster_at
-from lab_core.cluster.fragmentation import stranded_gpus
+from lab_core.cluster.experiments import BACKFILL_DEPTH, RATIO_LABELS, Frame, PolicyRun
+from lab_core.cluster.experiments import TABLE_TITLES as TITLES
+from lab_core.cluster.experiments import Recompute as Run
 from lab_core.cluster.placement import best_fit
 from lab_core.cluster.protocol import Placer, Scheduler
 from lab_core.cluster.schedulers import easy_backfill
-from lab_core.cluster.simulator import SimResult
 from lab_core.sim.progress import steps
 from widgets import kit
 
@@ -42,49 +39,16 @@ MARKS: dict[str, str] = {
 # Category20 without the red and orange the marks use. More jobs run at once than any palette has
 # colours, so colours repeat and each cell's label carries its job id.
 JOB_COLORS: tuple[str, ...] = tuple(c for c in Category20[20] if c not in ("#ff7f0e", "#ffbb78", "#d62728", "#ff9896"))
-RATIOS: dict[str, str] = {
-    "utilisation": "GPU utilisation (% of live GPUs)",
-    "fragmentation": "fragmentation (FGD, % of free GPUs)",
-    "stranded": "stranded (% of free GPUs)",
+RATIO_COLORS: dict[str, str] = dict(zip(RATIO_LABELS.values(), ("#1f77b4", "#9467bd", kit.OVER)))
+#: What a GPU cell's hover shows.
+CELL_INFO = ["name", "job", "free_pct", "state"]
+#: The sidebar's groups of settings (the workload's as ``experiments.workload`` names them); each recomputes.
+GROUPS: dict[str, list[str]] = {
+    "Policies": ["scheduler", "placer"],
+    "Cluster": ["racks", "nodes_per_rack", "gpus_per_node", "nvlink_domain"],
+    "Workload": ["mix", "rate", "burstiness", "n_jobs", "priorities", "seed"],
+    "Failure injection": ["failure", "fail_index", "fail_at", "repair_after"],
 }
-RATIO_COLORS: dict[str, str] = dict(zip(RATIOS.values(), ("#1f77b4", "#9467bd", kit.OVER)))
-#: The comparison table's columns and headers (units as in the plots); "fragmentation" may break where it is narrow.
-#: The makespan, and the utilisation over it, are about the same for every scheduler: the headline gives them.
-TITLES: dict[str, str] = {
-    k: experiments.COMPARE_LABELS[k].replace("fragmentation", "frag\u00admentation")
-    for k in (
-        "scheduler",
-        "done",
-        "mean_jct_h",
-        "p99_jct_h",
-        "mean_wait_h",
-        "arrival_utilisation_pct",
-        "mean_stranded_pct",
-        "mean_fragmentation_pct",
-        "mean_queue",
-        "restarts",
-        "lost_gpu_hours",
-        "seconds",
-    )
-}
-
-
-@dataclass(frozen=True, eq=False)
-class Run:
-    """One recompute: the chosen scheduler's result and snapshots, the comparison and timings."""
-
-    result: SimResult | None = None
-    frames: tuple[Frame, ...] = ()
-    shape: tuple[int, int, int, int] = (1, 1, 1, 1)
-    scheduler: str = ""
-    placer: str = ""
-    failure: Failure | None = None
-    compare: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COMPARE_COLUMNS))
-    jct: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["scheduler", "jct_h", "share"]))
-    seconds: float = 0.0
-    main_seconds: float = 0.0
-    compare_seconds: float = 0.0
-    load: float = 0.0
 
 
 class ClusterDashboard(kit.LabDashboard):
@@ -127,8 +91,7 @@ class ClusterDashboard(kit.LabDashboard):
             self.placer = named.get("placer", YOURS if "placer" in self.yours else "best_fit")
             self._index_bounds()
         self.colors = kit.colors_for([*SCHEDULERS, YOURS])
-        self._cache_key: tuple | None = None
-        self._cache: dict[str, tuple[PolicyRun | None, str | None]] = {}
+        self._cache = experiments.RunCache()
         self._heat = pn.pane.HoloViews(hv.DynamicMap(self.heatmap_plot), sizing_mode="stretch_width")
         half = {"sizing_mode": "stretch_width", "min_width": 420, "styles": {"flex": "1 1 45%"}}
         # One legend over the ratios plot: inside it, it would hide the busiest hours.
@@ -161,32 +124,19 @@ class ClusterDashboard(kit.LabDashboard):
     def shape(self) -> tuple[int, int, int, int]:
         return int(self.racks), int(self.nodes_per_rack), int(self.gpus_per_node), int(self.nvlink_domain)
 
+    def _workload(self) -> dict[str, object]:
+        """The settings the jobs come from, by ``experiments.workload``'s names."""
+        return {name: getattr(self, name) for name in GROUPS["Workload"]}
+
     def jobs(self) -> list[Job]:
         """The synthetic workload of the current settings (no job wider than the cluster)."""
-        racks, npr, gpn, _ = self.shape
-        return synthetic(
-            int(self.n_jobs),
-            rate=float(self.rate) / 3600.0,
-            mix=self.mix,
-            burstiness=float(self.burstiness),
-            priorities=int(self.priorities),
-            seed=int(self.seed),
-            max_gpus=racks * npr * gpn,
-        )
+        return experiments.workload(self.shape, **self._workload())
 
     def _scheduler_for(self, name: str) -> Scheduler:
         return self.yours["scheduler"] if name == YOURS else SCHEDULERS[name]()
 
-    def _placer_for(self, name: str, jobs: Sequence[Job]) -> Placer:
-        return (
-            self.yours["placer"] if name == YOURS else FGD(Workload.from_jobs(jobs)) if name == "fgd" else PLACERS[name]
-        )
-
     def _failure(self) -> Failure | None:
-        if self.failure == "none":
-            return None
-        where = {self.failure: int(self.fail_index)}  # "node" or "rack", as Failure names them
-        return Failure(self.fail_at * 3600.0, repair_after=self.repair_after * 3600.0, **where)
+        return experiments.failure_from(self.failure, int(self.fail_index), self.fail_at, self.repair_after)
 
     @param.depends("racks", "nodes_per_rack", "failure", watch=True)
     def _index_bounds(self) -> None:
@@ -204,87 +154,34 @@ class ClusterDashboard(kit.LabDashboard):
         jobs = self.jobs()
         load = experiments.check_load(jobs, shape[0] * shape[1] * shape[2])
         names = [*SCHEDULERS, *([YOURS] if "scheduler" in self.yours else [])]
-        key = (
-            shape,
-            self.mix,
-            float(self.rate),
-            float(self.burstiness),
-            int(self.n_jobs),
-            int(self.priorities),
-            int(self.seed),
-            failure,
-            self.placer,
-            tuple(names),
-        )
-        cache = dict(self._cache) if key == self._cache_key else {}
-        cache.pop(self.scheduler, None)  # a cached comparison run has no snapshots
+        key = (shape, *self._workload().values(), failure, self.placer, tuple(names))
+        cache = self._cache.reusable(key, self.scheduler)
         todo = sorted((n for n in names if n not in cache), key=lambda n: n != self.scheduler)
-        placer = self._placer_for(self.placer, jobs)
+        placer = self.yours["placer"] if self.placer == YOURS else experiments.placer(self.placer, jobs)
         with kit.loading(self._plots, self._heat):
             for name in steps(todo, kit.reporter(self._progress)):
                 t0 = time.perf_counter()
                 failed: dict[str, str] = {}
-                run = self.attempt(
-                    failed,
-                    name,
-                    experiments.run_policy,
-                    shape,
-                    jobs,
-                    self._scheduler_for(name),
-                    placer,
-                    [failure] if failure else [],
-                    frames=name == self.scheduler,
-                )
+                inputs = (shape, jobs, self._scheduler_for(name), placer, [failure] if failure else [])
+                run = self.attempt(failed, name, experiments.run_policy, *inputs, frames=name == self.scheduler)
                 cache[name] = (run, failed.get(name) or (run.result.stopped if run else None))
-                timing["main" if name == self.scheduler else "others"] += time.perf_counter() - t0
-        self._cache_key, self._cache = key, cache
+                timing["main_seconds" if name == self.scheduler else "compare_seconds"] += time.perf_counter() - t0
+        self._cache = experiments.RunCache(key, cache)
         errors.update({n: cache[n][1] for n in names if cache[n][1]})
         return {n: cache[n][0] for n in names if cache[n][0] is not None}, load
 
-    @param.depends(
-        "scheduler",
-        "placer",
-        "racks",
-        "nodes_per_rack",
-        "gpus_per_node",
-        "nvlink_domain",
-        "mix",
-        "rate",
-        "burstiness",
-        "n_jobs",
-        "priorities",
-        "seed",
-        "failure",
-        "fail_index",
-        "fail_at",
-        "repair_after",
-        watch=True,
-    )
+    @param.depends(*(name for names in GROUPS.values() for name in names), watch=True)
     def recompute(self) -> None:
         """Simulate the chosen scheduler with snapshots, and every other one unless cached; publish ``run``."""
         token = self.begin()
         started = time.perf_counter()
         errors: dict[str, str] = {}
-        timing = {"main": 0.0, "others": 0.0}
+        timing = {"main_seconds": 0.0, "compare_seconds": 0.0}
         runs, load = self.attempt(errors, "settings", self._simulate, errors, timing) or ({}, 0.0)
         if not self.is_latest(token):
             return
-        results = {name: r.result for name, r in runs.items()}
-        chosen = runs.get(self.scheduler)
-        run = Run(
-            chosen.result if chosen else None,
-            chosen.frames if chosen else (),
-            self.shape,
-            self.scheduler,
-            self.placer,
-            self._failure(),
-            experiments.comparison(results),
-            experiments.jct_distribution(results),
-            time.perf_counter() - started,
-            timing["main"],
-            timing["others"],
-            load,
-        )
+        timing["seconds"] = time.perf_counter() - started
+        run = experiments.recompute_of(runs, self.scheduler, self.placer, self.shape, self._failure(), load, **timing)
         last = max(len(run.frames) - 1, 1)
         frame = experiments.busiest_frame(run.frames) if run.frames else 0
         with param.parameterized.batch_call_watchers(self):
@@ -299,18 +196,11 @@ class ClusterDashboard(kit.LabDashboard):
 
     def current(self) -> Frame | None:
         """The snapshot the slider points at."""
-        frames = self.run.frames
-        return frames[min(self.frame, len(frames) - 1)] if frames else None
+        return self.run.frame(self.frame)
 
     def samples(self) -> pd.DataFrame:
         """The chosen run's metric samples (``SimResult.samples``) with time in hours as ``t_h``."""
-        r = self.run.result
-        s = (
-            r.samples
-            if r is not None
-            else pd.DataFrame(columns=["t", "utilisation", "fragmentation", "stranded", "queue"])
-        )
-        return s.assign(t_h=s["t"] / 3600.0)
+        return self.run.samples()
 
     def comparison(self) -> pd.DataFrame:
         """One row per scheduler (same jobs, placer and failure): ``experiments.comparison``'s columns."""
@@ -318,71 +208,46 @@ class ClusterDashboard(kit.LabDashboard):
 
     def gpu_map(self, index: int | None = None) -> pd.DataFrame:
         """``experiments.gpu_map`` of snapshot ``index`` (default: the slider's): one row per GPU slot."""
-        frames = self.run.frames
-        if not frames:
-            return pd.DataFrame(columns=["node", "name", "rack", "gpu", "job", "free_pct", "state", "reserved"])
-        return experiments.gpu_map(self.run.shape, frames[min(self.frame if index is None else index, len(frames) - 1)])
+        return experiments.gpu_map(self.run.shape, self.run.frame(self.frame if index is None else index))
 
     # ---- views -----------------------------------------------------------------------------
 
     @param.depends("run", "frame")
     def heatmap_plot(self) -> hv.Overlay:
         """The GPU map at the slider's time: a cell per GPU coloured and labelled by job; stranded, down, reserved marked."""
-        cells = self.gpu_map()
-        racks, npr, gpn, dom = self.run.shape
-        n = racks * npr
-        f = self.current()
-        cells = cells.assign(
-            x0=cells["gpu"] - 0.45, x1=cells["gpu"] + 0.45, y0=cells["node"] - 0.42, y1=cells["node"] + 0.42
-        )
-        busy = cells[cells["job"] >= 0].copy()
-        busy["color"] = [JOB_COLORS[j % len(JOB_COLORS)] for j in busy["job"]]
-        # Category20 comes in (dark, light) pairs: white ids on the dark ones, dark ids on the light.
-        dark = (busy["job"] % len(JOB_COLORS) % 2 == 0).to_numpy()
-        vdims = ["name", "job", "free_pct", "state"]
-        jobs = hv.Rectangles(busy, ["x0", "y0", "x1", "y1"], [*vdims, "color"]).opts(
+        m = experiments.map_layers(self.run.shape, self.current(), self.gpu_map(), len(JOB_COLORS))
+        busy = m.busy.assign(color=[JOB_COLORS[i] for i in m.busy["palette"]])
+        jobs = hv.Rectangles(busy, ["x0", "y0", "x1", "y1"], [*CELL_INFO, "color"]).opts(
             color="color", line_color="white", tools=["hover"]
         )
-        ids = busy.assign(x=busy["gpu"], y=busy["node"], label=busy["job"].astype(str))
+        # Category20 comes in (dark, light) pairs: white ids on the dark ones, dark ids on the light.
         labels = hv.Overlay(
             [
-                hv.Labels(ids[on], ["x", "y"], "label").opts(text_font_size="8pt", text_color=ink)
-                for on, ink in ((dark, "#ffffff"), (~dark, "#222222"))
+                hv.Labels(busy[busy["dark"] == on], ["x", "y"], "label").opts(text_font_size="8pt", text_color=ink)
+                for on, ink in ((True, "#ffffff"), (False, "#222222"))
             ]
         )
-        free = hv.Rectangles(cells[cells["job"] < 0], ["x0", "y0", "x1", "y1"], vdims).opts(
+        free = hv.Rectangles(m.cells[m.cells["job"] < 0], ["x0", "y0", "x1", "y1"], CELL_INFO).opts(
             color="white", line_color=MARKS["free GPU"], line_width=1, tools=["hover"]
         )
-        strand = cells[cells["state"] == "stranded"]
-        crosses = hv.Points(strand.assign(x=strand["gpu"], y=strand["node"]), ["x", "y"], vdims).opts(
+        crosses = hv.Points(m.stranded, ["x", "y"], CELL_INFO).opts(
             marker="x", size=14, color=kit.OVER, line_width=3, tools=["hover"]
         )
-        down_rows, held = (np.flatnonzero(~f.alive), np.flatnonzero(f.reserved)) if f else ((), ())
-        down = hv.Rectangles([(-0.5, r - 0.5, gpn - 0.5, r + 0.5) for r in down_rows]).opts(
-            color=MARKS["node down"], alpha=0.55, line_width=0
-        )
-        reserved = hv.Rectangles([(-0.5, r - 0.48, gpn - 0.5, r + 0.48) for r in held]).opts(
+        down = hv.Rectangles(m.down).opts(color=MARKS["node down"], alpha=0.55, line_width=0)
+        reserved = hv.Rectangles(m.reserved).opts(
             fill_alpha=0.0, line_color=MARKS["node reserved for the blocked head job"], line_width=3, line_dash="dashed"
         )
         racks_lines = hv.Overlay(
-            [hv.HLine(r * npr - 0.5).opts(color="#333333", line_width=2) for r in range(1, racks)]
-            or [hv.HLine(-0.5).opts(alpha=0)]
+            [hv.HLine(y).opts(color="#333333", line_width=2) for y in m.rack_lines] or [hv.HLine(-0.5).opts(alpha=0)]
         )
         domain_lines = hv.Overlay(
-            [hv.VLine(d - 0.5).opts(color="#999999", line_dash="dotted") for d in range(dom, gpn, dom)]
+            [hv.VLine(x).opts(color="#999999", line_dash="dotted") for x in m.domain_lines]
             or [hv.VLine(-0.5).opts(alpha=0)]
         )
-        queued = f.queue if f is not None else ()
-        title = (
-            f"GPU map at t = {f.t / 3600:.2f} h · {f.running} running, {len(queued)} queued "
-            f"({sum(j.gpus for j in queued):g} GPUs) · label = job id (colours repeat)"
-            if f
-            else "GPU map (no run)"
-        )
-        names = [f"r{r}n{i}" for r in range(racks) for i in range(npr)]
+        n, gpn = len(m.names), self.run.shape[2]
         return (free * jobs * labels * crosses * down * reserved * racks_lines * domain_lines).opts(
             hv.opts.Overlay(
-                title=title,
+                title=m.title,
                 xlabel="GPU slot (NVLink domains split by dotted lines)",
                 ylabel="node (rack r, node n)",
                 responsive=True,
@@ -390,7 +255,7 @@ class ClusterDashboard(kit.LabDashboard):
                 xlim=(-0.5, gpn - 0.5),
                 ylim=(n - 0.5, -0.5),
                 xticks=list(range(gpn)),
-                yticks=list(enumerate(names)),
+                yticks=list(enumerate(m.names)),
                 show_grid=False,
                 toolbar="right",
                 framewise=True,
@@ -398,27 +263,21 @@ class ClusterDashboard(kit.LabDashboard):
             )
         )
 
-    def _now_line(self) -> hv.VLine:
-        f = self.current()
-        return hv.VLine(f.t / 3600.0 if f is not None else 0.0).opts(color="#000000", line_width=1.5)
-
-    def _failure_span(self) -> hv.VSpan:
-        fail = self.run.failure
-        if fail is None:
-            return hv.VSpan(0, 0).opts(alpha=0.0)
-        return hv.VSpan(fail.at / 3600.0, (fail.at + fail.repair_after) / 3600.0).opts(color="#555555", alpha=0.15)
+    def _over_time(self, plot: hv.Element, title: str, **overlay: object) -> hv.Overlay:
+        """``plot`` with the failure's span and the slider's time as a line."""
+        f, down = self.current(), self.run.failure_hours()
+        span = hv.VSpan(*down).opts(color="#555555", alpha=0.15) if down else hv.VSpan(0, 0).opts(alpha=0.0)
+        now = hv.VLine(f.t / 3600.0 if f is not None else 0.0).opts(color="#000000", line_width=1.5)
+        return (plot * span * now).opts(
+            hv.opts.Overlay(title=title, show_legend=False, framewise=True, **overlay),
+            hv.opts.Curve(framewise=True),
+        )
 
     @param.depends("run", "frame")
     def ratios_plot(self) -> hv.Overlay:
         """Utilisation, FGD fragmentation and stranded GPUs (percent) over time; the slider's time as a line."""
-        s = self.samples()
-        long = s.melt(id_vars="t_h", value_vars=list(RATIOS), var_name="metric", value_name="pct")
-        long["metric"] = long["metric"].map(RATIOS)
-        long["pct"] = long["pct"].astype(float) * 100.0
-        if long.empty:
-            long = pd.DataFrame({"t_h": [0.0], "pct": [0.0], "metric": [RATIOS["utilisation"]]})
         plot = kit.timeseries_plot(
-            long,
+            experiments.ratio_series(self.samples()),
             "pct",
             x="t_h",
             by="metric",
@@ -428,21 +287,13 @@ class ClusterDashboard(kit.LabDashboard):
             colors=RATIO_COLORS,
             legend=False,
         )
-        return (plot * self._failure_span() * self._now_line()).opts(
-            hv.opts.Overlay(
-                title="Utilisation, fragmentation, stranding", show_legend=False, ylim=(0, 105), framewise=True
-            ),
-            hv.opts.Curve(framewise=True),
-        )
+        return self._over_time(plot, "Utilisation, fragmentation, stranding", ylim=(0, 105))
 
     @param.depends("run", "frame")
     def queue_plot(self) -> hv.Overlay:
         """Queue length over time (jobs waiting), the slider's time as a line."""
-        s = self.samples()
-        if s.empty:
-            s = pd.DataFrame({"t_h": [0.0], "queue": [0]})
         plot = kit.timeseries_plot(
-            s,
+            experiments.queue_series(self.samples()),
             "queue",
             x="t_h",
             title="Queue length",
@@ -451,14 +302,7 @@ class ClusterDashboard(kit.LabDashboard):
             step=True,
             legend=False,
         )
-        return (plot * self._failure_span() * self._now_line()).opts(
-            hv.opts.Overlay(
-                title=f"Queue length ({self.run.scheduler or '—'}, {self.run.placer or '—'})",
-                show_legend=False,
-                framewise=True,
-            ),
-            hv.opts.Curve(framewise=True),
-        )
+        return self._over_time(plot, f"Queue length ({self.run.scheduler or '—'}, {self.run.placer or '—'})")
 
     @param.depends("run")
     def jct_plot(self) -> hv.NdOverlay:
@@ -481,25 +325,7 @@ class ClusterDashboard(kit.LabDashboard):
     @param.depends("run", "frame")
     def headline(self) -> pn.viewable.Viewable:
         """One sentence with the chosen run's numbers, the snapshot and the timings."""
-        run = self.run
-        row = run.compare[run.compare["scheduler"] == run.scheduler]
-        f = self.current()
-        if row.empty or f is None:
-            return pn.pane.Markdown(f"No results; see the error above. Recomputed in {run.seconds * 1000:.0f} ms.")
-        r, c, (racks, npr, gpn, _) = row.iloc[0], cluster_at(run.shape, f), run.shape
-        arriving_h = float(run.result.jobs["submit"].max()) / 3600.0
-        text = (
-            f"**{run.scheduler}** + **{run.placer}** on {racks}×{npr} nodes × {gpn} GPUs "
-            f"(offered load {run.load:.2f}): mean JCT **{r['mean_jct_h']:.2f} h**, p99 **{r['p99_jct_h']:.2f} h**, "
-            f"mean wait {r['mean_wait_h']:.2f} h, GPU utilisation **{r['arrival_utilisation_pct']:.0f} % while "
-            f"jobs arrive** (first {arriving_h:.1f} h; {r['makespan_utilisation_pct']:.0f} % over the whole "
-            f"{r['makespan_h']:.1f} h run), {int(r['done'])} jobs done. At **t = {f.t / 3600:.2f} h** (snapshot "
-            f"{self.frame} of {len(run.frames) - 1}): {c.free_gpus():g} GPUs free, "
-            f"**{stranded_gpus(c, f.queue):g} stranded**, {int((~f.alive).sum())} nodes down, "
-            f"{int(f.reserved.sum())} reserved. Recomputed in {run.seconds * 1000:.0f} ms ({run.scheduler}: "
-            f"{run.main_seconds * 1000:.0f} ms, other schedulers: {run.compare_seconds * 1000:.0f} ms, 0 = cached)."
-        )
-        return pn.pane.Markdown(text, sizing_mode="stretch_width")
+        return pn.pane.Markdown(experiments.headline(self.run, self.frame), sizing_mode="stretch_width")
 
     def comparison_table(self) -> pn.widgets.Tabulator:
         """The summary numbers of every scheduler, same jobs, placer and failure, with units in the headers."""
@@ -518,15 +344,7 @@ class ClusterDashboard(kit.LabDashboard):
     def controls(self) -> pn.Column:
         """The sidebar: policies, cluster, workload, failure, and the progress of a recompute."""
         return pn.Column(
-            kit.controls(self, ["scheduler", "placer"], title="Policies"),
-            kit.controls(self, ["racks", "nodes_per_rack", "gpus_per_node", "nvlink_domain"], title="Cluster"),
-            kit.controls(
-                self,
-                ["mix", "rate", "burstiness", "n_jobs", "priorities", "seed"],
-                title="Workload",
-                widgets={"seed": pn.widgets.IntInput},
-            ),
-            kit.controls(self, ["failure", "fail_index", "fail_at", "repair_after"], title="Failure injection"),
+            *(kit.controls(self, names, title=t, widgets={"seed": pn.widgets.IntInput}) for t, names in GROUPS.items()),
             pn.pane.Markdown(
                 f"Failures are noticed at once; the lost nodes' jobs restart from their last "
                 f"checkpoint (every 30 min). A migration (defrag) costs "

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from lab_core.cluster.failures import Failure
-from lab_core.cluster.fragmentation import stranded_mask
+from lab_core.cluster.fragmentation import Workload, stranded_gpus, stranded_mask
 from lab_core.cluster.health import HealthConfig
 from lab_core.cluster.job import FULL_GPU, Job
 from lab_core.cluster.model import Cluster
+from lab_core.cluster.placement import FGD, PLACERS
 from lab_core.cluster.protocol import Placer, Scheduler
 from lab_core.cluster.simulator import SimConfig, SimResult, Simulation
+from lab_core.cluster.synthetic import synthetic
 from lab_core.sim.progress import Progress
 from lab_core.sim.rng import rng
 
@@ -53,6 +55,31 @@ COMPARE_LABELS: dict[str, str] = {
     "seconds": "wall time (s)",
 }
 COMPARE_COLUMNS = list(COMPARE_LABELS)
+#: The dashboard table's columns and headers; "fragmentation" may break where the column is narrow.
+#: The makespan, and the utilisation over it, are about the same for every scheduler: the headline gives them.
+TABLE_TITLES: dict[str, str] = {
+    k: COMPARE_LABELS[k].replace("fragmentation", "frag\u00admentation")
+    for k in (
+        "scheduler",
+        "done",
+        "mean_jct_h",
+        "p99_jct_h",
+        "mean_wait_h",
+        "arrival_utilisation_pct",
+        "mean_stranded_pct",
+        "mean_fragmentation_pct",
+        "mean_queue",
+        "restarts",
+        "lost_gpu_hours",
+        "seconds",
+    )
+}
+#: The sampled ratios a dashboard plots over time, by ``SimResult.samples`` column.
+RATIO_LABELS: dict[str, str] = {
+    "utilisation": "GPU utilisation (% of live GPUs)",
+    "fragmentation": "fragmentation (FGD, % of free GPUs)",
+    "stranded": "stranded (% of free GPUs)",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,11 +229,14 @@ def cluster_at(shape: Shape, frame: Frame) -> Cluster:
     return c
 
 
-def gpu_map(shape: Shape, frame: Frame) -> pd.DataFrame:
+def gpu_map(shape: Shape, frame: Frame | None) -> pd.DataFrame:
     """One row per GPU slot of ``frame``: node, name, rack, gpu, job (-1 free), free share (%), state, reserved.
 
-    ``state`` is "busy", "free", "stranded", "down" (node dead) or "reserved" (free on a reserved node).
+    ``state`` is "busy", "free", "stranded", "down" (node dead) or "reserved" (free on a reserved node);
+    no rows without a frame.
     """
+    if frame is None:
+        return pd.DataFrame(columns=["node", "name", "rack", "gpu", "job", "free_pct", "state", "reserved"])
     c = cluster_at(shape, frame)
     stranded = stranded_mask(c, frame.queue)
     nodes, gpus = np.nonzero(c.exists)
@@ -232,6 +262,209 @@ def busiest_frame(frames: Sequence[Frame]) -> int:
     """The snapshot with the most queued GPUs (the cluster under most pressure), else the middle one."""
     queued = [sum(j.gpus for j in f.queue) for f in frames]
     return int(np.argmax(queued)) if max(queued, default=0) > 0 else len(frames) // 2
+
+
+# ---- what the dashboard shows: one recompute and the data behind its plots ---------------------------
+
+
+def workload(
+    shape: Shape, *, n_jobs: int, rate: float, mix: str, burstiness: float, priorities: int, seed: int
+) -> list[Job]:
+    """The synthetic trace of a dashboard's settings (``rate`` in jobs per hour), no job wider than the cluster."""
+    racks, nodes_per_rack, gpus_per_node, _ = shape
+    return synthetic(
+        int(n_jobs),
+        rate=float(rate) / 3600.0,
+        mix=mix,
+        burstiness=float(burstiness),
+        priorities=int(priorities),
+        seed=int(seed),
+        max_gpus=racks * nodes_per_rack * gpus_per_node,
+    )
+
+
+def placer(name: str, jobs: Sequence[Job]) -> Placer:
+    """A built-in placement policy by name; "fgd" scores against the request mix of ``jobs``."""
+    return FGD(Workload.from_jobs(jobs)) if name == "fgd" else PLACERS[name]
+
+
+def failure_from(kind: str, index: int, at_hours: float, repair_hours: float) -> Failure | None:
+    """The failure a dashboard injects: none, or node / rack ``index`` down at ``at_hours`` for ``repair_hours``."""
+    if kind == "none":
+        return None
+    return Failure(at_hours * 3600.0, repair_after=repair_hours * 3600.0, **{kind: index})
+
+
+@dataclass
+class RunCache:
+    """Every queue policy's run (or its error) for one ``key`` of inputs, so changing only the chosen
+    scheduler reruns one simulation."""
+
+    key: tuple | None = None
+    runs: dict[str, tuple[PolicyRun | None, str | None]] = field(default_factory=dict)
+
+    def reusable(self, key: tuple, chosen: str) -> dict[str, tuple[PolicyRun | None, str | None]]:
+        """A copy of the runs still valid for ``key``, less ``chosen`` (a comparison run has no snapshots)."""
+        runs = dict(self.runs) if key == self.key else {}
+        runs.pop(chosen, None)
+        return runs
+
+
+@dataclass(frozen=True, eq=False)
+class Recompute:
+    """One dashboard recompute: the chosen scheduler's result and snapshots, every scheduler's comparison, timings."""
+
+    result: SimResult | None = None
+    frames: tuple[Frame, ...] = ()
+    shape: Shape = (1, 1, 1, 1)
+    scheduler: str = ""
+    placer: str = ""
+    failure: Failure | None = None
+    compare: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COMPARE_COLUMNS))
+    jct: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["scheduler", "jct_h", "share"]))
+    seconds: float = 0.0
+    main_seconds: float = 0.0
+    compare_seconds: float = 0.0
+    load: float = 0.0
+
+    def frame(self, index: int) -> Frame | None:
+        """Snapshot ``index`` (the last one past the end), None without snapshots."""
+        return self.frames[min(index, len(self.frames) - 1)] if self.frames else None
+
+    def failure_hours(self) -> tuple[float, float] | None:
+        """When the injected failure starts and ends (repaired), in hours; None without one."""
+        fail = self.failure
+        return None if fail is None else (fail.at / 3600.0, (fail.at + fail.repair_after) / 3600.0)
+
+    def samples(self) -> pd.DataFrame:
+        """The chosen run's metric samples (``SimResult.samples``) with time in hours as ``t_h``."""
+        s = (
+            self.result.samples
+            if self.result is not None
+            else pd.DataFrame(columns=["t", "utilisation", "fragmentation", "stranded", "queue"])
+        )
+        return s.assign(t_h=s["t"] / 3600.0)
+
+
+def recompute_of(
+    runs: Mapping[str, PolicyRun],
+    chosen: str,
+    placer: str,
+    shape: Shape,
+    failure: Failure | None,
+    load: float,
+    *,
+    seconds: float,
+    main_seconds: float,
+    compare_seconds: float,
+) -> Recompute:
+    """The recompute of ``runs`` (one per scheduler that ran) with ``chosen``'s result and snapshots."""
+    results = {name: r.result for name, r in runs.items()}
+    run = runs.get(chosen)
+    return Recompute(
+        run.result if run else None,
+        run.frames if run else (),
+        shape,
+        chosen,
+        placer,
+        failure,
+        comparison(results),
+        jct_distribution(results),
+        seconds,
+        main_seconds,
+        compare_seconds,
+        load,
+    )
+
+
+def ratio_series(samples: pd.DataFrame) -> pd.DataFrame:
+    """The sampled ratios in long form: ``t_h``, ``metric`` (its label) and ``pct`` (one zero row if none)."""
+    long = samples.melt(id_vars="t_h", value_vars=list(RATIO_LABELS), var_name="metric", value_name="pct")
+    long["metric"] = long["metric"].map(RATIO_LABELS)
+    long["pct"] = long["pct"].astype(float) * 100.0
+    if long.empty:
+        return pd.DataFrame({"t_h": [0.0], "pct": [0.0], "metric": [RATIO_LABELS["utilisation"]]})
+    return long
+
+
+def queue_series(samples: pd.DataFrame) -> pd.DataFrame:
+    """The sampled queue length over ``t_h`` (one zero row if none)."""
+    return pd.DataFrame({"t_h": [0.0], "queue": [0]}) if samples.empty else samples
+
+
+@dataclass(frozen=True, eq=False)
+class MapLayers:
+    """What the GPU map draws at one snapshot: a rectangle per GPU (``x0..y1`` in slot and node units), the
+    busy ones with their label, palette index and whether that colour is dark, crosses on stranded GPUs,
+    bands over dead and reserved nodes, rack and NVLink-domain lines, the node names and a title."""
+
+    cells: pd.DataFrame
+    busy: pd.DataFrame
+    stranded: pd.DataFrame
+    down: list[tuple[float, float, float, float]]
+    reserved: list[tuple[float, float, float, float]]
+    rack_lines: list[float]
+    domain_lines: list[float]
+    names: list[str]
+    title: str
+
+
+def map_layers(shape: Shape, frame: Frame | None, cells: pd.DataFrame, palette: int) -> MapLayers:
+    """The GPU map's layers for ``cells`` (``gpu_map`` of ``frame``); job ``j`` takes colour ``j % palette``
+    of a palette of (dark, light) pairs."""
+    racks, npr, gpn, dom = shape
+    cells = cells.assign(
+        x0=cells["gpu"] - 0.45, x1=cells["gpu"] + 0.45, y0=cells["node"] - 0.42, y1=cells["node"] + 0.42
+    )
+    busy = cells[cells["job"] >= 0]
+    busy = busy.assign(
+        x=busy["gpu"],
+        y=busy["node"],
+        label=busy["job"].astype(str),
+        palette=busy["job"] % palette,
+        dark=busy["job"] % palette % 2 == 0,
+    )
+    strand = cells[cells["state"] == "stranded"]
+    down_rows, held = (np.flatnonzero(~frame.alive), np.flatnonzero(frame.reserved)) if frame else ((), ())
+    queued = frame.queue if frame is not None else ()
+    title = (
+        f"GPU map at t = {frame.t / 3600:.2f} h · {frame.running} running, {len(queued)} queued "
+        f"({sum(j.gpus for j in queued):g} GPUs) · label = job id (colours repeat)"
+        if frame
+        else "GPU map (no run)"
+    )
+    return MapLayers(
+        cells,
+        busy,
+        strand.assign(x=strand["gpu"], y=strand["node"]),
+        [(-0.5, r - 0.5, gpn - 0.5, r + 0.5) for r in down_rows],
+        [(-0.5, r - 0.48, gpn - 0.5, r + 0.48) for r in held],
+        [r * npr - 0.5 for r in range(1, racks)],
+        [d - 0.5 for d in range(dom, gpn, dom)],
+        [f"r{r}n{i}" for r in range(racks) for i in range(npr)],
+        title,
+    )
+
+
+def headline(run: Recompute, index: int) -> str:
+    """One sentence (markdown) with the chosen run's numbers at snapshot ``index`` and the recompute's timings."""
+    row = run.compare[run.compare["scheduler"] == run.scheduler]
+    f = run.frame(index)
+    if row.empty or f is None or run.result is None:
+        return f"No results; see the error above. Recomputed in {run.seconds * 1000:.0f} ms."
+    r, c, (racks, npr, gpn, _) = row.iloc[0], cluster_at(run.shape, f), run.shape
+    arriving_h = float(run.result.jobs["submit"].max()) / 3600.0
+    return (
+        f"**{run.scheduler}** + **{run.placer}** on {racks}×{npr} nodes × {gpn} GPUs "
+        f"(offered load {run.load:.2f}): mean JCT **{r['mean_jct_h']:.2f} h**, p99 **{r['p99_jct_h']:.2f} h**, "
+        f"mean wait {r['mean_wait_h']:.2f} h, GPU utilisation **{r['arrival_utilisation_pct']:.0f} % while "
+        f"jobs arrive** (first {arriving_h:.1f} h; {r['makespan_utilisation_pct']:.0f} % over the whole "
+        f"{r['makespan_h']:.1f} h run), {int(r['done'])} jobs done. At **t = {f.t / 3600:.2f} h** (snapshot "
+        f"{index} of {len(run.frames) - 1}): {c.free_gpus():g} GPUs free, "
+        f"**{stranded_gpus(c, f.queue):g} stranded**, {int((~f.alive).sum())} nodes down, "
+        f"{int(f.reserved.sum())} reserved. Recomputed in {run.seconds * 1000:.0f} ms ({run.scheduler}: "
+        f"{run.main_seconds * 1000:.0f} ms, other schedulers: {run.compare_seconds * 1000:.0f} ms, 0 = cached)."
+    )
 
 
 def detection_tradeoff(
