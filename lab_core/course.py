@@ -17,11 +17,12 @@ Checks 5 and 6 read the notebooks nbgrader executed for checks 2 and 3, so they 
 
 The fast path (the default): the reference and the blank are graded by plain ``nbgrader
 autograde`` with cold kernels, as an instructor's machine would; every submission, the reference
-and the blank included, is graded again by ``nbgrader autograde`` with warm kernels forked from a
-zygote that has run the notebook's imports (:mod:`lab_core.autograde`). A seventh check holds the
-fast path to nbgrader's verdicts: for each submission graded both ways (the reference, the blank,
-and ``compare`` mutants), the points of every cell must be equal. ``fast=False`` grades everything
-cold, as before the fast path existed (the benchmark's baseline).
+and the blank included, is graded again through :mod:`lab_core.autograde.fastpath`: nbgrader's own
+preprocessors and scoring, the cells run in a process tree that runs each cell the submissions
+share once and forks where they diverge. A seventh check holds the fast path to nbgrader's
+verdicts: for each submission graded both ways (the reference, the blank, and ``compare``
+mutants), the points of every cell must be equal. ``fast=False`` grades everything cold, as
+before the fast path existed (the benchmark's baseline).
 
 Submissions are built from the student notebook, as a student would hand it in: "reference"
 has every exercise cell answered with the solution; a mutant is that, with the cells it names
@@ -40,8 +41,9 @@ from pathlib import Path
 
 import nbformat
 
+from lab_core.autograde.fastpath import FastRun
 from lab_core.autograde.nbgrader_runs import Grade, Shard, autograde, nbgrader, nbgrader_env, write_course
-from lab_core.autograde.warm import preload_statements, warm_kernels
+from lab_core.autograde.warm import preload_statements
 from lab_core.labs import Lab, get_lab
 
 # Per cell, as the course's nbgrader_config.py: the slowest graded demonstration stays well below it.
@@ -190,9 +192,10 @@ def generate_release(lab: Lab, course: Path) -> tuple[nbformat.NotebookNode, boo
 def check_lab(lab: Lab, workdir: Path, *, fast: bool = True, compare: int = 0, workers: int | None = None) -> LabReport:
     """Run the checks for ``lab`` inside ``workdir`` (an empty folder).
 
-    ``fast``: mutants through warm kernels, the reference and the blank both ways (see the module
-    docstring); ``compare``: how many mutants (first by name) are graded cold too, to prove the
-    fast path on them. ``workers``: concurrent warm nbgrader processes (default: the cores, 2 to 4).
+    ``fast``: every submission through the fork tree, the reference and the blank by nbgrader too
+    (see the module docstring); ``compare``: how many mutants (first by name) are graded cold too,
+    to prove the fast path on them. ``workers``: concurrent processes of each kind (default: the
+    cores, 2 to 4).
     """
     report = LabReport(lab.name)
     course = workdir / lab.name
@@ -224,30 +227,39 @@ def check_lab(lab: Lab, workdir: Path, *, fast: bool = True, compare: int = 0, w
 
     workers = workers or max(2, min(os.cpu_count() or 1, 4))
     students = list(submissions)
+    graded_fast: dict[str, Grade] = {}
+    not_graded: dict[str, str] = {}
     if fast:
         cold_students = ["reference", "blank", *[f"mutant-{m.name}" for m in mutants[:compare]]]
-        with warm_kernels(preload_statements(fresh), env) as warm_env:
-            # Cold and warm shards all at once, more processes than cores: a notebook often waits
-            # (servers starting, sockets, sleeps), and one process per core left cores idle then.
-            cold = [Shard(cold_students[i::2], env) for i in range(2)]
-            warm = [Shard(students[i::workers], warm_env) for i in range(workers)]
-            autograde(course, lab.folder, cold + warm)
+        # Both kinds at once, more processes than cores: a notebook often waits (servers
+        # starting, sockets, sleeps), and one process per core left cores idle then.
+        tree = FastRun(
+            course,
+            lab.folder,
+            students,
+            workdir / f"{lab.name}-fast",
+            preload_statements(fresh),
+            EXECUTE_TIMEOUT,
+            env,
+            workers=workers,
+        ).start()
+        cold = [Shard(cold_students[i::2], env) for i in range(2)]
+        autograde(course, lab.folder, cold)
+        graded_fast, not_graded = tree.wait()
     else:
         cold = [Shard(students[i::workers], env) for i in range(workers)]
-        warm = []
         autograde(course, lab.folder, cold)
-    errors = [s.log.strip()[-800:] for s in cold + warm if s.returncode != 0]
+    errors = [s.log.strip()[-800:] for s in cold if s.returncode != 0]
     if errors:
         report.rows.append(("autograde", None, None, False, "\n".join(errors)))
         return report
     graded_cold = {k: v for s in cold for k, v in s.grades.items()}
-    graded_fast = {k: v for s in warm for k, v in s.grades.items()}
     scores = {**graded_fast, **graded_cold}  # nbgrader's own verdict wherever there is one
     descriptions = {f"mutant-{m.name}": m.description for m in mutants}
     for student in submissions:
         grade = scores.get(student)
         if grade is None:
-            report.rows.append((student, None, None, False, "not graded"))
+            report.rows.append((student, None, None, False, "not graded: " + not_graded.get(student, "no result")))
             continue
         full = grade.score >= grade.max_score
         ok = full if student == "reference" else not full
