@@ -10,13 +10,15 @@
   workloads in the simulator with ``check_invariants=True``; the blocked head gets a reservation and
   no job starts later than the first start it was promised.
 * :func:`compare_backfill` -- the same workloads (and others, under other placers): every job
-  starts exactly when it starts under :func:`lab_core.cluster.schedulers.easy_backfill`.
+  starts exactly when, and on the nodes where, it starts under
+  :func:`lab_core.cluster.schedulers.easy_backfill`.
 * :func:`compare_stranded` -- the student's ``stranded_ratio`` against
   :func:`lab_core.cluster.fragmentation.stranded_ratio` on generated clusters and queues.
 
 The generated cases include what a plausible wrong answer hides behind: nodes with several partly
 used GPUs of different free shares (so a shared job's GPU, not only its node, is compared), CPU-only
-jobs (``num_gpus=0``) and empty reserved nodes beside jobs wider than a node.
+jobs (``num_gpus=0``) and empty reserved nodes beside jobs wider than a node, in the generated clusters
+and in a backfill workload (``CPU_AND_WIDE``).
 
 Every check raises ``AssertionError`` with a readable counterexample; a ``NotImplementedError``
 from a blank exercise is let through unchanged. Hypothesis runs derandomized and the workloads are
@@ -45,7 +47,7 @@ from lab_core.cluster.fragmentation import stranded_ratio as reference_stranded_
 from lab_core.cluster.job import FULL_GPU, Job
 from lab_core.cluster.model import Cluster, NodeSpec, PlacementError
 from lab_core.cluster.simulator import SimConfig, Simulation
-from lab_core.cluster.synthetic import synthetic
+from lab_core.cluster.synthetic import Mix, synthetic
 
 __all__ = [
     "WORKLOADS",
@@ -331,6 +333,10 @@ def compare_best_fit(fn: Callable[..., Any], max_examples: int = 200) -> None:
 
 # --- exercise 2: EASY backfill ------------------------------------------------------------------
 
+# CPU-only jobs (data preparation, evaluation) among 1- to 16-GPU jobs: the 16-GPU heads reserve nodes that
+# are empty now, and CPU-only jobs, which fit on any node, are placed beside and on reserved nodes.
+CPU_AND_WIDE = Mix(((0, 0), (1, FULL_GPU), (4, FULL_GPU), (8, FULL_GPU), (16, FULL_GPU)), (0.25, 0.35, 0.1, 0.2, 0.1))
+
 # (name, synthetic() arguments, placer): overloaded 2-rack clusters of 4 nodes x 8 GPUs, where the
 # head of the line is blocked often; estimates are exact or up to twice the true duration.
 WORKLOADS: list[tuple[str, dict, str]] = [
@@ -346,6 +352,11 @@ WORKLOADS: list[tuple[str, dict, str]] = [
         "best_fit",
     ),
     ("sharing (fractional GPUs), seed 4", dict(n_jobs=150, mix="sharing", rate=1 / 30, seed=4), "best_fit"),
+    (
+        "CPU-only and 16-GPU jobs, seed 7, estimates up to 2x",
+        dict(n_jobs=150, mix=CPU_AND_WIDE, rate=1 / 90, seed=7, overestimate=2.0),
+        "best_fit",
+    ),
 ]
 # Extra workloads for the comparison only: the same policy under the other placers.
 OTHER_PLACERS: list[tuple[str, dict, str]] = [
@@ -371,11 +382,16 @@ def _simulate(scheduler: Callable[..., Any], kwargs: dict, placer: str) -> dict[
     return sim.jobs
 
 
+def _started_on(job: Job) -> str | None:
+    """The nodes ``job`` first started on, as the simulator logged them (None if it never started)."""
+    return next((what for _, what in job.events if what.startswith("started on nodes")), None)
+
+
 @cache
-def _reference_run(index: int, extra: bool) -> dict[int, tuple[float | None, float | None, float | None]]:
+def _reference_run(index: int, extra: bool) -> dict[int, tuple[float | None, float | None, float | None, str | None]]:
     name, kwargs, placer = (OTHER_PLACERS if extra else WORKLOADS)[index]
     jobs = _simulate(reference_schedulers.easy_backfill, kwargs, placer)
-    return {jid: (j.start, j.reserved_start, j.jct) for jid, j in jobs.items()}
+    return {jid: (j.start, j.reserved_start, j.jct, _started_on(j)) for jid, j in jobs.items()}
 
 
 def _student_run(fn: Callable[..., Any], name: str, kwargs: dict, placer: str) -> dict[int, Job]:
@@ -405,7 +421,7 @@ def check_backfill_keeps_promises(fn: Callable[..., Any]) -> None:
             f"workload {name!r}: jobs {unfinished[:10]} never finished: a scheduling pass must start the jobs that fit"
         )
         promised = [j for j in jobs.values() if j.reserved_start is not None]
-        reference_promised = sum(1 for _, r, _ in _reference_run(index, False).values() if r is not None)
+        reference_promised = sum(1 for _, r, _, _ in _reference_run(index, False).values() if r is not None)
         assert promised or not reference_promised, (
             f"workload {name!r}: no job was ever given a reservation, but the head of the line was blocked "
             f"(the reference reserves for {reference_promised} jobs): call view.reservation(head)"
@@ -423,13 +439,22 @@ def check_backfill_keeps_promises(fn: Callable[..., Any]) -> None:
 
 
 def compare_backfill(fn: Callable[..., Any]) -> None:
-    """Every job of every workload starts at the same time as under the reference EASY backfill."""
+    """Every job of every workload starts at the same time, on the same nodes, as under the reference EASY backfill."""
     cases = [(i, False, w) for i, w in enumerate(WORKLOADS)] + [(i, True, w) for i, w in enumerate(OTHER_PLACERS)]
     for index, extra, (name, kwargs, placer) in cases:
         want = _reference_run(index, extra)
         jobs = _student_run(fn, name, kwargs, placer)
         got = {jid: j.start for jid, j in jobs.items()}
         differ = [jid for jid in sorted(want) if got.get(jid) != want[jid][0]]
+        elsewhere = [jid for jid in sorted(want) if jid in jobs and _started_on(jobs[jid]) != want[jid][3]]
+        if not differ and elsewhere:
+            job = jobs[elsewhere[0]]
+            raise AssertionError(
+                f"workload {name!r} ({placer}): every job starts on time, but {len(elsewhere)} start on other nodes "
+                f"than under the reference; the first is {_job_line(job)} at t={job.start:.0f}: reference "
+                f"{want[job.id][3]}, yours {_started_on(job)}. Start a later job on view.place(job) when it cannot "
+                "delay the head; only otherwise try view.place(job, exclude=res.nodes)"
+            )
         if differ:
             first = min(differ, key=lambda jid: min(v for v in (got.get(jid), want[jid][0]) if v is not None))
             done = [j for j in jobs.values() if j.jct is not None]

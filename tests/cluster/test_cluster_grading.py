@@ -29,6 +29,8 @@ EXPECTED = {
     "backfill_estimate_vs_clock": {"easy_backfill": {"promises": "later than promised", "compare": "other times"}},
     "backfill_stops_at_first_miss": {"easy_backfill": {"promises": None, "compare": "other times"}},
     "backfill_no_reservation": {"easy_backfill": {"promises": "reservation", "compare": "other times"}},
+    "backfill_cpu_only_ignores_reservation": {"easy_backfill": {"promises": None, "compare": "other nodes"}},
+    "backfill_keeps_off_reserved_first": {"easy_backfill": {"promises": None, "compare": "other nodes"}},
     "best_fit_ignores_nvlink": {"best_fit": {"invariants": "NVLink", "compare": "reference"}},
     "best_fit_double_books": {"best_fit": {"invariants": "double-booked", "compare": "reference"}},
     "best_fit_worst_fit": {"best_fit": {"invariants": None, "compare": "reference"}},
@@ -81,7 +83,7 @@ def test_reference_passes_every_grader():
 def test_backfill_workloads_block_the_head():
     """The promise check only means something if heads are blocked and reservations made."""
     for index, (name, _kwargs, _) in enumerate(grading.WORKLOADS):
-        promised = [r for _, r, _ in grading._reference_run(index, False).values() if r is not None]
+        promised = [r for _, r, _, _ in grading._reference_run(index, False).values() if r is not None]
         assert len(promised) >= 5, f"workload {name!r} barely blocks the head ({len(promised)} reservations)"
 
 
@@ -191,6 +193,46 @@ def test_hand_made_cases_pin_down_the_cases_the_issue_named():
     assert got == want
     held, queued = grading._explicit_stranded_cases()[0]
     assert held.reserved[1] and reference_stranded_ratio(held, queued) == pytest.approx(14 / 22)
+
+
+def test_a_backfill_workload_has_cpu_only_jobs_and_wide_heads_beside_reserved_empty_nodes():
+    """The CPU-only and 16-GPU workload reaches what the others never do: CPU-only jobs, and reservations
+    for a job wider than a node that hold nodes already empty."""
+    name, kwargs, placer = next(w for w in grading.WORKLOADS if w[1]["mix"] is grading.CPU_AND_WIDE)
+    beside_empty: list[int] = []
+
+    class Spy:
+        """The scheduler's view, noting each wide head's reservation that holds an empty node."""
+
+        def __init__(self, view) -> None:
+            self._view = view
+
+        def __getattr__(self, attr: str):
+            return getattr(self._view, attr)
+
+        def reservation(self, job):
+            res = self._view.reservation(job)
+            c = self._view.cluster
+            if c.spans_nodes(job) and (res.nodes & (c.whole_free() == c.gpu_count)).any():
+                beside_empty.append(job.id)
+            return res
+
+    jobs = grading._simulate(lambda view: reference_easy_backfill(Spy(view)), kwargs, placer)
+    cpu_only = [j for j in jobs.values() if j.num_gpus == 0]
+    assert len(cpu_only) >= 20 and all(j.end is not None for j in cpu_only), name
+    assert len(set(beside_empty)) >= 3, f"{name}: wide heads held empty nodes {len(set(beside_empty))} times"
+
+
+def test_backfill_comparison_reads_where_each_job_started():
+    """Start times alone miss a backfill that starts the right jobs at the right times in the wrong place."""
+    index = next(i for i, w in enumerate(grading.WORKLOADS) if w[1]["mix"] is grading.CPU_AND_WIDE)
+    reference = grading._reference_run(index, False)
+    assert all(nodes is not None and nodes.startswith("started on nodes [") for *_, nodes in reference.values())
+    mutant = _function("backfill_keeps_off_reserved_first", "easy_backfill")
+    _, kwargs, placer = grading.WORKLOADS[index]
+    jobs = grading._simulate(mutant, kwargs, placer)
+    assert all(j.start == reference[jid][0] for jid, j in jobs.items())  # the same start times...
+    assert any(grading._started_on(j) != reference[jid][3] for jid, j in jobs.items())  # ...on other nodes
 
 
 def test_invariants_take_a_cpu_only_placement_only_in_its_own_form():
