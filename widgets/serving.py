@@ -8,19 +8,16 @@ parameters and the plots; the live-engine tab is ``widgets.serving_live``.
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import holoviews as hv
-import pandas as pd
 import panel as pn
 import param
 
 from lab_core.serving import experiments as ex
 from lab_core.serving.blocks import BlockAllocator, BlockManager
-from lab_core.serving.fleet import MODELS, SLA, Workload
+from lab_core.serving.experiments import FLEET_ORDERS, Sweep
+from lab_core.serving.fleet import MODELS, SLA
 from lab_core.serving.scheduler import Scheduler, SchedulerBase
 from widgets import kit
 from widgets.serving_live import LiveEngineTab
@@ -28,27 +25,17 @@ from widgets.serving_live import LiveEngineTab
 TARGET = SLA()  # TTFT 200 ms, TPOT 1/30 s
 TIER_COLORS: dict[str, str] = {"all": "#1f77b4", "paid": "#2ca02c", "free": "#ff7f0e"}
 POOL_COLORS: dict[str, str] = {"total GPUs": "#1f77b4", "prefill GPUs": "#ff7f0e", "decode GPUs": "#9467bd"}
-# Each part orders by the same priority (paid = 0 before free = 1) in its own way: named apart
-# (lab_core.serving.protocol.QUEUE_ORDERS).
-FLEET_ORDERS: dict[str, str] = {"fcfs (arrival order)": "fcfs", "paid-first, aged (free +2 s)": "priority"}
-
-
-@dataclass(frozen=True, eq=False)
-class Sweep:
-    """A table computed behind a button (or the worked example), and the settings it was computed for."""
-
-    table: pd.DataFrame
-    setting: str = ""
-    seconds: float = 0.0
-    example: bool = False
-
-
-def log_ticks(lo: float, hi: float) -> list[float]:
-    """At most six round values (1, 2, 3, 5 times a power of ten) in [lo, hi] for a log axis."""
-    ticks = [m * 10.0**k for k in range(-3, 7) for m in (1, 2, 3, 5) if lo <= m * 10.0**k <= hi]
-    while len(ticks) > 6:
-        ticks = ticks[::2]
-    return ticks
+QUEUE_COLORS: dict[str, str] = dict(zip(ex.QUEUE_SERIES.values(), (kit.OVER, "#1f77b4")))
+LATENCY_TITLES: dict[str, tuple[str, str]] = {
+    "ttft": ("Time to first token (TTFT)", "TTFT, arrival → first token (ms, log)"),
+    "tpot": ("Time per output token (TPOT)", "TPOT, mean gap between later tokens (ms, log)"),
+}
+SWEEP_BUTTONS = {"sweep": "Sweep goodput vs load (8 simulations)", "plan": "Plan fleet size vs load (capacity planner)"}
+# The settings of the simulated fleet: any change simulates it again.
+FLEET_KNOBS = (
+    "rate concurrency burstiness duration seed model gpu prefill_gpus decode_gpus token_budget block_size "
+    "chunked_prefill policy"
+).split()
 
 
 class ServingDashboard(kit.LabDashboard):
@@ -68,7 +55,7 @@ class ServingDashboard(kit.LabDashboard):
     model = param.Selector(default="8B", objects=list(MODELS), label="Model")
     gpu = param.Selector(default="H100", objects=list(ex.GPU_NAMES), label="GPU type")
     prefill_gpus = param.Integer(0, bounds=(0, 16), label="Prefill GPUs (0 = colocated)")
-    decode_gpus = param.Integer(2, bounds=(1, 16), label="Decode GPUs")
+    decode_gpus = param.Integer(3, bounds=(1, 16), label="Decode GPUs")
     token_budget = param.Integer(8192, bounds=(256, 16384), step=256, label="Token budget per step (simulated)")
     block_size = param.Selector(default=16, objects=[8, 16, 32, 64], label="KV block size (tokens)")
     chunked_prefill = param.Boolean(True, label="Chunked prefill")
@@ -83,30 +70,18 @@ class ServingDashboard(kit.LabDashboard):
         scheduler: type[SchedulerBase] | None = None,
         **params: Any,
     ) -> None:
-        for name, cls, base in (
-            ("block_manager", block_manager, BlockAllocator),
-            ("scheduler", scheduler, SchedulerBase),
-        ):
-            if cls is not None and not (isinstance(cls, type) and issubclass(cls, base)):
-                raise TypeError(
-                    f"{name} must be a subclass of {base.__name__} (the class, not an instance), got {cls!r}"
-                )
+        ex.check_plugins(block_manager, scheduler)
         live = {name: params.pop(name) for name in list(params) if name.startswith("live_")}
-        example = ex.worked_example()
-        params.setdefault("sweep", Sweep(example["sweep"], example["setting"], example=True))
-        params.setdefault("plan", Sweep(example["plan"], example["setting"], example=True))
+        params = {**ex.worked_sweeps(), **params}
         super().__init__(block_manager=block_manager, scheduler=scheduler, **params)
         self.live_tab = LiveEngineTab(self, **live)
-        self._plan_progress = kit.progress_bar()
-
-        self._sweep_button = pn.widgets.Button(
-            label="Sweep goodput vs load (8 simulations)", button_type="primary", sizing_mode="stretch_width"
-        )
-        self._sweep_button.on_click(lambda _e: self.run_sweep())
-        self._plan_button = pn.widgets.Button(
-            label="Plan fleet size vs load (capacity planner)", button_type="primary", sizing_mode="stretch_width"
-        )
-        self._plan_button.on_click(lambda _e: self.run_plan())
+        self._bars = {"sweep": self._progress, "plan": kit.progress_bar()}
+        self._buttons = {
+            kind: pn.widgets.Button(label=label, button_type="primary", sizing_mode="stretch_width")
+            for kind, label in SWEEP_BUTTONS.items()
+        }
+        self._buttons["sweep"].on_click(lambda _e: self.run_sweep())
+        self._buttons["plan"].on_click(lambda _e: self.run_plan())
 
         def pane(view: Any) -> pn.pane.HoloViews:
             # DynamicMaps update the drawn figures' data in place, several times faster than redrawing them.
@@ -119,54 +94,16 @@ class ServingDashboard(kit.LabDashboard):
             flex_wrap="wrap",
             sizing_mode="stretch_width",
         )
-        self._sweep_plot, self._plan_plot = pane(self.goodput_plot), pane(self.fleet_plot)
+        self._sweep_plots = {"sweep": pane(self.goodput_plot), "plan": pane(self.fleet_plot)}
         self.recompute()
 
     # ---- the fleet -----------------------------------------------------------------------------
 
-    def workload(self) -> Workload:
-        """The traffic: open loop at ``rate`` with burstiness, or ``concurrency`` closed-loop users."""
-        return Workload(
-            rate=float(self.rate),
-            duration=float(self.duration),
-            cv=float(self.burstiness),
-            concurrency=int(self.concurrency) or None,
-            seed=int(self.seed),
-        )
-
-    def _fleet(self) -> ex.FleetRun:
-        cfg, note = ex.sized_fleet(
-            self.model,
-            self.gpu,
-            self.prefill_gpus,
-            self.decode_gpus,
-            token_budget=int(self.token_budget),
-            block_size=int(self.block_size),
-            chunked_prefill=bool(self.chunked_prefill),
-            policy=self.policy,
-        )
-        return ex.run_fleet(cfg, self.workload(), TARGET, note)
-
-    @param.depends(
-        "rate",
-        "concurrency",
-        "burstiness",
-        "duration",
-        "seed",
-        "model",
-        "gpu",
-        "prefill_gpus",
-        "decode_gpus",
-        "token_budget",
-        "block_size",
-        "chunked_prefill",
-        "policy",
-        watch=True,
-    )
+    @param.depends(*FLEET_KNOBS, watch=True)
     def recompute(self) -> None:
         """Simulate the fleet under the current settings; publish ``run`` (None and an error if refused)."""
-        token, errors = self.begin(), {}
-        run = self.attempt(errors, "fleet simulation", self._fleet)
+        token, errors, knobs = self.begin(), {}, {name: getattr(self, name) for name in FLEET_KNOBS}
+        run = self.attempt(errors, "fleet simulation", ex.fleet_run, **knobs, sla=TARGET)
         if self.is_latest(token):
             self.errors = {**{k: v for k, v in self.errors.items() if k != "fleet simulation"}, **errors}
             self.run = run
@@ -175,84 +112,40 @@ class ServingDashboard(kit.LabDashboard):
         """The current run's numbers (empty on error)."""
         return self.run.summary if self.run is not None else {}
 
-    def offered_rate(self) -> float:
-        """Requests per second the current run received."""
-        return self.run.offered_rate if self.run is not None else float(self.rate)
-
     def setting(self) -> str:
         """The current settings in words, for the sweeps' captions."""
-        if self.run is None:
-            return "invalid settings"
-        cfg, order = self.run.config, {v: k.split(" (")[0] for k, v in FLEET_ORDERS.items()}
-        pools = (
-            f"{cfg.prefill_gpus} prefill + {cfg.decode_gpus} decode"
-            if cfg.prefill_gpus
-            else f"{cfg.decode_gpus} colocated"
-        )
-        return (
-            f"{self.model} on {pools} {self.gpu}s (tp {cfg.tp}), budget {cfg.token_budget}, block "
-            f"{cfg.block_size}, chunked prefill {'on' if cfg.chunked_prefill else 'off'}, {order[cfg.policy]}, "
-            f"cv {self.burstiness:g}, {self.offered_rate():g} req/s"
-        )
+        return ex.fleet_setting(self.run, self.model, self.gpu) if self.run is not None else "invalid settings"
 
-    def _sweep(self, what: str, compute: Any, multiples: tuple[float, ...]) -> None:
+    def _sweep(self, kind: str) -> None:
         if self.run is None:
             return
-        run, started = self.run, time.perf_counter()
-        button = self._sweep_button if what == "sweep" else self._plan_button
+        button, errors, progress = self._buttons[kind], {}, kit.reporter(self._bars[kind])
         button.disabled = True
         try:
-            errors: dict[str, str] = {}
-            table = self.attempt(
-                errors,
-                what,
-                compute,
-                run.config,
-                run.workload,
-                ex.load_rates(run.offered_rate, multiples),
-                TARGET,
-                progress=kit.reporter(self._progress if what == "sweep" else self._plan_progress),
+            sweep = self.attempt(
+                errors, kind, ex.timed_sweep, self.run, kind, self.setting(), TARGET, progress=progress
             )
         finally:
             button.disabled = False
-        self.errors = {**{k: v for k, v in self.errors.items() if k != what}, **errors}
-        if table is not None:
-            setattr(self, what, Sweep(table, self.setting(), time.perf_counter() - started))
+        self.errors = {**{k: v for k, v in self.errors.items() if k != kind}, **errors}
+        if sweep is not None:
+            setattr(self, kind, sweep)
 
     def run_sweep(self) -> None:
         """Simulate the current fleet at multiples of the current load; publish ``sweep``."""
-        self._sweep("sweep", ex.goodput_sweep, ex.SWEEP)
+        self._sweep("sweep")
 
     def run_plan(self) -> None:
         """The smallest fleet meeting the SLA for 95% of requests at multiples of the load; publish ``plan``."""
-        self._sweep("plan", ex.fleet_plan, ex.PLAN)
+        self._sweep("plan")
 
     # ---- views: the fleet ------------------------------------------------------------------------
 
     @param.depends("run")
     def headline(self) -> pn.pane.Markdown:
         """The fleet, the traffic and its numbers in one sentence, and the recompute time."""
-        if self.run is None:
-            return pn.pane.Markdown("No results; see the error above.", margin=(0, 10))
-        s, cfg, wl, run = self.summary(), self.run.config, self.run.workload, self.run
-        traffic = (
-            f"{wl.concurrency} closed-loop users ({run.offered_rate:.1f} req/s)"
-            if wl.concurrency
-            else f"{wl.rate:g} req/s (burstiness {wl.cv:g})"
-        )
-        pools = (
-            f"{cfg.prefill_gpus} prefill + {cfg.decode_gpus} decode GPUs"
-            if cfg.disaggregated
-            else f"{cfg.decode_gpus} colocated GPUs"
-        )
-        text = (
-            f"**{cfg.model.name}** on {pools} ({self.gpu}, tp {cfg.tp}), {traffic} for {wl.duration:g} s: "
-            f"{s['requests']:.0f} requests, {s['finished']:.0f} finished, {s['preemptions']:.0f} preemptions, "
-            f"peak KV use {run.kv_peak_pct:.1f}% (busiest GPU instance). Recomputed in **{run.seconds * 1e3:.0f} ms**."
-        )
-        return pn.pane.Markdown(
-            text + (f"  \n{run.note}" if run.note else ""), sizing_mode="stretch_width", margin=(0, 10)
-        )
+        text = ex.fleet_headline(self.run, self.gpu) if self.run is not None else "No results; see the error above."
+        return pn.pane.Markdown(text, sizing_mode="stretch_width", margin=(0, 10))
 
     @param.depends("run")
     def badges(self) -> pn.FlexBox:
@@ -260,32 +153,21 @@ class ServingDashboard(kit.LabDashboard):
         s = self.summary()
         if not s:
             return pn.FlexBox()
-        ms = {k: 1e3 * s[k] for k in ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99")}
-        items = [
-            kit.sla_badge(k.replace("_", " ").upper().replace(" P", " p"), v, 1e3 * getattr(TARGET, k[:4]), unit="ms")
-            for k, v in ms.items()
+        badges = [
+            kit.sla_badge(b.label, b.value, b.target, unit=b.unit, higher_is_better=b.higher_is_better)
+            for b in ex.sla_badges(s, TARGET)
         ]
-        items.append(
-            kit.sla_badge(
-                "goodput", 100 * s["goodput_fraction"], 100 * ex.GOODPUT_TARGET, unit="%", higher_is_better=True
-            )
+        stat = (
+            f'<span class="serving-stat" style="padding:0.2em 0.6em;white-space:nowrap">throughput '
+            f"<b>{s['throughput']:,.0f} tok/s</b> · <b>{s['tokens_per_s_per_gpu']:,.0f} tok/s per GPU</b></span>"
         )
-        items.append(
-            pn.pane.HTML(
-                f'<span class="serving-stat" style="padding:0.2em 0.6em;white-space:nowrap">throughput '
-                f"<b>{s['throughput']:,.0f} tok/s</b> · <b>{s['tokens_per_s_per_gpu']:,.0f} tok/s per GPU</b></span>",
-                margin=(4, 6),
-            )
-        )
-        return pn.FlexBox(*items, flex_wrap="wrap", sizing_mode="stretch_width")
+        return pn.FlexBox(*badges, pn.pane.HTML(stat, margin=(4, 6)), flex_wrap="wrap", sizing_mode="stretch_width")
 
-    def _latency_plot(self, metric: str, target: float, title: str, xlabel: str) -> hv.Overlay:
-        t = target * 1e3
-        frame = ex.latency_ecdf(self.run.result, metric) if self.run is not None else pd.DataFrame()
-        if frame.empty:
-            frame = pd.DataFrame({"x": [t], "share": [0.0], "tier": ["all"]})
+    def _latency_plot(self, metric: str) -> hv.Overlay:
+        title, xlabel = LATENCY_TITLES[metric]
+        v = ex.latency_view(self.run.result if self.run is not None else None, metric, getattr(TARGET, metric))
         curves = kit.timeseries_plot(
-            frame,
+            v.frame,
             "share",
             x="x",
             by="tier",
@@ -295,21 +177,17 @@ class ServingDashboard(kit.LabDashboard):
             xlabel=xlabel,
             ylabel="share of requests within x",
         )
-        lo, hi = min(float(frame["x"].min()), t) * 0.8, max(float(frame["x"].max()), t) * 1.25
-        # The label goes on the side of the line with room for it, so the plot's edge never cuts it.
-        right = math.log(t / lo) / math.log(hi / lo) > 0.6
-        label = hv.Text(
-            t, 0.5, f"SLA {t:.0f} ms " if right else f" SLA {t:.0f} ms", halign="right" if right else "left"
-        ).opts(text_color=kit.OVER, text_font_size="10pt", text_font_style="bold")
-        limit = hv.VLine(t).opts(color=kit.OVER, line_dash="dashed", line_width=2)
-        ticks = [(v, f"{v:g}") for v in log_ticks(lo, hi)]
+        label = hv.Text(v.target_ms, 0.5, v.label, halign=v.halign).opts(
+            text_color=kit.OVER, text_font_size="10pt", text_font_style="bold"
+        )
+        limit = hv.VLine(v.target_ms).opts(color=kit.OVER, line_dash="dashed", line_width=2)
         return (curves * limit * label).opts(
             hv.opts.Overlay(
                 title=title,
                 logx=True,
-                xlim=(lo, hi),
+                xlim=(v.lo, v.hi),
                 ylim=(0, 1.02),
-                xticks=ticks or None,
+                xticks=[(x, f"{x:g}") for x in v.ticks] or None,
                 legend_position="bottom_right",
                 framewise=True,
             )
@@ -318,46 +196,34 @@ class ServingDashboard(kit.LabDashboard):
     @param.depends("run")
     def ttft_plot(self) -> hv.Overlay:
         """ECDF of time to first token (ms, log), all requests and per tier, with the SLA line."""
-        return self._latency_plot(
-            "ttft", TARGET.ttft, "Time to first token (TTFT)", "TTFT, arrival → first token (ms, log)"
-        )
+        return self._latency_plot("ttft")
 
     @param.depends("run")
     def tpot_plot(self) -> hv.Overlay:
         """ECDF of time per output token (ms, log), all requests and per tier, with the SLA line."""
-        return self._latency_plot(
-            "tpot", TARGET.tpot, "Time per output token (TPOT)", "TPOT, mean gap between later tokens (ms, log)"
-        )
+        return self._latency_plot("tpot")
 
-    def _timeseries(self) -> tuple[pd.DataFrame, hv.VSpan]:
-        r = self.run
-        if r is None or r.result.timeseries.empty:
-            zero = pd.DataFrame({"t": [0.0], "queue_depth": [0], "running": [0], "kv_utilization": [0.0]})
-            return zero, hv.VSpan(0, 0).opts(alpha=0.0)
-        ts, end = r.result.timeseries, float(r.result.timeseries["t"].max())
-        span = hv.VSpan(r.workload.duration, end).opts(color="#555555", alpha=0.1 if end > r.workload.duration else 0)
-        return ts, span
+    @staticmethod
+    def _drain(series: ex.FleetSeries) -> hv.VSpan:
+        return hv.VSpan(*series.drain).opts(color="#555555", alpha=0.1 if series.shaded else 0)
 
     @param.depends("run")
     def kv_plot(self) -> hv.Overlay:
         """KV-cache use of the pool holding KV over time, with the busiest instance's peak (the headline's)."""
-        ts, span = self._timeseries()
-        ts = ts.assign(kv_pct=100 * ts["kv_utilization"])
-        pool = "decode" if self.run is not None and self.run.config.disaggregated else "all"
-        peak = self.run.kv_peak_pct if self.run is not None else 0.0
+        series = ex.fleet_series(self.run)
         plot = kit.timeseries_plot(
-            ts,
+            series.frame,
             "kv_pct",
             title="KV-cache use",
-            ylabel=f"KV blocks in use, {pool} GPUs (%)",
+            ylabel=f"KV blocks in use, {series.pool} GPUs (%)",
             xlabel="simulated time (s; shaded: no new arrivals)",
             legend=False,
         )
-        line = hv.HLine(peak).opts(color="#555555", line_dash="dotted", line_width=1.5)
-        return (plot * span * line).opts(
+        line = hv.HLine(series.kv_peak).opts(color="#555555", line_dash="dotted", line_width=1.5)
+        return (plot * self._drain(series) * line).opts(
             hv.opts.Overlay(
-                title=f"KV-cache use (dotted: peak {peak:.1f}%)",
-                ylim=(0, min(max(5.0, peak * 1.15), 105)),
+                title=f"KV-cache use (dotted: peak {series.kv_peak:.1f}%)",
+                ylim=(0, series.kv_top),
                 show_legend=False,
                 framewise=True,
             )
@@ -366,49 +232,39 @@ class ServingDashboard(kit.LabDashboard):
     @param.depends("run")
     def queue_plot(self) -> hv.Overlay:
         """Requests waiting for admission and requests running, over time."""
-        ts, span = self._timeseries()
-        names = {"queue_depth": "waiting (queue depth)", "running": "running (in a batch)"}
-        long = ts.melt(id_vars="t", value_vars=list(names), var_name="what", value_name="requests")
+        series = ex.fleet_series(self.run)
         plot = kit.timeseries_plot(
-            long.assign(what=long["what"].map(names)),
+            series.queue,
             "requests",
             by="what",
             step=True,
-            colors=dict(zip(names.values(), (kit.OVER, "#1f77b4"))),
+            colors=QUEUE_COLORS,
             title="Queue depth",
             ylabel="requests",
             xlabel="simulated time (s; shaded: no new arrivals)",
         )
         # Headroom above the highest line keeps the legend off the data.
-        return (plot * span).opts(
+        return (plot * self._drain(series)).opts(
             hv.opts.Overlay(
                 title="Queue depth and running batch over time",
-                ylim=(0, max(1.0, float(long["requests"].max())) * 1.45),
+                ylim=(0, series.queue_top),
                 legend_position="top_right",
                 framewise=True,
             )
         )
 
-    def _caption(self, sweep: Sweep) -> str:
-        if sweep.example:
-            return " (worked example at the default settings; press the button for yours)"
-        return " (settings changed since: press again)" if sweep.setting != self.setting() else ""
+    def _now(self) -> hv.VLine:
+        rate = self.run.offered_rate if self.run is not None else float(self.rate)
+        return hv.VLine(rate).opts(color="#000000", line_width=1.5, line_dash="dotted")
 
     @param.depends("sweep", "run")
     def goodput_plot(self) -> hv.Overlay:
         """Goodput (% of requests within the SLA) against the arrival rate, the current load marked."""
-        frame, x = self.sweep.table, ("rate", "arrival rate (req/s)")
-        vdims = [
-            ("goodput_pct", "goodput (% within SLA)"),
-            ("ttft_p99_ms", "TTFT p99 (ms)"),
-            ("tpot_p99_ms", "TPOT p99 (ms)"),
-            ("tokens_per_s_per_gpu", "tokens/s per GPU"),
-        ]
+        frame, (x, *vdims) = self.sweep.table, ex.SWEEP_LABELS.items()
         curve = hv.Curve(frame, x, vdims).opts(color="#1f77b4", line_width=2)
         points = hv.Scatter(frame, x, vdims).opts(color="#1f77b4", size=8, tools=["hover"])
-        now = hv.VLine(self.offered_rate()).opts(color="#000000", line_width=1.5, line_dash="dotted")
         target = hv.HLine(100 * ex.GOODPUT_TARGET).opts(color=kit.OVER, line_dash="dashed", line_width=2)
-        return (curve * points * now * target).opts(
+        return (curve * points * self._now() * target).opts(
             hv.opts.Overlay(
                 title="Goodput vs load" + (" (worked example)" if self.sweep.example else ""),
                 xlabel="arrival rate (req/s; dotted: current load)",
@@ -424,10 +280,7 @@ class ServingDashboard(kit.LabDashboard):
     @param.depends("plan", "run")
     def fleet_plot(self) -> hv.Overlay:
         """The planner's smallest fleet per arrival rate: total, prefill and decode GPUs."""
-        names = {"total_gpus": "total GPUs", "prefill_gpus": "prefill GPUs", "decode_gpus": "decode GPUs"}
-        long = self.plan.table.rename(columns=names).melt(
-            id_vars="rate", value_vars=list(POOL_COLORS), var_name="pool", value_name="gpus"
-        )
+        long = ex.plan_pools(self.plan.table)
         lines = kit.timeseries_plot(
             long,
             "gpus",
@@ -446,8 +299,7 @@ class ServingDashboard(kit.LabDashboard):
                 for pool, part in long.groupby("pool", sort=False)
             ]
         )
-        now = hv.VLine(self.offered_rate()).opts(color="#000000", line_width=1.5, line_dash="dotted")
-        return (lines * points * now).opts(
+        return (lines * points * self._now()).opts(
             hv.opts.Overlay(
                 title="Smallest fleet for the SLA" + (" (worked example)" if self.plan.example else ""),
                 xlabel="arrival rate (req/s; dotted: current load)",
@@ -457,26 +309,19 @@ class ServingDashboard(kit.LabDashboard):
             )
         )
 
+    def _note(self, kind: str) -> pn.pane.Markdown:
+        text = ex.sweep_note(getattr(self, kind), self.setting())
+        return pn.pane.Markdown(text, sizing_mode="stretch_width", margin=(0, 10))
+
     @param.depends("sweep", "run")
     def sweep_note(self) -> pn.pane.Markdown:
         """What the goodput sweep was computed for."""
-        s = self.sweep
-        return pn.pane.Markdown(
-            f"For {s.setting}; {len(s.table)} rates in {s.seconds:.1f} s{self._caption(s)}.",
-            sizing_mode="stretch_width",
-            margin=(0, 10),
-        )
+        return self._note("sweep")
 
     @param.depends("plan", "run")
     def plan_note(self) -> pn.pane.Markdown:
         """What the plan was computed for, and the rates no fleet of at most 64 GPUs serves."""
-        p, missing = self.plan, int(self.plan.table["total_gpus"].isna().sum())
-        more = f" {missing} rate(s) need more than {ex.PLAN_MAX_GPUS} GPUs (not drawn)." if missing else ""
-        return pn.pane.Markdown(
-            f"For {p.setting}; {len(p.table)} rates in {p.seconds:.1f} s{self._caption(p)}.{more}",
-            sizing_mode="stretch_width",
-            margin=(0, 10),
-        )
+        return self._note("plan")
 
     # ---- layout ----------------------------------------------------------------------------------
 
@@ -491,33 +336,27 @@ class ServingDashboard(kit.LabDashboard):
             ),
             kit.controls(self, ["model", "gpu", "prefill_gpus", "decode_gpus"], title="Model and fleet"),
             kit.controls(self, ["token_budget", "block_size", "chunked_prefill", "policy"], title="Engine"),
-            pn.pane.Markdown(
-                f"SLA: TTFT ≤ {TARGET.ttft * 1e3:.0f} ms, TPOT ≤ {TARGET.tpot * 1e3:.1f} ms (30 tokens/s); "
-                "goodput counts requests meeting both. Block size and chunking also apply to the live "
-                "engine. Priority is the tier (paid before free); *paid-first, aged* lets a free request "
-                "rank like a paid one arriving 2 s later, so it is never starved.",
-                margin=(0, 10),
-            ),
+            pn.pane.Markdown(ex.sla_note(TARGET), margin=(0, 10)),
             sizing_mode="stretch_width",
         )
 
     def main(self) -> pn.Column:
         """The fleet tab (numbers, distributions, time series, sweeps) and the live-engine tab."""
 
-        def sweep(button: pn.widgets.Button, bar: Any, note: Any, plot: Any) -> pn.Column:
-            return pn.Column(
-                button,
-                bar,
-                note,
-                plot.clone(styles={}),
-                sizing_mode="stretch_width",
-                min_width=420,
-                styles={"flex": "1 1 45%"},
-            )
-
+        notes = {"sweep": self.sweep_note, "plan": self.plan_note}
         sweeps = pn.FlexBox(
-            sweep(self._sweep_button, self._progress, self.sweep_note, self._sweep_plot),
-            sweep(self._plan_button, self._plan_progress, self.plan_note, self._plan_plot),
+            *(
+                pn.Column(
+                    self._buttons[kind],
+                    self._bars[kind],
+                    notes[kind],
+                    self._sweep_plots[kind].clone(styles={}),
+                    sizing_mode="stretch_width",
+                    min_width=420,
+                    styles={"flex": "1 1 45%"},
+                )
+                for kind in ("sweep", "plan")
+            ),
             flex_wrap="wrap",
             sizing_mode="stretch_width",
         )

@@ -1,6 +1,7 @@
 """What Lab 07's dashboard, notebook and benchmarks run, as data: a sized fleet simulated against
 the SLA, its latency distributions, goodput and fleet size against load, and the real engine
-serving requests live on its own thread.
+serving requests live on its own thread; and what the dashboard's fleet tab draws (captions,
+badges, log axes, time series, the plan's pools), prepared here so the dashboard only draws.
 
 The live runner (:class:`LiveRun`) is an :class:`AsyncEngine` (the gateway's replica) that keeps
 finished requests; its engine thread refreshes a :class:`LiveSnapshot` which any thread reads.
@@ -107,6 +108,33 @@ def sized_fleet(model: str, gpu: str, prefill_gpus: int, decode_gpus: int, **eng
     return FleetConfig(model=model, gpu=GPU_NAMES[gpu], prefill_gpus=pre, decode_gpus=dec, tp=tp, **engine), note
 
 
+def fleet_run(
+    model: str,
+    gpu: str,
+    prefill_gpus: int,
+    decode_gpus: int,
+    *,
+    rate: float,
+    duration: float,
+    burstiness: float,
+    concurrency: int,
+    seed: int,
+    sla: SLA | None = None,
+    **engine: object,
+) -> FleetRun:
+    """The dashboard's fleet (:func:`sized_fleet`; ``engine`` sets FleetConfig fields) simulated under its
+    traffic: open loop at ``rate`` with gaps of CV ``burstiness``, or ``concurrency`` closed-loop users."""
+    config, note = sized_fleet(model, gpu, prefill_gpus, decode_gpus, **engine)
+    workload = Workload(
+        rate=float(rate),
+        duration=float(duration),
+        cv=float(burstiness),
+        concurrency=int(concurrency) or None,
+        seed=int(seed),
+    )
+    return run_fleet(config, workload, sla, note)
+
+
 def run_fleet(config: FleetConfig, workload: Workload, sla: SLA | None = None, note: str = "") -> FleetRun:
     """Simulate ``config`` under ``workload`` and time it."""
     started = time.perf_counter()
@@ -210,6 +238,13 @@ def fleet_plan(
     return table[PLAN_COLUMNS]
 
 
+def sweep_around(run: FleetRun, kind: str, sla: SLA | None = None, *, progress: Progress | None = None) -> pd.DataFrame:
+    """``kind`` "sweep" (:func:`goodput_sweep` at :data:`SWEEP` multiples of ``run``'s load) or "plan"
+    (:func:`fleet_plan` at :data:`PLAN` multiples), for ``run``'s fleet and traffic."""
+    compute, multiples = {"sweep": (goodput_sweep, SWEEP), "plan": (fleet_plan, PLAN)}[kind]
+    return compute(run.config, run.workload, load_rates(run.offered_rate, multiples), sla, progress=progress)
+
+
 def worked_example() -> dict[str, object]:
     """The sweeps at the dashboard's default settings (``setting``, ``sweep``, ``plan``), shown before
     the first press; :func:`save_worked_example` writes them."""
@@ -221,16 +256,221 @@ def worked_example() -> dict[str, object]:
     }
 
 
+def worked_sweeps() -> dict[str, Sweep]:
+    """The worked example as the dashboard's ``sweep`` and ``plan``, marked as the example."""
+    example = worked_example()
+    return {kind: Sweep(example[kind], example["setting"], example=True) for kind in ("sweep", "plan")}
+
+
 def save_worked_example(run: FleetRun, setting: str) -> None:
     """Compute both sweeps around ``run`` (the defaults' fleet) and store them as the worked example."""
-    sweep = goodput_sweep(run.config, run.workload, load_rates(run.offered_rate, SWEEP))
-    plan = fleet_plan(run.config, run.workload, load_rates(run.offered_rate, PLAN))
+    sweep, plan = sweep_around(run, "sweep"), sweep_around(run, "plan")
     data = {
         "setting": setting,
         "sweep": sweep.to_dict("records"),
         "plan": plan.astype(object).where(plan.notna(), None).to_dict("records"),
     }
     WORKED_EXAMPLE.write_text(json.dumps(data, indent=1) + "\n")
+
+
+# ---- what the fleet tab draws -----------------------------------------------------------------
+
+
+def check_plugins(block_manager: object, scheduler: object) -> None:
+    """Raise TypeError unless each of ``block_manager`` and ``scheduler`` is None or a subclass of its
+    seam's base class (:class:`BlockAllocator`, :class:`SchedulerBase`)."""
+    for name, cls, base in (("block_manager", block_manager, BlockAllocator), ("scheduler", scheduler, SchedulerBase)):
+        if cls is not None and not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(f"{name} must be a subclass of {base.__name__} (the class, not an instance), got {cls!r}")
+
+
+FLEET_ORDERS: dict[str, str] = {"fcfs (arrival order)": "fcfs", "paid-first, aged (free +2 s)": "priority"}
+"""The fleet simulator's queue orders by their names on the page; every part orders by the same
+priority in its own way, so each has its own name (:data:`lab_core.serving.protocol.QUEUE_ORDERS`)."""
+SWEEP_LABELS = {
+    "rate": "arrival rate (req/s)",
+    "goodput_pct": "goodput (% within SLA)",
+    "ttft_p99_ms": "TTFT p99 (ms)",
+    "tpot_p99_ms": "TPOT p99 (ms)",
+    "tokens_per_s_per_gpu": "tokens/s per GPU",
+}
+"""What the goodput plot shows of a sweep, by column."""
+QUEUE_SERIES = {"queue_depth": "waiting (queue depth)", "running": "running (in a batch)"}
+POOLS = {"total_gpus": "total GPUs", "prefill_gpus": "prefill GPUs", "decode_gpus": "decode GPUs"}
+
+
+@dataclass(frozen=True, eq=False)
+class Sweep:
+    """A table computed behind a button (or the worked example), and the settings it was computed for."""
+
+    table: pd.DataFrame
+    setting: str = ""
+    seconds: float = 0.0
+    example: bool = False
+
+
+def timed_sweep(
+    run: FleetRun, kind: str, setting: str, sla: SLA | None = None, *, progress: Progress | None = None
+) -> Sweep:
+    """:func:`sweep_around` ``run`` as a :class:`Sweep` for ``setting`` (``run``'s in words), timed."""
+    started = time.perf_counter()
+    table = sweep_around(run, kind, sla, progress=progress)
+    return Sweep(table, setting, time.perf_counter() - started)
+
+
+def sweep_note(sweep: Sweep, setting: str) -> str:
+    """What ``sweep`` was computed for, whether ``setting`` (the current one) differs, and the rates no
+    fleet of at most :data:`PLAN_MAX_GPUS` GPUs serves."""
+    if sweep.example:
+        caption = " (worked example at the default settings; press the button for yours)"
+    else:
+        caption = " (settings changed since: press again)" if sweep.setting != setting else ""
+    missing = int(sweep.table["total_gpus"].isna().sum()) if "total_gpus" in sweep.table else 0
+    more = f" {missing} rate(s) need more than {PLAN_MAX_GPUS} GPUs (not drawn)." if missing else ""
+    return f"For {sweep.setting}; {len(sweep.table)} rates in {sweep.seconds:.1f} s{caption}.{more}"
+
+
+def plan_pools(plan: pd.DataFrame) -> pd.DataFrame:
+    """A fleet plan as tidy rows: rate, pool (total, prefill or decode GPUs), gpus."""
+    wide = plan.rename(columns=POOLS)
+    return wide.melt(id_vars="rate", value_vars=list(POOLS.values()), var_name="pool", value_name="gpus")
+
+
+def _pools(cfg: FleetConfig, gpus: str = "") -> str:
+    if cfg.disaggregated:
+        return f"{cfg.prefill_gpus} prefill + {cfg.decode_gpus} decode{gpus}"
+    return f"{cfg.decode_gpus} colocated{gpus}"
+
+
+def fleet_setting(run: FleetRun, model: str, gpu: str) -> str:
+    """``run``'s settings in words (``model`` and ``gpu`` as the controls name them), for the sweeps' captions."""
+    cfg, order = run.config, {v: k.split(" (")[0] for k, v in FLEET_ORDERS.items()}
+    return (
+        f"{model} on {_pools(cfg)} {gpu}s (tp {cfg.tp}), budget {cfg.token_budget}, block "
+        f"{cfg.block_size}, chunked prefill {'on' if cfg.chunked_prefill else 'off'}, {order[cfg.policy]}, "
+        f"cv {run.workload.cv:g}, {run.offered_rate:g} req/s"
+    )
+
+
+def fleet_headline(run: FleetRun, gpu: str) -> str:
+    """The fleet, the traffic and its numbers in one Markdown sentence, the recompute time and the note."""
+    s, cfg, wl = run.summary, run.config, run.workload
+    traffic = (
+        f"{wl.concurrency} closed-loop users ({run.offered_rate:.1f} req/s)"
+        if wl.concurrency
+        else f"{wl.rate:g} req/s (burstiness {wl.cv:g})"
+    )
+    text = (
+        f"**{cfg.model.name}** on {_pools(cfg, ' GPUs')} ({gpu}, tp {cfg.tp}), {traffic} for {wl.duration:g} s: "
+        f"{s['requests']:.0f} requests, {s['finished']:.0f} finished, {s['preemptions']:.0f} preemptions, "
+        f"peak KV use {run.kv_peak_pct:.1f}% (busiest GPU instance). Recomputed in **{run.seconds * 1e3:.0f} ms**."
+    )
+    return text + (f"  \n{run.note}" if run.note else "")
+
+
+@dataclass(frozen=True)
+class Badge:
+    """One number against its target (``higher_is_better`` for goodput)."""
+
+    label: str
+    value: float
+    target: float
+    unit: str
+    higher_is_better: bool = False
+
+
+def sla_note(sla: SLA) -> str:
+    """The SLA, what goodput counts and what the queue orders mean, in Markdown (the sidebar's note)."""
+    return (
+        f"SLA: TTFT ≤ {sla.ttft * 1e3:.0f} ms, TPOT ≤ {sla.tpot * 1e3:.1f} ms ({1 / sla.tpot:.0f} tokens/s); "
+        "goodput counts requests meeting both. Block size and chunking also apply to the live "
+        "engine. Priority is the tier (paid before free); *paid-first, aged* lets a free request "
+        f"rank like a paid one arriving {FleetConfig.aging:g} s later, so it is never starved."
+    )
+
+
+def sla_badges(summary: dict[str, float], sla: SLA) -> list[Badge]:
+    """TTFT and TPOT p50 and p99 (ms) against the SLA, and goodput (%) against :data:`GOODPUT_TARGET`."""
+    badges = [
+        Badge(f"{key[:4].upper()} {key[5:]}", 1e3 * summary[key], 1e3 * getattr(sla, key[:4]), "ms")
+        for key in ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99")
+    ]
+    goodput = 100 * summary["goodput_fraction"]
+    return [*badges, Badge("goodput", goodput, 100 * GOODPUT_TARGET, "%", higher_is_better=True)]
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """At most six round values (1, 2, 3, 5 times a power of ten) in [lo, hi] for a log axis."""
+    ticks = [m * 10.0**k for k in range(-3, 7) for m in (1, 2, 3, 5) if lo <= m * 10.0**k <= hi]
+    while len(ticks) > 6:
+        ticks = ticks[::2]
+    return ticks
+
+
+@dataclass(frozen=True, eq=False)
+class LatencyView:
+    """A latency's ECDF (:func:`latency_ecdf`, ms) and its log axis: limits, round ticks, the SLA target
+    in ms and its label, aligned to the side of the line with room for it (``halign``)."""
+
+    frame: pd.DataFrame
+    target_ms: float
+    lo: float
+    hi: float
+    ticks: list[float]
+    label: str
+    halign: str
+
+
+def latency_view(result: FleetResult | None, metric: str, target: float) -> LatencyView:
+    """The ECDF of ``metric`` ("ttft" or "tpot") against ``target`` seconds; one point at the target
+    with share 0 when there is nothing to draw."""
+    t = target * 1e3
+    frame = latency_ecdf(result, metric) if result is not None else pd.DataFrame()
+    if frame.empty:
+        frame = pd.DataFrame({"x": [t], "share": [0.0], "tier": ["all"]})
+    lo, hi = min(float(frame["x"].min()), t) * 0.8, max(float(frame["x"].max()), t) * 1.25
+    if math.log(t / lo) / math.log(hi / lo) > 0.6:
+        return LatencyView(frame, t, lo, hi, log_ticks(lo, hi), f"SLA {t:.0f} ms ", "right")
+    return LatencyView(frame, t, lo, hi, log_ticks(lo, hi), f" SLA {t:.0f} ms", "left")
+
+
+@dataclass(frozen=True, eq=False)
+class FleetSeries:
+    """A run over time: ``frame`` (t, queue_depth, running, kv_utilization, kv_pct), ``queue`` (tidy: t,
+    what, requests), the drain after the last arrival (``drain``; ``shaded`` when it lasted), the pool
+    holding KV, the KV peak (%) and the y-axis tops of both plots."""
+
+    frame: pd.DataFrame
+    queue: pd.DataFrame
+    drain: tuple[float, float]
+    shaded: bool
+    pool: str
+    kv_peak: float
+    kv_top: float
+    queue_top: float
+
+
+def fleet_series(run: FleetRun | None) -> FleetSeries:
+    """What the KV-use and queue plots draw for ``run`` (zeros when there is no run)."""
+    if run is None or run.result.timeseries.empty:
+        ts, drain = pd.DataFrame({"t": [0.0], "queue_depth": [0], "running": [0], "kv_utilization": [0.0]}), (0.0, 0.0)
+    else:
+        ts = run.result.timeseries
+        drain = (run.workload.duration, float(ts["t"].max()))
+    ts = ts.assign(kv_pct=100 * ts["kv_utilization"])
+    queue = ts.melt(id_vars="t", value_vars=list(QUEUE_SERIES), var_name="what", value_name="requests")
+    queue = queue.assign(what=queue["what"].map(QUEUE_SERIES))
+    peak = run.kv_peak_pct if run is not None else 0.0
+    return FleetSeries(
+        ts,
+        queue,
+        drain,
+        drain[1] > drain[0],
+        "decode" if run is not None and run.config.disaggregated else "all",
+        peak,
+        min(max(5.0, peak * 1.15), 105),
+        max(1.0, float(queue["requests"].max())) * 1.45,
+    )
 
 
 # ---- the live engine --------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def test_plots_render_a_slider_changes_the_numbers_and_the_live_engine_draws_tim
             page.locator(".noUi-handle").nth(5).focus()
             page.keyboard.press("ArrowRight")
             page.keyboard.press("ArrowRight")
-            expect(headline).to_contain_text("4 colocated GPUs", timeout=30_000)
+            expect(headline).to_contain_text("5 colocated GPUs", timeout=30_000)
             tpot = page.locator(".sla-badge", has_text="TPOT p99")
             expect(tpot).not_to_have_text(before, timeout=30_000)
             after = tpot.inner_text()

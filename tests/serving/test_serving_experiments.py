@@ -16,7 +16,7 @@ from lab_core.serving.engine import EngineConfig, LLMEngine
 from lab_core.serving.fleet import SLA, FleetConfig, Workload
 from lab_core.serving.protocol import PAID, QUEUE_ORDERS, SamplingParams
 from lab_core.serving.timeline import COLUMNS, phase_bars, request_table
-from widgets.serving import FLEET_ORDERS, dashboard, log_ticks
+from widgets.serving import FLEET_ORDERS, dashboard
 from widgets.serving_live import LIVE_ORDERS
 
 TINY = EngineConfig(model="tiny", num_blocks=48, block_size=16, token_budget=128)
@@ -141,6 +141,6 @@ def test_queue_orders_have_distinct_names_on_the_page() -> None:
 
 
 def test_log_ticks_are_few_round_and_in_range() -> None:
-    assert log_ticks(150, 400) == [200, 300]
-    ticks = log_ticks(3, 5000)
+    assert ex.log_ticks(150, 400) == [200, 300]
+    ticks = ex.log_ticks(3, 5000)
     assert 2 <= len(ticks) <= 6 and all(3 <= t <= 5000 for t in ticks)
