@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import html
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -36,6 +38,7 @@ from lab_core.training.drills import STEPS, first_half, micro_batches, one_threa
 from lab_core.training.live import LiveRuns, RunSnapshot, example_run
 from lab_core.training.parallel import flops_per_token
 from lab_core.training.protocol import AccumulationStep, LoadCheckpoint, SaveCheckpoint, ZeroBytesPerGPU
+from lab_core.training.reference import accumulation_step as reference_accumulation_step
 
 __all__ = [
     "MODELS",
@@ -57,6 +60,8 @@ __all__ = [
     "accumulation_run",
     "ResumeRun",
     "resume_run",
+    "ExerciseDrills",
+    "exercise_drills",
 ]
 
 #: Llama 3's shapes next to the course's own presets.
@@ -286,6 +291,19 @@ class MeshStudy:
             f"consecutive ranks. {crossing}" + (f" Drawn: the first {len(self.layout)} GPUs." if self.truncated else "")
         )
 
+    def node_ticks(self) -> list[tuple[float, str]]:
+        """(y, "node n") at the top row of each node's boxes, for the y axis."""
+        return [(float(y) - 0.45, f"node {n}") for n, y in self.boxes().groupby("node")["y1"].max().items()]
+
+    def slot_ticks(self) -> list[tuple[float, str]]:
+        """(x, "GPU i") at the centre of each slot of a node's row, for the x axis."""
+        return [(i + 0.5, f"GPU {i}") for i in range(min(self.gpus_per_node, 8))]
+
+    def plot_height(self, per_row: int = 40, most: int = 900) -> int:
+        """Pixels that give each row of boxes ``per_row`` (at least 220, at most ``most``)."""
+        frame = self.boxes()
+        return min(max(220, int(per_row * (frame["y1"].max() - frame["y0"].min())) + 100), most)
+
     def tp_groups(self) -> pd.DataFrame:
         """One outline per TP group (same pp and dp): the corners around its boxes."""
         return (
@@ -427,3 +445,50 @@ def resume_run(save: SaveCheckpoint, load: LoadCheckpoint) -> ResumeRun:
         step, losses, weights = resumed(store, load, path)
     same = all(torch.equal(a, b) for a, b in zip(weights, want_weights))
     return ResumeRun(want, losses, step, same)
+
+
+def _run(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class ExerciseDrills:
+    """The notebook's exercises run beside the reference, to draw: the ZeRO states per GPU (stage, GB, who), the
+    accumulation runs (the whole-batch baseline first) and the resume runs as loss frames (step, loss, run),
+    and a Markdown verdict per drill that ran."""
+
+    zero: pd.DataFrame
+    accumulation: list[pd.DataFrame]
+    resume: list[pd.DataFrame]
+    verdicts: list[str]
+
+
+def exercise_drills(
+    num_params: int,
+    dp: int,
+    k: int,
+    *,
+    zero: Sequence[tuple[str, ZeroBytesPerGPU]],
+    accumulation: tuple[str, AccumulationStep],
+    checkpoints: Sequence[tuple[str, SaveCheckpoint, LoadCheckpoint]],
+    attempt: Callable[..., Any] = _run,
+    progress: Progress | None = None,
+) -> ExerciseDrills:
+    """Each drill with each (who, function): ``attempt(name, fn, *args, **kwargs)`` runs a drill of a student's
+    code and gives None when it raised, so one failing exercise leaves the others drawn."""
+    zeros = {who: attempt("zero_bytes_per_gpu", zero_states, fn, num_params, dp) for who, fn in zero}
+    who, step_fn = accumulation
+    whole = accumulation_run(reference_accumulation_step, k=1)
+    split = attempt("accumulation_step", accumulation_run, step_fn, k=k, progress=progress)
+    resume = {
+        who: attempt("save_checkpoint / load_checkpoint", resume_run, save, load) for who, save, load in checkpoints
+    }
+    label = f"{k} micro-batches ({who})"
+    verdicts = [split.verdict(whole, label)] if split else []
+    verdicts += [r.verdict("your" if w == "yours" else "the reference") for w, r in resume.items() if r]
+    return ExerciseDrills(
+        pd.concat([f.assign(who=w) for w, f in zeros.items() if f is not None]),
+        [whole.frame("one batch of 8 (reference)")] + ([split.frame(label)] if split else []),
+        [r.frame(w) for w, r in resume.items() if r],
+        verdicts,
+    )

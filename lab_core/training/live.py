@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,12 @@ class RunSnapshot:
     example: bool = False
 
     @property
+    def version(self) -> tuple | None:
+        """What changes whenever the run does (id, last update, status, last step); None without a run."""
+        info = self.info
+        return None if info is None else (info["run_id"], info["updated"], info["status"], info["last_step"])
+
+    @property
     def steps(self) -> tuple[int, int]:
         """(last step logged, steps planned), (0, 1) without a run."""
         if self.info is None:
@@ -74,6 +81,18 @@ class RunSnapshot:
             f"tokens. Loss {metric('loss', '.3f')} nats/token, {metric('tokens_per_s', ',.0f')} tokens/s, "
             f"{metric('step_time_s', '.3f')} s/step."
         )
+
+    def series(self, key: str) -> pd.DataFrame:
+        """Columns step and ``key``: the steps that logged it (none when the run never did)."""
+        frame = self.metrics
+        return frame[["step", key]].dropna() if key in frame else pd.DataFrame({"step": [], key: []}, dtype=float)
+
+    def losses(self) -> pd.DataFrame:
+        """Columns step, value, series: the training loss per step ("train") and the validation loss ("eval")
+        where the run evaluated."""
+        train = self.series("loss").rename(columns={"loss": "value"}).assign(series="train")
+        evals = self.series("eval_loss").rename(columns={"eval_loss": "value"}).assign(series="eval")
+        return pd.concat([train, evals], ignore_index=True) if not evals.empty else train
 
 
 def example_run() -> RunSnapshot:
@@ -102,6 +121,15 @@ class LiveRuns:
         self.allow_start = allow_start
         self.launched: launch.LaunchedRun | None = None
         self._tracker: Tracker | None = None
+        # A launch on a thread (start_in_background): under way, its dataset's progress, why it failed.
+        self.launching = False
+        self.prep: tuple[int, int, str] | None = None
+        self.launch_failure: Exception | None = None
+
+    def retarget(self, tracker_path: str | Path) -> None:
+        """Read the tracker at ``tracker_path`` from now on; a job started here is still followed."""
+        self.close()
+        self.path = Path(tracker_path).expanduser()
 
     @property
     def workdir(self) -> Path:
@@ -156,6 +184,56 @@ class LiveRuns:
             self.launched = launch.start(config, workdir=self.workdir, nproc=nproc, run_name=f"{strategy}-x{nproc}")
             _running.append(self.launched)
         return self.launched
+
+    def start_in_background(self, strategy: str, nproc: int, steps: int) -> threading.Thread:
+        """:meth:`start` on a thread, so a page stays live while the dataset is prepared: ``launching``, ``prep``
+        (done, total, label) and ``launch_failure`` say how it goes. Refused while a run started here goes on."""
+        if self.launching or self.running():
+            raise RuntimeError("A run started here is still going: stop it first.")
+        self.launching, self.launch_failure = True, None
+
+        def report(done: int, total: int, label: str) -> None:
+            self.prep = (done, total, label)
+
+        def launch() -> None:
+            try:
+                self.start(strategy, nproc, steps, progress=report)
+            except Exception as exc:  # noqa: BLE001 - a config the mesh refuses, a dataset that failed: reported
+                self.launch_failure = exc
+            finally:
+                self.launching, self.prep = False, None
+
+        thread = threading.Thread(target=launch, name="training-launch", daemon=True)
+        thread.start()
+        return thread
+
+    def news(self, describe: Callable[[BaseException], str] = repr) -> str:
+        """What went wrong since the last call, or "": a job started here that died (its output's tail), else a
+        background launch that failed before its job started (the exception, as ``describe`` writes it)."""
+        failure, self.launch_failure = self.launch_failure, None
+        return self.check_launched() or (f"Could not start the run: {describe(failure)}" if failure else "")
+
+    def busy(self, snapshot: RunSnapshot) -> bool:
+        """Whether a view should keep polling: a launch under way, a job started here not yet seen to end (it can
+        finish while the view reads), or the run shown still running."""
+        running = snapshot.info is not None and snapshot.info["status"] == "running"
+        return self.launching or self.launched is not None or running
+
+    def progress(self, snapshot: RunSnapshot) -> tuple[int, int]:
+        """(done, total) for a progress bar: the dataset's preparation during a launch, else the run's steps."""
+        return self.prep[:2] if self.prep else snapshot.steps
+
+    def status(self, snapshot: RunSnapshot) -> str:
+        """Markdown above the live plots: the launch under way, or the run's summary (saying when it is the
+        worked example because the tracker has no runs yet)."""
+        if self.launching:
+            return f"Launching: {(self.prep or (0, 0, ''))[2] or 'starting torchrun'}…"
+        if not (snapshot.example and snapshot.info):
+            return snapshot.summary()
+        return (
+            f"No runs in `{html.escape(str(self.path))}` yet: below is a worked example, "
+            f"{html.escape(snapshot.info['note'])}. Start a run to see your own.  \n" + snapshot.summary()
+        )
 
     def check_launched(self) -> str:
         """Once a job started here has exited: forget it, and if it failed mark its run failed and return its

@@ -312,11 +312,11 @@ def test_a_launch_that_finishes_during_a_poll_is_still_followed(tmp_path: Path) 
 
     def launch_finishes_meanwhile(run_id):  # type: ignore[no-untyped-def]
         dash.live.launched = launch.LaunchedRun(rid, path, tmp_path / "runs" / rid, TrainConfig(), proc)
-        dash._launching = False
+        dash.live.launching = False
         return read(run_id)
 
     try:
-        dash._launching = True
+        dash.live.launching = True
         dash.live.snapshot = launch_finishes_meanwhile  # type: ignore[method-assign]
         dash.poll()
         dash.live.snapshot = read  # type: ignore[method-assign]
