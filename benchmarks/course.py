@@ -4,8 +4,8 @@ against plain ``nbgrader autograde``.
 ``syslab bench course [--quick]`` runs ``run(quick)``:
 
 1. **``syslab check LAB`` wall time** for every lab, twice in the same run: the fast path (the
-   reference and the blank by cold nbgrader, every submission again by nbgrader with warm kernels,
-   per-cell points compared) and the baseline that grades every submission with cold kernels
+   reference and the blank by cold nbgrader, every submission again through the fork tree of
+   :mod:`lab_core.autograde.fastpath`, per-cell points compared) and the baseline that grades every submission with cold kernels
    (``--all-nbgrader``, what ``syslab check`` did before). Both must hold all their checks; the
    order alternates between labs so drift on a shared machine hits both alike.
 2. **Notebooks graded per minute** on the same 20 rate-limiter submissions (the reference, the

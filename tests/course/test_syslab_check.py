@@ -1,8 +1,9 @@
-"""`syslab check LAB` end to end for every lab: real nbgrader generate + autograde of every submission.
+"""`syslab check LAB` end to end for every lab: real nbgrader generate + autograde, and the fast path.
 
 It is also the fidelity test of the fast path: with ``--compare 3`` the reference, the blank and
-three mutants are graded both by nbgrader with cold kernels and by nbgrader with warm kernels,
-and the check's "fast path = nbgrader" row holds only when every cell's points are equal.
+three mutants are graded both by nbgrader with cold kernels and by the fork tree
+(:mod:`lab_core.autograde.fastpath`), and the check's "fast path = nbgrader" row holds only when
+every cell's points are equal.
 
 This is also where each notebook is executed in the suite: the check's rows say the reference runs
 with no error in any cell and the blank student version breaks only at its exercises (both read
