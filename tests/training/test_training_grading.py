@@ -5,11 +5,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -18,11 +22,14 @@ import torch
 
 from lab_core.course import load_mutants, reference_answers
 from lab_core.labs import get_lab
+from lab_core.procs import free_port
 from lab_core.training import grading
 from lab_core.training.calculators import job_mtbf, young_daly_interval
 from lab_core.training.probes import watching_durability
 
 LAB = get_lab("training")
+ROOT = Path(__file__).resolve().parents[2]
+TWO_RANKS = Path(__file__).with_name("dist_accumulation_script.py")
 REFERENCE = reference_answers(nbformat.read(LAB.solution, as_version=4))
 
 
@@ -233,3 +240,23 @@ def test_watching_durability_restores_os_and_records_in_order(tmp_path):
         str(tmp_path.resolve()),
         str((tmp_path / "b").resolve()),
     )
+
+
+def _two_real_replicas(step: str, out: Path) -> dict[str, float]:
+    """``dist_accumulation_script.py`` under torchrun with 2 gloo ranks: how far apart the replicas end, and how
+    far from one process on the global batch."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port())]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([*cmd, str(TWO_RANKS), step, str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_the_one_rank_recording_agrees_with_two_real_replicas(tmp_path: Path) -> None:
+    """The grader's one-rank check stands in for a real group: the step it passes keeps two gloo replicas equal
+    (and equal to one process on the global batch); the mutant it fails lets them drift apart."""
+    right = _two_real_replicas("reference", tmp_path)
+    assert right["replicas_apart"] == 0.0 and right["from_global_batch"] < 1e-5
+    wrong = _two_real_replicas("accum_syncs_first_micro_batch", tmp_path)
+    assert wrong["replicas_apart"] > 1e-3
