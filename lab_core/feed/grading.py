@@ -5,9 +5,11 @@
 * :func:`compare_merge` -- the student's ``merge`` against :func:`lab_core.feed.policy.merge` on generated
   sources (duplicates across sources, posts made in the same instant), page by page through the
   student's *own* cursors, including walks during which newer posts arrive between two page reads.
+  Pages are compared item by item, whole: which copy of a duplicate is kept shows in its ``source``.
 * :func:`compare_timeline_write` / :func:`check_timeline_transaction` -- the student's
   ``add_to_timeline`` on fakeredis against :meth:`lab_core.feed.timeline.Timelines.add`, and that
-  the write and the trim travel in one transaction (MULTI/EXEC or a script).
+  each call's writes reach the server in exactly one MULTI/EXEC (or one script), read off the
+  commands the client sends, not off how the pipeline was opened.
 * :func:`compare_features` -- the student's ``features`` against :func:`lab_core.feed.ranker.features`.
 
 Every check raises ``AssertionError`` with a readable counterexample; a ``NotImplementedError``
@@ -37,11 +39,15 @@ from lab_core.feed.timeline import Timelines
 
 __all__ = [
     "check_timeline_transaction",
+    "command_names",
     "compare_features",
     "compare_fanout",
     "compare_merge",
     "compare_timeline_write",
+    "exchanges",
+    "recording_redis",
     "walk",
+    "walk_items",
 ]
 
 
@@ -85,9 +91,28 @@ def compare_fanout(fn: Callable[..., Any], max_examples: int = 300) -> None:
 
 def _describe(items: Any) -> str:
     try:
-        return "[" + ", ".join(f"#{i.post_id}@{i.created_at:g}" for i in items) + "]"
+        return "[" + ", ".join(f"#{i.post_id}@{i.created_at:g} {i.source}" for i in items) + "]"
     except Exception:  # noqa: BLE001 - describing whatever the student returned
         return repr(items)
+
+
+def _describe_pages(pages: list[list[FeedItem]]) -> str:
+    return "[" + ", ".join(_describe(page) for page in pages) + "]"
+
+
+def _ids(items: Any) -> Any:
+    """Post ids of a page (or of a list of pages); None if they are not items."""
+    try:
+        return [_ids(i) if isinstance(i, list) else i.post_id for i in items]
+    except (AttributeError, TypeError):
+        return None
+
+
+# Ids in the right order but not the same items: the copy of a duplicated post kept is not the first met.
+_COPY_HINT = (
+    "\n  the same posts, but not the same items: of a post held by several sources, keep the first copy "
+    "met, reading the sources in order (its source says which one the reader got)"
+)
 
 
 @st.composite
@@ -124,14 +149,14 @@ def _merge_cases(draw: st.DrawFn) -> tuple[list[list[FeedItem]], list[list[FeedI
     return sources, arrivals, limit
 
 
-def walk(
+def walk_items(
     merge_fn: Callable[..., Any],
     sources: list[list[FeedItem]],
     limit: int,
     arrivals: list[list[FeedItem]] = (),
     max_pages: int = 60,
-) -> list[list[int]]:
-    """Post ids page by page, following ``merge_fn``'s own cursors; ``arrivals[k]`` joins source 0
+) -> list[list[FeedItem]]:
+    """Whole items page by page, following ``merge_fn``'s own cursors; ``arrivals[k]`` joins source 0
     (newest first) before page ``k + 2`` is read."""
     sources = [list(s) for s in sources]
     pages, cursor = [], None
@@ -139,15 +164,26 @@ def walk(
         if k >= 1 and k - 1 < len(arrivals):
             sources[0] = sorted(sources[0] + list(arrivals[k - 1]), key=lambda i: i.order, reverse=True)
         page = merge_fn([list(s) for s in sources], limit=limit, cursor=cursor)
-        pages.append([i.post_id for i in page.items])
+        pages.append(list(page.items))
         if page.next_cursor is None:
             return pages
         cursor = page.next_cursor
     raise AssertionError(f"still not at the end after {max_pages} pages of {limit}: the cursor does not advance")
 
 
+def walk(
+    merge_fn: Callable[..., Any],
+    sources: list[list[FeedItem]],
+    limit: int,
+    arrivals: list[list[FeedItem]] = (),
+    max_pages: int = 60,
+) -> list[list[int]]:
+    """Post ids page by page, as :func:`walk_items` reads them."""
+    return [[i.post_id for i in page] for page in walk_items(merge_fn, sources, limit, arrivals, max_pages)]
+
+
 def compare_merge(merge_fn: Callable[..., Any], max_examples: int = 200) -> None:
-    """First pages equal the reference's; whole walks (with and without arrivals) equal the reference's."""
+    """First pages and whole walks (with and without arrivals) equal the reference's, item for item."""
 
     @hypothesis_settings(max_examples)
     @given(_merge_cases())
@@ -156,21 +192,22 @@ def compare_merge(merge_fn: Callable[..., Any], max_examples: int = 200) -> None
         shown = "\n".join(f"  source {k}: {_describe(s)}" for k, s in enumerate(sources))
         want = policy.merge(sources, limit=limit)
         got = merge_fn([list(s) for s in sources], limit=limit)
-        assert [i.post_id for i in got.items] == [i.post_id for i in want.items], (
+        assert list(got.items) == want.items, (
             f"first page with limit={limit} differs\n{shown}\n  reference: {_describe(want.items)}\n"
-            f"  yours:     {_describe(got.items)}"
+            f"  yours:     {_describe(got.items)}" + (_COPY_HINT if _ids(got.items) == _ids(want.items) else "")
         )
         assert (got.next_cursor is None) == (want.next_cursor is None), (
             f"next_cursor must be None exactly when nothing is left (limit={limit})\n{shown}\n"
             f"  reference next_cursor: {want.next_cursor!r}, yours: {got.next_cursor!r}"
         )
         for label, arr in (("", []), (" while new posts arrive", arrivals)):
-            want_pages = walk(policy.merge, sources, limit, arr)
-            got_pages = walk(merge_fn, sources, limit, arr)
+            want_pages = walk_items(policy.merge, sources, limit, arr)
+            got_pages = walk_items(merge_fn, sources, limit, arr)
             news = "".join(f"\n  before page {k + 2}: {_describe(a)} arrive" for k, a in enumerate(arr) if a)
             assert got_pages == want_pages, (
                 f"reading page after page (limit={limit}, following your cursors){label} differs\n{shown}{news}\n"
-                f"  reference pages: {want_pages}\n  yours:           {got_pages}"
+                f"  reference pages: {_describe_pages(want_pages)}\n  yours:           {_describe_pages(got_pages)}"
+                + (_COPY_HINT if _ids(got_pages) == _ids(want_pages) else "")
             )
 
     run_property(test)
@@ -214,38 +251,114 @@ def compare_timeline_write(fn: Callable[..., Any], max_examples: int = 120) -> N
     run_property(test)
 
 
-class _SpyRedis(fakeredis.FakeRedis):
-    """fakeredis that records commands sent outside a pipeline and the pipelines opened."""
+# Commands that change a timeline; a script is one atomic write whatever it runs.
+_WRITES = {
+    "ZADD",
+    "ZINCRBY",
+    "ZREM",
+    "ZREMRANGEBYRANK",
+    "ZREMRANGEBYSCORE",
+    "ZREMRANGEBYLEX",
+    "ZPOPMIN",
+    "ZPOPMAX",
+    "ZMPOP",
+    "ZUNIONSTORE",
+    "ZINTERSTORE",
+    "ZDIFFSTORE",
+    "ZRANGESTORE",
+    "DEL",
+    "UNLINK",
+    "RENAME",
+    "COPY",
+    "RESTORE",
+}
+_SCRIPTS = {"EVAL", "EVALSHA", "FCALL"}
+# What redis-py sends when it opens a connection: not the student's, so not shown to them.
+_HANDSHAKE = {"HELLO", "CLIENT", "AUTH", "SELECT"}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.direct: list[str] = []
-        self.pipelines: list[bool] = []
 
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.direct.append(str(args[0]).upper())
-        return super().execute_command(*args, **options)
+def command_names(packed: bytes) -> list[str]:
+    """The command names in RESP bytes as a client sends them (arrays of bulk strings), in order."""
+    names, pos = [], 0
+    while pos < len(packed):
+        end = packed.index(b"\r\n", pos)
+        count, pos = int(packed[pos + 1 : end]), end + 2
+        fields = []
+        for _ in range(count):
+            end = packed.index(b"\r\n", pos)
+            size, pos = int(packed[pos + 1 : end]), end + 2
+            fields.append(packed[pos : pos + size])
+            pos += size + 2
+        names.append(fields[0].decode().upper())
+    return names
 
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
-        self.pipelines.append(bool(transaction))
-        return super().pipeline(transaction=transaction, shard_hint=shard_hint)
+
+def exchanges(names: list[str]) -> list[list[str]]:
+    """Commands grouped as the server runs them: a MULTI ... EXEC block is one group, any other command its own."""
+    groups: list[list[str]] = []
+    block: list[str] | None = None
+    for name in names:
+        if name == "MULTI":
+            block = [name]
+        elif block is not None and name in ("EXEC", "DISCARD"):
+            if name == "EXEC":  # a discarded block never ran
+                groups.append([*block, name])
+            block = None
+        elif block is not None:
+            block.append(name)
+        else:
+            groups.append([name])
+    return groups
+
+
+def recording_redis() -> tuple[fakeredis.FakeRedis, list[str]]:
+    """A fresh fakeredis client and the list of command names it sends, appended as they go out.
+
+    Recorded where redis-py writes to the socket, so pipelines, transactions and scripts all show
+    as the server receives them, whichever client API the student used.
+    """
+    sent: list[str] = []
+
+    class Recording(fakeredis.FakeRedisConnection):
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            chunks = [command] if isinstance(command, (bytes, str)) else command
+            sent.extend(command_names(b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks)))
+            super().send_packed_command(command, check_health)
+
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True, connection_class=Recording)
+    return client, sent
+
+
+def _transaction_problem(groups: list[list[str]]) -> str | None:
+    """What is wrong with one call's exchanges for an atomic timeline write, or None."""
+    writing = [g for g in groups if (_WRITES | _SCRIPTS) & set(g)]
+    if not writing:
+        return "nothing was written"
+    loose = any(g[0] != "MULTI" and g[0] not in _SCRIPTS for g in writing)
+    if len(writing) == 1 and not loose:
+        return None
+    why = (
+        "writes outside MULTI/EXEC run one by one (a pipeline without transaction=True only saves round trips)"
+        if loose
+        else f"its writes are split over {len(writing)} transactions"
+    )
+    return f"{why}; in between, a reader or another worker sees a timeline over its cap or missing the post"
 
 
 def check_timeline_transaction(fn: Callable[..., Any]) -> None:
-    """ZADD and ZREMRANGEBYRANK go in one MULTI/EXEC (or one script), never as separate commands."""
-    spy = _SpyRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    """Each call's writes reach the server in exactly one MULTI/EXEC (or one script): ZADD and the trim together."""
+    client, sent = recording_redis()
     for post_id in range(1, 6):
-        fn(spy, 7, post_id, float(post_id), 3)
-    loose = sorted({c for c in spy.direct if c in {"ZADD", "ZREMRANGEBYRANK", "ZREMRANGEBYSCORE", "ZPOPMIN", "ZREM"}})
-    assert not loose, (
-        f"{', '.join(loose)} sent as separate commands: between them another writer (or a crash) sees a "
-        "timeline that is over its cap or missing the post; queue both in redis.pipeline(transaction=True)"
-    )
-    scripted = any(c in {"EVAL", "EVALSHA", "FCALL"} for c in spy.direct)
-    assert scripted or (spy.pipelines and all(spy.pipelines)), (
-        f"pipelines opened with transaction={spy.pipelines}: a pipeline without MULTI/EXEC is not atomic"
-    )
-    assert _contents(spy, 7) == [
+        before = len(sent)
+        fn(client, 7, post_id, float(post_id), 3)
+        groups = exchanges([name for name in sent[before:] if name not in _HANDSHAKE])
+        problem = _transaction_problem(groups)
+        assert problem is None, (
+            f"add_to_timeline(redis, user=7, post_id={post_id}, created_at={float(post_id)}, length=3) reached "
+            f"the server as {' | '.join(' '.join(g) for g in groups) or 'nothing'}: {problem}; queue ZADD and the "
+            "trim in one redis.pipeline(transaction=True) and call execute() once"
+        )
+    assert _contents(client, 7) == [
         ("0000000000000000003", 3.0),
         ("0000000000000000004", 4.0),
         ("0000000000000000005", 5.0),
