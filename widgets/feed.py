@@ -11,9 +11,8 @@ written, merged and ranked with your functions.
 
 from __future__ import annotations
 
-import math
+import functools
 import time
-from dataclasses import dataclass, field
 
 import holoviews as hv
 import pandas as pd
@@ -24,22 +23,19 @@ from lab_core.feed import experiments as ex
 from lab_core.feed.graph import SocialGraph
 from lab_core.feed.policy import fanout_targets, merge
 from lab_core.feed.ranker import Ranker, features
-from lab_core.feed.simulate import SUMMARY_COLUMNS
 from lab_core.feed.timeline import add_to_timeline
 from widgets import kit
 
-STRATEGIES = ("push", "pull", "hybrid")
 COLORS: dict[str, str] = {"push": "#1f77b4", "pull": "#ff7f0e", "hybrid": "#2ca02c", "yours": "#9467bd"}
 #: Threshold slider stops: a power-law graph needs log steps, not linear ones.
 THRESHOLDS: tuple[int, ...] = (2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 SWEEP = ex.SWEEP
-WRITE_RATE = 100.0  # posts per simulated second
-#: Simulated events (posts + reads, all runs) past which the dashboard refuses instead of stalling (~10 s).
-MAX_EVENTS = 600_000
 #: The issue's targets.
 WRITE_CUT_TARGET = 90.0  # hybrid cuts fan-out writes by at least this % vs push
 READ_P99_RATIO_TARGET = 2.0  # hybrid read p99 at most this multiple of push's
 PAGE_PLUGINS = ("add_to_timeline", "merge", "features")  # the seams the reader's page goes through
+# The parameters whose change reruns the study and the pages.
+SETTINGS = ("threshold", "n_users", "mean_follows", "celebrity_boost", "read_ratio", "timeline_cap", "duration", "seed")
 #: Tables fit the page's width and wrap their headers (units included) instead of cutting them off.
 TABLE = {
     "disabled": True,
@@ -50,18 +46,9 @@ TABLE = {
 }
 
 
-@dataclass(frozen=True, eq=False)
-class Run:
-    """One recompute: the fan-out study, the reader's page per side (reference, yours), timing."""
-
-    study: ex.FanoutStudy | None = None
-    pages: dict[str, pd.DataFrame] = field(default_factory=dict)
-    graph: SocialGraph | None = None
-    seconds: float = 0.0
-
-    def row(self, strategy: str) -> pd.Series | None:
-        """The summary row of ``strategy``, or None when it was not computed."""
-        return self.study.row(strategy) if self.study is not None else None
+def _with_text(text: str, body: pn.viewable.Viewable) -> pn.Column:
+    """A Markdown paragraph above ``body``, both as wide as the page."""
+    return pn.Column(pn.pane.Markdown(text, sizing_mode="stretch_width"), body, sizing_mode="stretch_width")
 
 
 class FeedDashboard(kit.LabDashboard):
@@ -86,7 +73,7 @@ class FeedDashboard(kit.LabDashboard):
     timeline_cap = param.Integer(800, bounds=(20, 5_000), step=20, label="Timeline length (entries)")
     duration = param.Number(1.0, bounds=(0.2, 10.0), step=0.2, label="Duration (simulated s)")
     seed = param.Integer(1, bounds=(0, 2**31 - 1), label="Seed")
-    run = param.ClassSelector(class_=Run, default=Run(), precedence=-1, doc="the latest recompute")
+    run = param.ClassSelector(class_=ex.StudyRun, default=ex.StudyRun(), precedence=-1, doc="the latest recompute")
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
@@ -112,44 +99,22 @@ class FeedDashboard(kit.LabDashboard):
     def _kwargs(self) -> dict:
         return {
             "duration": float(self.duration),
-            "write_rate": WRITE_RATE,
+            "write_rate": ex.WRITE_RATE,
             "read_ratio": float(self.read_ratio),
             "timeline_cap": int(self.timeline_cap),
             "seed": int(self.seed),
         }
 
-    def _check_size(self, runs: int) -> None:
-        events = WRITE_RATE * float(self.duration) * (1.0 + float(self.read_ratio)) * runs
-        if events > MAX_EVENTS:
-            raise ValueError(
-                f"{events:,.0f} simulated posts and reads is more than this dashboard runs "
-                f"({MAX_EVENTS:,}); lower the duration or the read:write ratio."
-            )
-
     def _study(self, g: SocialGraph) -> ex.FanoutStudy:
         kwargs, t = self._kwargs(), int(self.threshold)
         key = (int(self.n_users), float(self.mean_follows), float(self.celebrity_boost), *kwargs.values())
         base = self._base if key == self._base_key else None
-        self._check_size((1 if base is not None else 2 + len(set(SWEEP) | {t})) + ("fanout_targets" in self.yours))
+        runs = (1 if base is not None else 2 + len(set(SWEEP) | {t})) + ("fanout_targets" in self.yours)
+        ex.check_size(float(self.duration), float(self.read_ratio), runs)
         with kit.loading(self._plots):
             study = ex.fanout_study(g, t, base=base, progress=kit.reporter(self._progress), **kwargs)
         self._base_key, self._base = key, study.base
         return study
-
-    def _page(self, g: SocialGraph, given: dict) -> pd.DataFrame:
-        """The reader's page made with the student's ``given`` functions and the reference for the rest."""
-        page = ex.reader_page(
-            g,
-            int(self.threshold),
-            timeline_cap=int(self.timeline_cap),
-            seed=int(self.seed),
-            merge_fn=given.get("merge", merge),
-            timeline_write=given.get("add_to_timeline", add_to_timeline),
-            features=given.get("features"),
-            ranker=self._your_ranker if "features" in given else None,
-        )
-        page.attrs["yours"] = list(given)
-        return page
 
     def _pages(self, g: SocialGraph, errors: dict[str, str]) -> dict[str, pd.DataFrame]:
         """The reference page and, when the student gave any of its seams, theirs (a failing ranker
@@ -159,101 +124,60 @@ class FeedDashboard(kit.LabDashboard):
             self._your_ranker = self.attempt(errors, "your features", ex.trained_ranker, given["features"])
         if self._your_ranker is None:
             given.pop("features", None)
-        pages = {"reference": self.attempt(errors, "reader's page", self._page, g, {})}
+        page = functools.partial(ex.page_with, g, int(self.threshold), int(self.timeline_cap), int(self.seed))
+        pages = {"reference": self.attempt(errors, "reader's page", page, {}, None)}
         if given:
-            pages["yours"] = self.attempt(errors, f"your {', '.join(given)}", self._page, g, given)
+            pages["yours"] = self.attempt(errors, f"your {', '.join(given)}", page, given, self._your_ranker)
         return {side: page for side, page in pages.items() if page is not None}
 
-    @param.depends(
-        "threshold",
-        "n_users",
-        "mean_follows",
-        "celebrity_boost",
-        "read_ratio",
-        "timeline_cap",
-        "duration",
-        "seed",
-        watch=True,
-    )
+    def _graph(self) -> SocialGraph:
+        return ex.graph(int(self.n_users), float(self.mean_follows), float(self.celebrity_boost), int(self.seed))
+
+    def _yours_run(self, g: SocialGraph) -> pd.DataFrame:
+        return ex.yours_run(g, int(self.threshold), self.yours["fanout_targets"], **self._kwargs())
+
+    @param.depends(*SETTINGS, watch=True)
     def recompute(self) -> None:
         """Simulate hybrid at the threshold (push, pull and the sweep unless cached), build the pages."""
         token = self.begin()
         started = time.perf_counter()
         errors: dict[str, str] = {}
-        g = self.attempt(
-            errors,
-            "simulation",
-            ex.graph,
-            int(self.n_users),
-            float(self.mean_follows),
-            float(self.celebrity_boost),
-            int(self.seed),
-        )
+        g = self.attempt(errors, "simulation", self._graph)
         study = self.attempt(errors, "simulation", self._study, g) if g is not None else None
         pages: dict[str, pd.DataFrame] = {}
         if study is not None:
             if "fanout_targets" in self.yours:
-                mine = self.attempt(
-                    errors,
-                    "your fanout_targets",
-                    ex.yours_run,
-                    g,
-                    int(self.threshold),
-                    self.yours["fanout_targets"],
-                    **self._kwargs(),
-                )
+                mine = self.attempt(errors, "your fanout_targets", self._yours_run, g)
                 study = study.with_yours(mine) if mine is not None else study
             pages = self._pages(g, errors)
         if self.is_latest(token):
-            self.param.update(errors=errors, run=Run(study, pages, g, time.perf_counter() - started))
+            self.param.update(errors=errors, run=ex.StudyRun(study, pages, g, time.perf_counter() - started))
 
     # ---- data behind the plots (tidy frames, also what the tests look at) ------------------
 
     def summary(self) -> pd.DataFrame:
         """One row per strategy (push, pull, hybrid at the threshold, yours): ``SUMMARY_COLUMNS`` plus ratios."""
-        study = self.run.study
-        return study.summary.copy() if study is not None else pd.DataFrame(columns=SUMMARY_COLUMNS)
+        return self.run.table("summary")
 
     def sweep(self) -> pd.DataFrame:
         """The trade-off curve: pull, hybrid at each ``SWEEP`` threshold, push (same workload for all)."""
-        study = self.run.study
-        return study.sweep.copy() if study is not None else pd.DataFrame(columns=SUMMARY_COLUMNS)
+        return self.run.table("sweep")
 
     def user_feed(self, side: str = "reference") -> pd.DataFrame:
         """The reader's page (``experiments.FEED_COLUMNS``) made with the reference or with your functions."""
         return self.run.pages.get(side, pd.DataFrame(columns=ex.FEED_COLUMNS))
 
-    def _plotted(self, frame: pd.DataFrame | None = None, strategies: tuple[str, ...] = STRATEGIES) -> pd.DataFrame:
-        """``frame`` (default the summary), or zeros per strategy when the run failed, so plots keep their type."""
-        frame = self.summary() if frame is None else frame
-        if len(frame):
-            return frame
-        zeros = pd.DataFrame(0.0, index=range(len(strategies)), columns=SUMMARY_COLUMNS)
-        return zeros.assign(strategy=list(strategies), threshold=1)
-
     def visibility(self) -> pd.DataFrame:
         """Visibility delay per strategy and percentile (ms): strategy, percentile, delay_ms."""
-        long = self._plotted().melt(
-            id_vars="strategy",
-            value_vars=["visibility_p50", "visibility_p99"],
-            var_name="percentile",
-            value_name="delay_s",
-        )
-        long["percentile"] = long["percentile"].str.removeprefix("visibility_")
-        long["delay_ms"] = long["delay_s"].astype(float) * 1e3
-        return long[["strategy", "percentile", "delay_ms"]]
+        return ex.visibility(ex.plotted(self.summary()))
 
     def latency(self) -> pd.DataFrame:
         """Read latency percentiles per strategy in seconds, as ``kit.latency_plot`` takes them."""
-        cols = {"read_p50": "p50", "read_p90": "p90", "read_p99": "p99", "read_p99.9": "p99.9"}
-        return self._plotted()[["strategy", "reads", *cols]].rename(columns={**cols, "reads": "count"})
+        return ex.read_latency(ex.plotted(self.summary()))
 
     def badges(self) -> tuple[float, float]:
         """(% fewer fan-out writes of hybrid vs push, hybrid read p99 ÷ push read p99)."""
-        hybrid = self.run.row("hybrid")
-        if hybrid is None:
-            return math.nan, math.nan
-        return 100.0 * (1.0 - float(hybrid["writes_vs_push"])), float(hybrid["read_p99_vs_push"])
+        return ex.hybrid_gains(self.run.row("hybrid"))
 
     # ---- views -----------------------------------------------------------------------------
 
@@ -267,7 +191,7 @@ class FeedDashboard(kit.LabDashboard):
     @param.depends("run")
     def writes_plot(self) -> hv.Element:
         """Fan-out writes per post (write amplification) per strategy, each bar labelled."""
-        s = self._plotted()[["strategy", "writes_per_post", "fanout_writes", "posts"]]
+        s = ex.plotted(self.summary())[["strategy", "writes_per_post", "fanout_writes", "posts"]]
         return self._labelled_bars(
             s,
             "writes_per_post",
@@ -302,7 +226,7 @@ class FeedDashboard(kit.LabDashboard):
     @param.depends("run")
     def memory_plot(self) -> hv.Element:
         """Timeline cache memory per strategy (MB)."""
-        s = self._plotted()
+        s = ex.plotted(self.summary())
         s = s.assign(cache_mb=s["cache_bytes"].astype(float) / 1e6)[
             ["strategy", "cache_mb", "timeline_entries", "author_list_entries"]
         ]
@@ -319,27 +243,9 @@ class FeedDashboard(kit.LabDashboard):
     @param.depends("run")
     def tradeoff_plot(self) -> hv.Element:
         """Writes per post against read p99 over thresholds, the current threshold marked."""
-        sweep = self._plotted(self.sweep(), ("pull", *(["hybrid"] * len(SWEEP)), "push"))
+        sweep = ex.plotted(self.sweep(), ("pull", *(["hybrid"] * len(SWEEP)), "push"))
         xlabel, ylabel = "fan-out writes per post (ZADDs)", "read p99 (ms)"
-        pts = pd.DataFrame(
-            {
-                "writes": sweep["writes_per_post"].astype(float),
-                "p99": sweep["read_p99"].astype(float) * 1e3,
-                # The current threshold's own point is labelled by its marker, which would cover this label.
-                "label": [
-                    (
-                        "pull (all)"
-                        if s == "pull"
-                        else "push (none)"
-                        if s == "push"
-                        else ""
-                        if t == self.threshold
-                        else f"≥{t:,}"
-                    )
-                    for s, t in zip(sweep["strategy"], sweep["threshold"])
-                ],
-            }
-        )
+        pts = ex.tradeoff_points(sweep, int(self.threshold))
         curve = hv.Curve(pts, ("writes", xlabel), ("p99", ylabel)).opts(color="#7f7f7f", line_width=2)
         dots = hv.Scatter(pts, ("writes", xlabel), [("p99", ylabel), "label"]).opts(
             color="#7f7f7f", size=7, tools=["hover"]
@@ -348,14 +254,7 @@ class FeedDashboard(kit.LabDashboard):
             text_font_size="9pt", text_color="#555555", text_baseline="bottom", text_align="left", xoffset=0
         )
         # The same layers every time (a DynamicMap must return one type): zeros when the run failed.
-        now = self.run.row("hybrid")
-        cur = pd.DataFrame(
-            {
-                "writes": [float(now["writes_per_post"]) if now is not None else 0.0],
-                "p99": [float(now["read_p99"]) * 1e3 if now is not None else 0.0],
-                "label": [f"threshold {int(now['threshold'] if now is not None else self.threshold):,}"],
-            }
-        )
+        cur = ex.current_point(self.run.row("hybrid"), int(self.threshold))
         marker = hv.Scatter(cur, ("writes", xlabel), [("p99", ylabel), "label"]).opts(
             color=kit.OVER, marker="star", size=18, tools=["hover"]
         )
@@ -396,30 +295,15 @@ class FeedDashboard(kit.LabDashboard):
                 f"{mine['writes_per_post']:,.1f} writes per post, read p99 {mine['read_p99'] * 1e3:.2f} ms: "
                 f"{'the same writes as the reference ✓' if same else 'different writes from the reference ✗'}"
             )
-        return pn.Column(
-            pn.pane.Markdown(text, sizing_mode="stretch_width"),
-            pn.FlexBox(
-                kit.sla_badge(
-                    "hybrid cuts fan-out writes vs push", cut, WRITE_CUT_TARGET, unit="%", higher_is_better=True
-                ),
-                kit.sla_badge("hybrid read p99 ÷ push read p99", ratio, READ_P99_RATIO_TARGET, unit="×"),
-            ),
-            sizing_mode="stretch_width",
+        badges = pn.FlexBox(
+            kit.sla_badge("hybrid cuts fan-out writes vs push", cut, WRITE_CUT_TARGET, unit="%", higher_is_better=True),
+            kit.sla_badge("hybrid read p99 ÷ push read p99", ratio, READ_P99_RATIO_TARGET, unit="×"),
         )
+        return _with_text(text, badges)
 
     @staticmethod
     def _page_table(frame: pd.DataFrame) -> pn.widgets.Tabulator:
-        titles = {
-            "newest_first": "# newest first",
-            "ranked": "# ranked",
-            "moved": "moved (places up)",
-            "post_id": "post id",
-            "author_followers": "author followers",
-            "age_min": "age (min)",
-            "affinity": "affinity (count)",
-            "score": "score (logit)",
-        }
-        table = pn.widgets.Tabulator(frame, titles=titles, text_align={"source": "center"}, **TABLE)
+        table = pn.widgets.Tabulator(frame, titles=ex.FEED_HEADINGS, text_align={"source": "center"}, **TABLE)
         table.style.map(
             lambda v: f"color:{COLORS['push'] if v == 'push' else COLORS['pull']};font-weight:bold", subset=["source"]
         )
@@ -440,9 +324,7 @@ class FeedDashboard(kit.LabDashboard):
             f"(`moved` > 0: up). Posts and engagement are synthetic."
         )
         if mine is None:
-            return pn.Column(
-                pn.pane.Markdown(intro, sizing_mode="stretch_width"), self._page_table(ref), sizing_mode="stretch_width"
-            )
+            return _with_text(intro, self._page_table(ref))
         same = mine[["post_id", "ranked"]].equals(ref[["post_id", "ranked"]])
         verdict = (
             f"\n\n**Yours** ({', '.join(f'`{k}`' for k in mine.attrs['yours'])}): "
@@ -452,39 +334,12 @@ class FeedDashboard(kit.LabDashboard):
         tabs = pn.Tabs(
             ("Yours", self._page_table(mine)), ("Reference", self._page_table(ref)), sizing_mode="stretch_width"
         )
-        return pn.Column(
-            pn.pane.Markdown(intro + verdict, sizing_mode="stretch_width"), tabs, sizing_mode="stretch_width"
-        )
+        return _with_text(intro + verdict, tabs)
 
     def summary_table(self) -> pn.widgets.Tabulator:
         """The numbers behind the plots, one row per strategy, in the plots' units (ms, MB)."""
-        titles = {
-            "strategy": "strategy",
-            "threshold": "authors pulled",
-            "writes_per_post": "writes per post",
-            "writes_vs_push": "writes ÷ push",
-            "visibility_p50": "visible p50 (ms)",
-            "visibility_p99": "visible p99 (ms)",
-            "read_p50": "read p50 (ms)",
-            "read_p99": "read p99 (ms)",
-            "read_p99_vs_push": "read p99 ÷ push",
-            "cache_bytes": "cache (MB)",
-        }
-
-        def table(run: Run) -> pd.DataFrame:
-            s = self.summary()
-            if s.empty:
-                return pd.DataFrame(columns=list(titles))
-            ms = ["visibility_p50", "visibility_p99", "read_p50", "read_p99"]
-            pulled = {"push": "none", "pull": "all"}
-            s = s.assign(
-                **{c: s[c].astype(float) * 1e3 for c in ms},
-                cache_bytes=s["cache_bytes"] / 1e6,
-                threshold=[pulled.get(k, f"≥ {t:,}") for k, t in zip(s["strategy"], s["threshold"])],
-            )
-            return s[list(titles)].round(3)
-
-        return pn.widgets.Tabulator(pn.bind(table, self.param.run), titles=titles, **TABLE)
+        frame = pn.bind(lambda run: ex.summary_in_units(self.summary()), self.param.run)
+        return pn.widgets.Tabulator(frame, titles=ex.SUMMARY_HEADINGS, **TABLE)
 
     def controls(self) -> pn.Column:
         """The sidebar: fan-out policy, graph, traffic, and which of your functions are plugged in."""
@@ -509,7 +364,7 @@ class FeedDashboard(kit.LabDashboard):
                 widgets={"seed": pn.widgets.IntInput},
             ),
             pn.pane.Markdown(
-                f"Posts arrive at {WRITE_RATE:g}/s; service times are the simulator's "
+                f"Posts arrive at {ex.WRITE_RATE:g}/s; service times are the simulator's "
                 f"`CostModel` assumptions.\n\n**Yours:** {yours}",
                 margin=(0, 10),
             ),

@@ -9,6 +9,10 @@
   pushed posts written into a cached timeline on fakeredis (``TimelineWrite``), read back,
   merged with the followed celebrities' posts (``Merge``) and reordered by a ranker trained on
   ``Features``; each seam can be a student's.
+* The dashboard's data: :class:`StudyRun` (one recompute), :func:`check_size` (refuse runs too large to finish in seconds), and the
+  tidy frames its plots and table draw from a study (:func:`visibility`, :func:`read_latency`,
+  :func:`tradeoff_points`, :func:`current_point`, :func:`summary_in_units`, :func:`hybrid_gains`),
+  and :func:`page_with`, the reader's page with whichever seams a student gave.
 
 Posts, engagement and the graph are synthetic and seeded. Nothing here draws.
 """
@@ -34,14 +38,29 @@ from lab_core.sim import Progress, rng, steps
 
 __all__ = [
     "FEED_COLUMNS",
+    "FEED_HEADINGS",
+    "MAX_EVENTS",
     "PAGE",
+    "STRATEGIES",
+    "SUMMARY_HEADINGS",
     "SWEEP",
+    "WRITE_RATE",
     "FanoutStudy",
+    "StudyRun",
+    "check_size",
+    "current_point",
     "fanout_study",
     "graph",
+    "hybrid_gains",
+    "page_with",
+    "plotted",
+    "read_latency",
     "reader_page",
     "reference_ranker",
+    "summary_in_units",
+    "tradeoff_points",
     "trained_ranker",
+    "visibility",
     "yours_run",
 ]
 
@@ -254,3 +273,158 @@ def _page_table(
         for n, item in enumerate(page, start=1)
     ]
     return pd.DataFrame(rows, columns=FEED_COLUMNS)
+
+
+# --- what the dashboard draws: tidy frames from a study -----------------------------------------
+
+#: Posts per simulated second in the dashboard's runs.
+WRITE_RATE = 100.0
+#: Simulated events (posts + reads, all runs) past which a run is refused instead of stalling (~10 s).
+MAX_EVENTS = 600_000
+STRATEGIES = ("push", "pull", "hybrid")
+_MS = ["visibility_p50", "visibility_p99", "read_p50", "read_p99"]
+#: Column -> heading (with its unit) of the summary table, in the order shown.
+SUMMARY_HEADINGS = {
+    "strategy": "strategy",
+    "threshold": "authors pulled",
+    "writes_per_post": "writes per post",
+    "writes_vs_push": "writes ÷ push",
+    "visibility_p50": "visible p50 (ms)",
+    "visibility_p99": "visible p99 (ms)",
+    "read_p50": "read p50 (ms)",
+    "read_p99": "read p99 (ms)",
+    "read_p99_vs_push": "read p99 ÷ push",
+    "cache_bytes": "cache (MB)",
+}
+#: Headings of the reader's page columns whose names need words or a unit.
+FEED_HEADINGS = {
+    "newest_first": "# newest first",
+    "ranked": "# ranked",
+    "moved": "moved (places up)",
+    "post_id": "post id",
+    "author_followers": "author followers",
+    "age_min": "age (min)",
+    "affinity": "affinity (count)",
+    "score": "score (logit)",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class StudyRun:
+    """One dashboard recompute: the fan-out study, the reader's page per side (reference, yours), timing."""
+
+    study: FanoutStudy | None = None
+    pages: dict[str, pd.DataFrame] = field(default_factory=dict)
+    graph: SocialGraph | None = None
+    seconds: float = 0.0
+
+    def row(self, strategy: str) -> pd.Series | None:
+        """The summary row of ``strategy``, or None when it was not computed."""
+        return self.study.row(strategy) if self.study is not None else None
+
+    def table(self, name: str) -> pd.DataFrame:
+        """A copy of the study's ``summary`` or ``sweep``; empty, with ``SUMMARY_COLUMNS``, without a study."""
+        return getattr(self.study, name).copy() if self.study is not None else pd.DataFrame(columns=SUMMARY_COLUMNS)
+
+
+def check_size(duration: float, read_ratio: float, runs: int) -> None:
+    """Raise ValueError, naming what to lower, when ``runs`` runs would simulate more than ``MAX_EVENTS``."""
+    events = WRITE_RATE * duration * (1.0 + read_ratio) * runs
+    if events > MAX_EVENTS:
+        raise ValueError(
+            f"{events:,.0f} simulated posts and reads is more than this dashboard runs "
+            f"({MAX_EVENTS:,}); lower the duration or the read:write ratio."
+        )
+
+
+def plotted(frame: pd.DataFrame, strategies: tuple[str, ...] = STRATEGIES) -> pd.DataFrame:
+    """``frame``, or zeros per strategy when it is empty (a failed run), so plots keep their type."""
+    if len(frame):
+        return frame
+    zeros = pd.DataFrame(0.0, index=range(len(strategies)), columns=SUMMARY_COLUMNS)
+    return zeros.assign(strategy=list(strategies), threshold=1)
+
+
+def visibility(summary: pd.DataFrame) -> pd.DataFrame:
+    """Visibility delay per strategy and percentile (ms): strategy, percentile, delay_ms."""
+    long = summary.melt(
+        id_vars="strategy", value_vars=["visibility_p50", "visibility_p99"], var_name="percentile", value_name="delay_s"
+    )
+    long["percentile"] = long["percentile"].str.removeprefix("visibility_")
+    long["delay_ms"] = long["delay_s"].astype(float) * 1e3
+    return long[["strategy", "percentile", "delay_ms"]]
+
+
+def read_latency(summary: pd.DataFrame) -> pd.DataFrame:
+    """Read latency percentiles per strategy in seconds: strategy, count, p50, p90, p99, p99.9."""
+    cols = {"read_p50": "p50", "read_p90": "p90", "read_p99": "p99", "read_p99.9": "p99.9"}
+    return summary[["strategy", "reads", *cols]].rename(columns={**cols, "reads": "count"})
+
+
+def hybrid_gains(hybrid: pd.Series | None) -> tuple[float, float]:
+    """(% fewer fan-out writes of hybrid vs push, hybrid read p99 ÷ push read p99); NaNs without a run."""
+    if hybrid is None:
+        return float("nan"), float("nan")
+    return 100.0 * (1.0 - float(hybrid["writes_vs_push"])), float(hybrid["read_p99_vs_push"])
+
+
+def _sweep_label(strategy: str, threshold: int, current: int) -> str:
+    if strategy in ("pull", "push"):
+        return f"{strategy} ({'all' if strategy == 'pull' else 'none'})"
+    # The current threshold's point is labelled by its own marker, which would cover this label.
+    return "" if threshold == current else f"≥{threshold:,}"
+
+
+def tradeoff_points(sweep: pd.DataFrame, current: int) -> pd.DataFrame:
+    """The trade-off curve's points: writes per post, read p99 (ms) and a label per sweep run."""
+    return pd.DataFrame(
+        {
+            "writes": sweep["writes_per_post"].astype(float),
+            "p99": sweep["read_p99"].astype(float) * 1e3,
+            "label": [_sweep_label(s, t, current) for s, t in zip(sweep["strategy"], sweep["threshold"])],
+        }
+    )
+
+
+def current_point(hybrid: pd.Series | None, threshold: int) -> pd.DataFrame:
+    """Hybrid at the current threshold as one trade-off point (zeros without a run, labelled all the same)."""
+    return pd.DataFrame(
+        {
+            "writes": [float(hybrid["writes_per_post"]) if hybrid is not None else 0.0],
+            "p99": [float(hybrid["read_p99"]) * 1e3 if hybrid is not None else 0.0],
+            "label": [f"threshold {int(hybrid['threshold'] if hybrid is not None else threshold):,}"],
+        }
+    )
+
+
+def summary_in_units(summary: pd.DataFrame) -> pd.DataFrame:
+    """The ``SUMMARY_HEADINGS`` columns in the plots' units (ms, MB), the threshold as who is pulled, rounded."""
+    columns = list(SUMMARY_HEADINGS)
+    if summary.empty:
+        return pd.DataFrame(columns=columns)
+    pulled = {"push": "none", "pull": "all"}
+    s = summary.assign(
+        **{c: summary[c].astype(float) * 1e3 for c in _MS},
+        cache_bytes=summary["cache_bytes"] / 1e6,
+        threshold=[pulled.get(k, f"≥ {t:,}") for k, t in zip(summary["strategy"], summary["threshold"])],
+    )
+    return s[columns].round(3)
+
+
+def page_with(
+    g: SocialGraph, threshold: int, timeline_cap: int, seed: int, given: dict[str, Any], ranker: Ranker | None
+) -> pd.DataFrame:
+    """:func:`reader_page` with the student's ``given`` seams (``merge``, ``add_to_timeline``, ``features``
+    with its trained ``ranker``) and the reference for the rest; ``attrs["yours"]`` names them."""
+    page = reader_page(
+        g,
+        threshold,
+        timeline_cap=timeline_cap,
+        seed=seed,
+        merge_fn=given.get("merge", merge),
+        timeline_write=given.get("add_to_timeline", add_to_timeline),
+        features=given.get("features"),
+        ranker=ranker if "features" in given else None,
+    )
+    page.attrs["yours"] = list(given)
+    return page
