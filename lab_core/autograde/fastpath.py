@@ -39,13 +39,15 @@ def _sanitisers() -> list:
     return [ClearOutput(), DeduplicateIds(), OverwriteKernelspec(), OverwriteCells(), CheckCellMetadata()]
 
 
-def sanitise(nb: nbformat.NotebookNode, course: Path, assignment: str, student: str) -> nbformat.NotebookNode:
+def sanitise(
+    nb: nbformat.NotebookNode, course: Path, assignment: str, notebook_id: str, student: str
+) -> nbformat.NotebookNode:
     """The notebook ``nbgrader autograde`` would execute for ``student``: outputs cleared, locked and test cells from the gradebook."""
     resources = {
         "nbgrader": {
             "db_url": f"sqlite:///{course / 'gradebook.db'}",
             "assignment": assignment,
-            "notebook": _notebook_id(course, assignment),
+            "notebook": notebook_id,
             "student": student,
         }
     }
@@ -87,8 +89,9 @@ def partition(cells: dict[str, list[str]], parts: int) -> list[list[str]]:
         first, mine = next(iter(cells.values())), cells[name]
         return next((i for i, (a, b) in enumerate(zip(first, mine)) if a != b), min(len(first), len(mine)))
 
-    order = sorted(cells, key=divergence)
-    work = {name: len(cells[name]) - divergence(name) + 1 for name in order}
+    where = {name: divergence(name) for name in cells}
+    order = sorted(cells, key=where.__getitem__)
+    work = {name: len(cells[name]) - where[name] + 1 for name in order}
     total, groups, current, load = sum(work.values()), [], [], 0
     for name in order:
         current.append(name)
@@ -115,6 +118,7 @@ class FastRun:
     sandbox: bool = True
     notebooks: dict[str, nbformat.NotebookNode] = field(default_factory=dict)
     procs: list[subprocess.Popen] = field(default_factory=list)
+    notebook_id: str = ""
     log: str = ""
 
     @property
@@ -123,13 +127,13 @@ class FastRun:
 
     def start(self) -> FastRun:
         """Sanitise every submission and start ``workers`` tree processes; returns at once."""
-        notebook_id = _notebook_id(self.course, self.assignment)
+        self.notebook_id = notebook_id = _notebook_id(self.course, self.assignment)
         self.results.mkdir(parents=True, exist_ok=True)
         cells = {}
         for student in self.students:
             submitted = self.course / "submitted" / student / self.assignment
             nb = nbformat.read(submitted / f"{notebook_id}.ipynb", as_version=4)
-            nb = sanitise(nb, self.course, self.assignment, student)
+            nb = sanitise(nb, self.course, self.assignment, notebook_id, student)
             self.notebooks[student] = nb
             cells[student] = [c.source for c in nb.cells if c.cell_type == "code"]
         for i, group in enumerate(partition(cells, self.workers)):
@@ -229,5 +233,5 @@ class FastRun:
             cell.execution_count = count
         folder = self.work / "autograded" / student / self.assignment
         folder.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, folder / f"{_notebook_id(self.course, self.assignment)}.ipynb")
+        nbformat.write(nb, folder / f"{self.notebook_id}.ipynb")
         return nb
